@@ -1,0 +1,429 @@
+//! Kernel side of captrace. Thin programs: filter first, aggregate in maps, send only what is
+//! new. No policy lives here.
+// Built for the host too (workspace clippy and tests unify features), where it is an empty
+// program.
+#![cfg_attr(target_arch = "bpf", no_std, no_main)]
+#![cfg_attr(not(target_arch = "bpf"), allow(dead_code, unused_imports))]
+
+#[cfg(not(target_arch = "bpf"))]
+fn main() {}
+
+use aya_ebpf::{
+    bindings::{BPF_F_NO_PREALLOC, BPF_NOEXIST, BPF_RB_NO_WAKEUP},
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+        bpf_get_current_task_btf, bpf_probe_read_kernel, bpf_probe_read_user, bpf_task_pt_regs,
+    },
+    macros::{map, raw_tracepoint},
+    maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
+    programs::{RawTracePointContext, tracing::StackIdContext},
+};
+use tracer_common::{
+    CapCheck, Config, Event, EventHeader, NsCall, PathKey, UsageKey, capacity, clone_flags, kind,
+    ns_syscall, scope, stat, verdict,
+};
+
+/// Written by the loader before the programs are loaded.
+#[unsafe(no_mangle)]
+static CONFIG: Config = Config {
+    task_pid_off: 0,
+    userns_level_off: 0,
+    regs_syscall_off: 0,
+    regs_arg0_off: 0,
+    regs_arg1_off: 0,
+    nr_unshare: 0,
+    nr_setns: 0,
+    nr_clone: 0,
+    nr_clone3: 0,
+    self_tgid: 0,
+    trace_all: 0,
+    _pad: 0,
+};
+
+// Hash maps are allocated on insert: preallocating them costs tens of milliseconds at start.
+const NO_PREALLOC: u32 = BPF_F_NO_PREALLOC;
+
+/// Thread id → workload id. Children inherit their parent's entry at fork.
+#[map]
+static TASKS: HashMap<u32, u64> = HashMap::with_max_entries(capacity::TASKS, NO_PREALLOC);
+
+// Counters are per-CPU maps: BPF has no portable atomic add from Rust, and per-CPU slots are
+// exact without one. User space sums the slots.
+
+/// Workload id → threads started minus threads exited, per CPU (the sum is the live count).
+#[map]
+static LIVE: PerCpuHashMap<u64, i64> = PerCpuHashMap::with_max_entries(capacity::LIVE, NO_PREALLOC);
+
+/// Exact count of capability checks per key, per CPU.
+#[map]
+static USAGE: PerCpuHashMap<UsageKey, u64> =
+    PerCpuHashMap::with_max_entries(capacity::USAGE, NO_PREALLOC);
+
+/// Sampled call paths per key (value: number of samples that hit this path).
+#[map]
+static PATHS: HashMap<PathKey, u64> = HashMap::with_max_entries(capacity::PATHS, NO_PREALLOC);
+
+#[map]
+static STACKS: StackTrace = StackTrace::with_max_entries(capacity::STACKS, 0);
+
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(capacity::EVENTS_BYTES, 0);
+
+/// Namespace syscall arguments between entry and exit, per thread.
+#[map]
+static NS_PENDING: HashMap<u32, NsCall> =
+    HashMap::with_max_entries(capacity::NS_PENDING, NO_PREALLOC);
+
+#[map]
+static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
+
+#[inline(always)]
+fn config() -> Config {
+    // SAFETY: CONFIG lives in .rodata, which the loader fills before load; a volatile read keeps
+    // the compiler from folding the zero initialiser.
+    unsafe { core::ptr::read_volatile(&CONFIG) }
+}
+
+#[inline(always)]
+fn bump(index: u32) {
+    if let Some(p) = STATS.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot, no concurrent writer.
+        unsafe { *p += 1 };
+    }
+}
+
+/// The workload the current thread belongs to, or None when it is not traced.
+#[inline(always)]
+fn current_workload(cfg: &Config, pid_tgid: u64) -> Option<u64> {
+    if cfg.trace_all != 0 {
+        if (pid_tgid >> 32) as u32 == cfg.self_tgid {
+            return None;
+        }
+        // SAFETY: helper without preconditions.
+        return Some(unsafe { bpf_get_current_cgroup_id() });
+    }
+    // SAFETY: the value is a plain u64 copied out immediately.
+    unsafe { TASKS.get(pid_tgid as u32) }.copied()
+}
+
+#[inline(always)]
+fn header(kind: u32, pid_tgid: u64) -> EventHeader {
+    EventHeader {
+        kind,
+        tgid: (pid_tgid >> 32) as u32,
+        tid: pid_tgid as u32,
+        _pad: 0,
+        comm: bpf_get_current_comm().unwrap_or_default(),
+    }
+}
+
+/// The syscall the current task is in, read from its saved user registers.
+#[inline(always)]
+fn current_syscall(cfg: &Config) -> i32 {
+    // SAFETY: the task pointer comes from the kernel and pt_regs sits at a fixed place on its
+    // kernel stack (task_pt_regs); the read is a probe read that cannot fault.
+    unsafe {
+        let task = bpf_get_current_task_btf();
+        let regs = bpf_task_pt_regs(task) as *const u8;
+        if regs.is_null() {
+            return -1;
+        }
+        bpf_probe_read_kernel(regs.add(cfg.regs_syscall_off as usize) as *const i64)
+            .map(|nr| nr as i32)
+            .unwrap_or(-1)
+    }
+}
+
+#[inline(always)]
+fn userns_scope(cfg: &Config, ns: u64) -> u8 {
+    if ns == 0 {
+        return scope::UNKNOWN;
+    }
+    // SAFETY: probe read of `user_namespace.level` at the offset BTF gave the loader.
+    match unsafe {
+        bpf_probe_read_kernel((ns as *const u8).add(cfg.userns_level_off as usize) as *const i32)
+    } {
+        Ok(0) => scope::INIT_USERNS,
+        Ok(_) => scope::NESTED_USERNS,
+        Err(_) => scope::UNKNOWN,
+    }
+}
+
+/// `capability:cap_capable`, raw: TP_PROTO(cred, target_ns, capable_ns, cap, ret)
+/// (include/trace/events/capability.h, kernels >= 6.14).
+#[raw_tracepoint(tracepoint = "cap_capable")]
+pub fn cap_capable_raw_tp(ctx: RawTracePointContext) -> i32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let cfg = config();
+    let Some(workload) = current_workload(&cfg, pid_tgid) else {
+        return 0;
+    };
+    let target_ns: u64 = ctx.arg(1);
+    let cap: u64 = ctx.arg(3);
+    let ret: u64 = ctx.arg(4);
+    let key = UsageKey {
+        workload,
+        syscall: current_syscall(&cfg),
+        cap: cap as u8,
+        verdict: if ret as i32 == 0 {
+            verdict::GRANTED
+        } else {
+            verdict::DENIED
+        },
+        scope: userns_scope(&cfg, target_ns),
+        _pad: 0,
+    };
+    if count_check(&key) {
+        sample_path(&ctx, key, pid_tgid);
+    }
+    0
+}
+
+/// Adds one to the key's exact count. True when a call path should be sampled: the key is new
+/// or its count reached a power of two.
+#[inline(always)]
+fn count_check(key: &UsageKey) -> bool {
+    if let Some(p) = USAGE.get_ptr_mut(key) {
+        // SAFETY: this CPU's slot of a live map value; nothing else writes it while we run.
+        let n = unsafe {
+            *p += 1;
+            *p
+        };
+        return n & (n - 1) == 0;
+    }
+    match USAGE.insert(key, 1u64, BPF_NOEXIST as u64) {
+        Ok(()) => true,
+        Err(_) => {
+            // Another CPU inserted it first, or the map is full.
+            match USAGE.get_ptr_mut(key) {
+                // SAFETY: as above.
+                Some(p) => unsafe { *p += 1 },
+                None => bump(stat::MAP_FULL),
+            }
+            false
+        }
+    }
+}
+
+#[inline(always)]
+fn sample_path(ctx: &RawTracePointContext, usage: UsageKey, pid_tgid: u64) {
+    // A failed walk (a hash collision in STACKS, or no callchain buffer in a nested context)
+    // records nothing: the key's next power-of-two sample tries again, and a key with no path
+    // at all is treated as audited in user space.
+    let stack_id = match ctx.get_stackid(&STACKS, 0) {
+        Ok(id) => id,
+        Err(_) => {
+            bump(stat::STACKS_LOST);
+            return;
+        }
+    };
+    let path = PathKey { usage, stack_id };
+    if let Some(p) = PATHS.get_ptr_mut(path) {
+        // SAFETY: live map value; a lost increment here only affects a sample count.
+        unsafe { *p += 1 };
+        return;
+    }
+    if PATHS.insert(path, 1u64, BPF_NOEXIST as u64).is_err() {
+        return;
+    }
+    match EVENTS.reserve::<Event<CapCheck>>(0) {
+        Some(mut entry) => {
+            entry.write(Event {
+                header: header(kind::CAP_CHECK, pid_tgid),
+                data: CapCheck { path },
+            });
+            entry.submit(BPF_RB_NO_WAKEUP as u64);
+        }
+        None => bump(stat::EVENTS_LOST),
+    }
+}
+
+#[inline(always)]
+fn live_add(workload: u64, delta: i64) {
+    match LIVE.get_ptr_mut(workload) {
+        // SAFETY: this CPU's slot of a live map value.
+        Some(p) => unsafe { *p += delta },
+        None => {
+            if LIVE.insert(workload, delta, BPF_NOEXIST as u64).is_err()
+                && let Some(p) = LIVE.get_ptr_mut(workload)
+            {
+                // SAFETY: as above.
+                unsafe { *p += delta };
+            }
+        }
+    }
+}
+
+/// `task->pid` (the thread id) of a task pointer a raw tracepoint handed us.
+#[inline(always)]
+fn task_pid(cfg: &Config, task: u64) -> Option<u32> {
+    // SAFETY: probe read at the BTF offset of `pid`; cannot fault.
+    unsafe {
+        bpf_probe_read_kernel((task as *const u8).add(cfg.task_pid_off as usize) as *const i32)
+    }
+    .ok()
+    .map(|p| p as u32)
+}
+
+/// `sched_process_fork`, raw: TP_PROTO(parent, child). A child (process or thread) inherits the
+/// workload of the thread that forked it.
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
+    let cfg = config();
+    if cfg.trace_all != 0 {
+        return 0;
+    }
+    let (Some(parent), Some(child)) = (task_pid(&cfg, ctx.arg(0)), task_pid(&cfg, ctx.arg(1)))
+    else {
+        return 0;
+    };
+    // SAFETY: value copied out immediately.
+    let Some(workload) = (unsafe { TASKS.get(parent) }).copied() else {
+        return 0;
+    };
+    if TASKS.insert(child, workload, 0).is_ok() {
+        live_add(workload, 1);
+    } else {
+        bump(stat::MAP_FULL);
+    }
+    0
+}
+
+/// `sched_process_exit`, raw: TP_PROTO(p, ...). Fires for every exiting thread, before it
+/// becomes a zombie.
+#[raw_tracepoint(tracepoint = "sched_process_exit")]
+pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
+    let cfg = config();
+    if cfg.trace_all != 0 {
+        return 0;
+    }
+    let Some(pid) = task_pid(&cfg, ctx.arg(0)) else {
+        return 0;
+    };
+    // SAFETY: value copied out immediately.
+    let Some(workload) = (unsafe { TASKS.get(pid) }).copied() else {
+        return 0;
+    };
+    if TASKS.remove(pid).is_ok() {
+        live_add(workload, -1);
+    }
+    0
+}
+
+/// `sched_process_exec`, raw: TP_PROTO(p, old_pid, bprm). A non-leader thread that execs takes
+/// over the leader's id (de_thread), so its entry moves to the new id.
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
+    let cfg = config();
+    if cfg.trace_all != 0 {
+        return 0;
+    }
+    let old: u64 = ctx.arg(1);
+    let old = old as u32;
+    let Some(pid) = task_pid(&cfg, ctx.arg(0)) else {
+        return 0;
+    };
+    if pid == old {
+        return 0;
+    }
+    // SAFETY: value copied out immediately.
+    let Some(workload) = (unsafe { TASKS.get(old) }).copied() else {
+        return 0;
+    };
+    let _ = TASKS.remove(old);
+    if TASKS.insert(pid, workload, 0).is_err() {
+        bump(stat::MAP_FULL);
+        live_add(workload, -1);
+    }
+    0
+}
+
+#[inline(always)]
+fn read_reg(regs: u64, off: u32) -> u64 {
+    // SAFETY: probe read of a saved user register; cannot fault.
+    unsafe { bpf_probe_read_kernel((regs as *const u8).add(off as usize) as *const u64) }
+        .unwrap_or(0)
+}
+
+/// `sys_enter`, raw: TP_PROTO(regs, id). Only the namespace syscalls go further than a compare.
+/// Raw tracepoints detach without an RCU wait, unlike the per-syscall trace events.
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn ns_sys_enter(ctx: RawTracePointContext) -> i32 {
+    let cfg = config();
+    let id: u64 = ctx.arg(1);
+    let id = id as u32;
+    let syscall = if id == cfg.nr_unshare {
+        ns_syscall::UNSHARE
+    } else if id == cfg.nr_setns {
+        ns_syscall::SETNS
+    } else if id == cfg.nr_clone {
+        ns_syscall::CLONE
+    } else if id == cfg.nr_clone3 {
+        ns_syscall::CLONE3
+    } else {
+        return 0;
+    };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let Some(workload) = current_workload(&cfg, pid_tgid) else {
+        return 0;
+    };
+    let regs: u64 = ctx.arg(0);
+    let arg0 = read_reg(regs, cfg.regs_arg0_off);
+    let (flags, fd) = match syscall {
+        ns_syscall::SETNS => (read_reg(regs, cfg.regs_arg1_off) & 0xffff_ffff, arg0 as i32),
+        // SAFETY: `flags` is the first field of the user's struct clone_args.
+        ns_syscall::CLONE3 => (
+            unsafe { bpf_probe_read_user(arg0 as *const u64) }.unwrap_or(0),
+            -1,
+        ),
+        _ => (arg0, -1),
+    };
+    if syscall != ns_syscall::SETNS && flags & clone_flags::ALL_NS == 0 {
+        return 0;
+    }
+    let call = NsCall {
+        workload,
+        syscall,
+        fd,
+        flags,
+        ret: 0,
+    };
+    let _ = NS_PENDING.insert(pid_tgid as u32, call, 0);
+    0
+}
+
+/// `sys_exit`, raw: TP_PROTO(regs, ret). Completes a pending namespace call with its result.
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn ns_sys_exit(ctx: RawTracePointContext) -> i32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tid = pid_tgid as u32;
+    // SAFETY: value copied out immediately.
+    let Some(mut call) = (unsafe { NS_PENDING.get(tid) }).copied() else {
+        return 0;
+    };
+    let _ = NS_PENDING.remove(tid);
+    let ret: u64 = ctx.arg(1);
+    call.ret = ret as i64;
+    // A clone's child returns 0 from the same syscall, but it has no pending entry.
+    match EVENTS.reserve::<Event<NsCall>>(0) {
+        Some(mut entry) => {
+            entry.write(Event {
+                header: header(kind::NS_CALL, pid_tgid),
+                data: call,
+            });
+            entry.submit(0);
+        }
+        None => bump(stat::EVENTS_LOST),
+    }
+    0
+}
+
+#[cfg(target_arch = "bpf")]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

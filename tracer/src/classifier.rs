@@ -1,0 +1,157 @@
+//! Kernel knowledge about capability checks, in tables, each entry with the kernel function it
+//! comes from. The tracepoint has no `opts` argument, so whether a check is audited is told by
+//! its call path.
+use crate::profile::Audit;
+
+/// Callers that ask with `CAP_OPT_NOAUDIT`: a granted check there is the kernel probing, not
+/// the program using a capability.
+pub const NOAUDIT_CALLERS: &[(&str, &str)] = &[
+    // security/commoncap.c: cap_vm_enough_memory() asks CAP_SYS_ADMIN with CAP_OPT_NOAUDIT on
+    // every mmap, brk, exec and fork that commits memory.
+    (
+        "cap_vm_enough_memory",
+        "security/commoncap.c: cap_vm_enough_memory",
+    ),
+    (
+        "security_vm_enough_memory_mm",
+        "security/security.c: security_vm_enough_memory_mm",
+    ),
+    // kernel/capability.c: the *_noaudit helpers pass CAP_OPT_NOAUDIT.
+    (
+        "ns_capable_noaudit",
+        "kernel/capability.c: ns_capable_noaudit",
+    ),
+    (
+        "has_ns_capability_noaudit",
+        "kernel/capability.c: has_ns_capability_noaudit",
+    ),
+    (
+        "has_capability_noaudit",
+        "kernel/capability.c: has_capability_noaudit",
+    ),
+];
+
+/// How many caller frames above `cap_capable` are searched for a known caller. Deeper frames
+/// are unrelated syscall plumbing.
+const CALLER_DEPTH: usize = 6;
+
+/// Frames of the tracing machinery that sit above `cap_capable` in a stack taken from the
+/// tracepoint.
+const HOOK_FRAMES: &[&str] = &["cap_capable"];
+
+/// The verdict on one call path, and the rule that gave it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Classified {
+    pub audit: Audit,
+    pub rule: String,
+    /// The callers of `cap_capable`, innermost first.
+    pub callers: Vec<String>,
+}
+
+/// Classifies a kernel stack (innermost first, as the stack map stores it).
+pub fn classify(frames: &[String]) -> Classified {
+    let start = frames
+        .iter()
+        .position(|f| HOOK_FRAMES.contains(&f.as_str()))
+        .map_or(0, |i| i + 1);
+    let callers: Vec<String> = frames[start..].to_vec();
+    if callers.is_empty() {
+        return Classified {
+            audit: Audit::Unknown,
+            rule: "no call path".into(),
+            callers,
+        };
+    }
+    for frame in callers.iter().take(CALLER_DEPTH) {
+        let name = strip_suffix(frame);
+        if let Some((_, source)) = NOAUDIT_CALLERS.iter().find(|(f, _)| *f == name) {
+            return Classified {
+                audit: Audit::Noaudit,
+                rule: format!("noaudit caller {source}"),
+                callers,
+            };
+        }
+        if name.ends_with("_noaudit") {
+            return Classified {
+                audit: Audit::Noaudit,
+                rule: format!("noaudit caller {name}"),
+                callers,
+            };
+        }
+    }
+    Classified {
+        audit: Audit::Audited,
+        rule: "audited (no noaudit caller)".into(),
+        callers,
+    }
+}
+
+/// `foo.cold`, `foo.isra.0`, `foo.constprop.0` are compiler clones of `foo`.
+fn strip_suffix(frame: &str) -> &str {
+    frame.split('.').next().unwrap_or(frame)
+}
+
+/// Function names that say little in a short path: the capability plumbing itself.
+const PLUMBING: &[&str] = &[
+    "security_capable",
+    "ns_capable",
+    "ns_capable_common",
+    "capable",
+    "ns_capable_setid",
+    "has_ns_capability",
+    "file_ns_capable",
+];
+
+/// A short human path: the first callers that are not capability plumbing, outermost last.
+pub fn short_path(callers: &[String], n: usize) -> String {
+    callers
+        .iter()
+        .filter(|f| !PLUMBING.contains(&strip_suffix(f)))
+        .filter(|f| !f.starts_with("0x"))
+        .take(n)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(" <- ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stack(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn unknown_without_frames() {
+        assert_eq!(classify(&[]).audit, Audit::Unknown);
+        assert_eq!(
+            classify(&stack("bpf_trace_run5 cap_capable")).audit,
+            Audit::Unknown
+        );
+    }
+
+    #[test]
+    fn strips_compiler_clone_suffixes() {
+        let c = classify(&stack(
+            "cap_capable cap_vm_enough_memory.isra.0 do_brk_flags",
+        ));
+        assert_eq!(c.audit, Audit::Noaudit);
+        assert_eq!(
+            strip_suffix("ns_capable_noaudit.cold"),
+            "ns_capable_noaudit"
+        );
+    }
+
+    #[test]
+    fn far_callers_do_not_count() {
+        let c = classify(&stack("cap_capable a b c d e f g ns_capable_noaudit"));
+        assert_eq!(c.audit, Audit::Audited);
+    }
+
+    #[test]
+    fn short_path_skips_plumbing() {
+        let callers = stack("security_capable ns_capable chown_ok chown_common do_fchownat");
+        assert_eq!(short_path(&callers, 2), "chown_ok <- chown_common");
+    }
+}

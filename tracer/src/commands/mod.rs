@@ -1,0 +1,4 @@
+//! One module per subcommand.
+pub mod caps;
+pub mod recommend;
+pub mod record;

@@ -1,0 +1,19 @@
+//! captrace: trace the Linux capabilities a workload uses, recommend the minimal set, and
+//! render it for the runtimes people use.
+pub mod app;
+pub mod capability;
+pub mod classifier;
+pub mod cli;
+pub mod commands;
+pub mod formats;
+pub mod launch;
+pub mod loader;
+pub mod minimize;
+pub mod namespaces;
+pub mod profile;
+pub mod reader;
+pub mod recommend;
+pub mod report;
+pub mod session;
+pub mod symbolizer;
+pub mod syscall;

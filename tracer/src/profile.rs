@@ -1,0 +1,307 @@
+//! The profile: versioned JSON that `record -o` writes and every other command reads.
+//! All reading and writing goes through this module. The schema is documented in README.md.
+use std::{fs, path::Path};
+
+use serde::{Deserialize, Serialize};
+
+use crate::capability::Cap;
+
+pub const SCHEMA: &str = "captrace/profile";
+pub const VERSION: u32 = 1;
+/// Profiles larger than this are refused before parsing (a profile is a few KiB).
+pub const MAX_BYTES: u64 = 16 << 20;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub schema: String,
+    pub version: u32,
+    /// The minimal set, Docker style names (`["CHOWN","NET_BIND_SERVICE"]`).
+    pub cap_add: Vec<Cap>,
+    /// The command that was recorded.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Its exit code, or 128+N when killed by signal N.
+    #[serde(default)]
+    pub exit_status: Option<i32>,
+    #[serde(default)]
+    pub kernel: String,
+    /// The kernel hook that observed the checks (e.g. `raw_tracepoint/cap_capable`).
+    #[serde(default)]
+    pub hook: String,
+    /// Every distinct check observed.
+    #[serde(default)]
+    pub checks: Vec<Check>,
+    /// Audited checks against the host that were denied: wanted but not granted.
+    #[serde(default)]
+    pub denied: Vec<Check>,
+    /// Capabilities used only inside user namespaces the workload owns (not host capabilities).
+    #[serde(default)]
+    pub nested_userns: Vec<Cap>,
+    /// Capabilities in `cap_add` that no traced check showed: from kernel rules or from replay.
+    #[serde(default)]
+    pub never_checked: Vec<Added>,
+    #[serde(default)]
+    pub namespaces: Namespaces,
+    /// Detail events the ring buffer could not take (counts stay exact).
+    #[serde(default)]
+    pub lost_events: u64,
+    #[serde(default)]
+    pub minimize: Option<Minimize>,
+    /// Human advice (non-root, Docker default comparison, --privileged).
+    #[serde(default)]
+    pub advice: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Granted,
+    Denied,
+}
+
+/// Whether a check would be audited (and so counts as use) or is a `*_noaudit` probe.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Audit {
+    Audited,
+    Noaudit,
+    /// No call path was available; treated as audited.
+    Unknown,
+}
+
+/// The user namespace a check was made against.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    Host,
+    Nested,
+    Unknown,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    pub cap: Cap,
+    pub verdict: Verdict,
+    pub audit: Audit,
+    pub scope: Scope,
+    /// Syscall name, or `null` outside a syscall.
+    pub syscall: Option<String>,
+    /// Exact number of checks with this capability, verdict, scope and syscall.
+    pub count: u64,
+    /// The first process seen making it.
+    #[serde(default)]
+    pub pid: Option<u32>,
+    #[serde(default)]
+    pub comm: Option<String>,
+    /// Distinct kernel call paths seen (innermost first, `cap_capable` omitted).
+    #[serde(default)]
+    pub call_paths: Vec<CallPath>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CallPath {
+    pub frames: Vec<String>,
+    pub audit: Audit,
+    /// The classifier rule that decided `audit`.
+    pub rule: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Added {
+    pub cap: Cap,
+    /// Why: the kernel rule or the replay that showed it.
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Namespaces {
+    /// Namespace kinds created (unshare, clone, clone3), e.g. `["uts","mnt"]`.
+    pub created: Vec<String>,
+    /// Namespace kinds joined (setns).
+    pub joined: Vec<String>,
+    pub calls: Vec<NsCallRecord>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NsCallRecord {
+    pub syscall: String,
+    pub namespaces: Vec<String>,
+    /// Return value (negative errno on failure).
+    pub ret: i64,
+    pub pid: u32,
+    pub comm: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Minimize {
+    /// Whether replaying with the recorded privileges reproduced the exit status.
+    pub rerunnable: bool,
+    pub proven: Vec<Cap>,
+    pub dropped: Vec<Cap>,
+    pub added: Vec<Cap>,
+    pub replays: u32,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    /// The file could not be read.
+    #[error("cannot read profile {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is larger than any profile captrace writes.
+    #[error(
+        "profile {path} is {size} bytes, over the {MAX_BYTES}-byte limit: is it really a captrace profile?"
+    )]
+    TooLarge { path: String, size: u64 },
+    /// Not valid JSON of the profile schema.
+    #[error("profile {path} is not a valid captrace profile")]
+    Parse {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A profile of another schema or a newer version.
+    #[error(
+        "profile {path} has schema {schema:?} version {version}; this captrace reads {SCHEMA:?} version {VERSION}"
+    )]
+    Version {
+        path: String,
+        schema: String,
+        version: u32,
+    },
+    /// The file could not be written.
+    #[error("cannot write profile {path}")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Profile {
+    pub fn new() -> Self {
+        Profile {
+            schema: SCHEMA.to_string(),
+            version: VERSION,
+            ..Default::default()
+        }
+    }
+
+    pub fn from_json(text: &str, path: &str) -> Result<Self, ProfileError> {
+        let p: Profile = serde_json::from_str(text).map_err(|source| ProfileError::Parse {
+            path: path.to_string(),
+            source,
+        })?;
+        if p.schema != SCHEMA || p.version != VERSION {
+            return Err(ProfileError::Version {
+                path: path.to_string(),
+                schema: p.schema,
+                version: p.version,
+            });
+        }
+        Ok(p)
+    }
+
+    pub fn read(path: &Path) -> Result<Self, ProfileError> {
+        let name = path.display().to_string();
+        let meta = fs::metadata(path).map_err(|source| ProfileError::Read {
+            path: name.clone(),
+            source,
+        })?;
+        if meta.len() > MAX_BYTES {
+            return Err(ProfileError::TooLarge {
+                path: name,
+                size: meta.len(),
+            });
+        }
+        let text = fs::read_to_string(path).map_err(|source| ProfileError::Read {
+            path: name.clone(),
+            source,
+        })?;
+        Self::from_json(&text, &name)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a profile always serialises")
+    }
+
+    pub fn write(&self, path: &Path) -> Result<(), ProfileError> {
+        let mut text = self.to_json();
+        text.push('\n');
+        fs::write(path, text).map_err(|source| ProfileError::Write {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_uses_docker_names() {
+        let mut p = Profile::new();
+        p.cap_add = vec![Cap(0), Cap(10)];
+        let text = p.to_json();
+        assert!(
+            text.contains(
+                r#""cap_add": [
+    "CHOWN",
+    "NET_BIND_SERVICE"
+  ]"#
+            ),
+            "{text}"
+        );
+        assert_eq!(Profile::from_json(&text, "p.json").unwrap(), p);
+    }
+
+    #[test]
+    fn minimal_profile_needs_only_schema_and_cap_add() {
+        let p = Profile::from_json(
+            r#"{"schema":"captrace/profile","version":1,"cap_add":["cap_chown","NET_RAW"]}"#,
+            "p.json",
+        )
+        .unwrap();
+        assert_eq!(p.cap_add, vec![Cap(0), Cap(13)]);
+    }
+
+    #[test]
+    fn rejects_bad_profiles_with_the_reason() {
+        let e = Profile::from_json(
+            r#"{"schema":"captrace/profile","version":1,"cap_add":["CHOWM"]}"#,
+            "p.json",
+        )
+        .unwrap_err();
+        let e = format!("{:#}", anyhow::Error::from(e));
+        assert!(e.contains("did you mean CHOWN"), "{e}");
+        let e = Profile::from_json(
+            r#"{"schema":"captrace/profile","version":1,"cap_add":"CHOWN"}"#,
+            "p.json",
+        )
+        .unwrap_err();
+        let e = format!("{:#}", anyhow::Error::from(e));
+        assert!(e.contains("invalid type"), "{e}");
+        assert!(!e.contains('\n'), "one line: {e}");
+        let e = Profile::from_json(r#"{"schema":"other","version":1,"cap_add":[]}"#, "p.json")
+            .unwrap_err();
+        assert!(matches!(e, ProfileError::Version { .. }));
+        let e = Profile::from_json(
+            r#"{"schema":"captrace/profile","version":1,"cap_add":["CHOWN"]"#,
+            "p.json",
+        )
+        .unwrap_err();
+        assert!(matches!(e, ProfileError::Parse { .. }));
+    }
+}

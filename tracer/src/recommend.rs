@@ -1,0 +1,255 @@
+//! The recommendation: observed checks in, minimal capability set and advice out. Pure logic.
+use std::collections::BTreeSet;
+
+use crate::{
+    capability::{self, Cap},
+    profile::{Added, Audit, Check, Namespaces, Scope, Verdict},
+};
+
+/// A denied check that the kernel retries with another capability, which is enough
+/// on its own. (denied, sufficient instead, kernel function)
+pub const FALLBACKS: &[(u8, u8, &str)] = &[
+    // fs/namei.c: generic_permission() tries CAP_DAC_READ_SEARCH before CAP_DAC_OVERRIDE for
+    // directory search and read-only opens; either grants the access.
+    (2, 1, "fs/namei.c: generic_permission"),
+];
+
+/// Capabilities the kernel tests as bits, without `cap_capable`, on an event captrace traces.
+/// (namespace created, capability, kernel function)
+pub const NAMESPACE_RULES: &[(&str, u8, &str)] = &[
+    // kernel/user_namespace.c: create_user_ns() stores cap_raised(cred->cap_effective,
+    // CAP_SETFCAP) in parent_could_setfcap; verify_root_map() later refuses a uid_map that maps
+    // root, written by another process, unless it was set. No cap_capable call shows it.
+    (
+        "user",
+        31,
+        "kernel/user_namespace.c: create_user_ns (parent_could_setfcap)",
+    ),
+];
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Recommendation {
+    pub cap_add: Vec<Cap>,
+    /// Audited checks against the host that were denied (wanted but not granted).
+    pub denied: Vec<Check>,
+    /// Used only inside user namespaces the workload owns.
+    pub nested_userns: Vec<Cap>,
+    /// Added by kernel rules, with the reason.
+    pub never_checked: Vec<Added>,
+    pub advice: Vec<String>,
+}
+
+/// Counts as use: granted, audited (or unknown: a lost call path never hides a need), and
+/// checked against the host's user namespace (or an unknown one).
+fn is_use(c: &Check) -> bool {
+    c.verdict == Verdict::Granted && c.audit != Audit::Noaudit && c.scope != Scope::Nested
+}
+
+pub fn recommend(checks: &[Check], ns: &Namespaces) -> Recommendation {
+    let mut needed: BTreeSet<Cap> = checks.iter().filter(|c| is_use(c)).map(|c| c.cap).collect();
+
+    let denied: Vec<Check> = checks
+        .iter()
+        .filter(|c| {
+            c.verdict == Verdict::Denied && c.audit != Audit::Noaudit && c.scope != Scope::Nested
+        })
+        .filter(|c| !satisfied_by_fallback(c, checks))
+        .cloned()
+        .collect();
+
+    let nested_userns: Vec<Cap> = checks
+        .iter()
+        .filter(|c| {
+            c.scope == Scope::Nested && c.verdict == Verdict::Granted && c.audit != Audit::Noaudit
+        })
+        .map(|c| c.cap)
+        .filter(|c| !needed.contains(c))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+
+    let mut never_checked = Vec::new();
+    for (kind, cap, source) in NAMESPACE_RULES {
+        let cap = Cap(*cap);
+        if ns.created.iter().any(|k| k == kind) && needed.insert(cap) {
+            never_checked.push(Added {
+                cap,
+                reason: format!("created a {kind} namespace: {source}"),
+            });
+        }
+    }
+
+    let cap_add: Vec<Cap> = needed.into_iter().collect();
+    let advice = advice(&cap_add, ns);
+    Recommendation {
+        cap_add,
+        denied,
+        nested_userns,
+        never_checked,
+        advice,
+    }
+}
+
+fn satisfied_by_fallback(denied: &Check, checks: &[Check]) -> bool {
+    FALLBACKS.iter().any(|(d, instead, _)| {
+        denied.cap == Cap(*d)
+            && checks
+                .iter()
+                .any(|c| c.cap == Cap(*instead) && c.syscall == denied.syscall && is_use(c))
+    })
+}
+
+/// Advice for people: non-root, Docker's default set, --privileged, seccomp.
+pub fn advice(cap_add: &[Cap], ns: &Namespaces) -> Vec<String> {
+    let mut out = Vec::new();
+    let defaults = capability::docker_default_count();
+    if cap_add.is_empty() {
+        out.push(
+            "needs no capabilities: run it as a non-root user (docker run --user 1000, or USER 1000 in the Dockerfile)"
+                .to_string(),
+        );
+    }
+    let in_default = cap_add.iter().filter(|c| c.docker_default()).count();
+    out.push(format!(
+        "needs {in_default} of Docker's {defaults} default capabilities; drop {}",
+        defaults - in_default
+    ));
+    let extra: Vec<String> = cap_add
+        .iter()
+        .filter(|c| !c.docker_default())
+        .map(|c| c.name())
+        .collect();
+    if !extra.is_empty() {
+        out.push(format!(
+            "needs {} beyond Docker's defaults: add explicitly, never with --privileged",
+            extra.join(", ")
+        ));
+    }
+    if cap_add.len() < 8 {
+        out.push("--privileged is never needed for this workload".to_string());
+    }
+    if !ns.created.is_empty() || !ns.joined.is_empty() {
+        out.push(
+            "it creates or joins namespaces: Docker's default seccomp profile allows unshare/setns/clone(CLONE_NEW*) only with SYS_ADMIN; prefer a custom seccomp profile over adding SYS_ADMIN"
+                .to_string(),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(cap: u8, verdict: Verdict, audit: Audit, scope: Scope, syscall: &str) -> Check {
+        Check {
+            cap: Cap(cap),
+            verdict,
+            audit,
+            scope,
+            syscall: Some(syscall.to_string()),
+            count: 1,
+            pid: Some(1),
+            comm: Some("x".into()),
+            call_paths: vec![],
+        }
+    }
+
+    use Audit::{Audited, Noaudit};
+    use Scope::{Host, Nested};
+    use Verdict::*;
+
+    #[test]
+    fn noaudit_sys_admin_is_not_needed() {
+        let checks = [
+            check(21, Granted, Noaudit, Host, "mmap"),
+            check(0, Granted, Audited, Host, "fchownat"),
+        ];
+        let r = recommend(&checks, &Namespaces::default());
+        assert_eq!(r.cap_add, vec![Cap(0)]);
+        assert!(r.denied.is_empty());
+    }
+
+    #[test]
+    fn unknown_call_paths_count_as_use() {
+        let r = recommend(
+            &[check(10, Granted, Audit::Unknown, Host, "bind")],
+            &Namespaces::default(),
+        );
+        assert_eq!(r.cap_add, vec![Cap(10)]);
+    }
+
+    #[test]
+    fn nested_checks_are_reported_apart() {
+        let checks = [
+            check(21, Granted, Audited, Nested, "sethostname"),
+            check(21, Denied, Audited, Nested, "mount"),
+        ];
+        let r = recommend(&checks, &Namespaces::default());
+        assert!(r.cap_add.is_empty());
+        assert_eq!(r.nested_userns, vec![Cap(21)]);
+        assert!(r.denied.is_empty());
+    }
+
+    #[test]
+    fn denied_audited_checks_are_wanted_but_not_granted() {
+        let checks = [
+            check(22, Denied, Audited, Host, "reboot"),
+            check(21, Denied, Noaudit, Host, "mmap"),
+        ];
+        let r = recommend(&checks, &Namespaces::default());
+        assert!(r.cap_add.is_empty());
+        assert_eq!(r.denied.len(), 1);
+        assert_eq!(r.denied[0].cap, Cap(22));
+    }
+
+    #[test]
+    fn dac_read_search_denial_is_a_fallback_when_dac_override_granted() {
+        let checks = [
+            check(2, Denied, Audited, Host, "openat"),
+            check(1, Granted, Audited, Host, "openat"),
+        ];
+        let r = recommend(&checks, &Namespaces::default());
+        assert_eq!(r.cap_add, vec![Cap(1)]);
+        assert!(r.denied.is_empty());
+        let alone = [check(2, Denied, Audited, Host, "openat")];
+        assert_eq!(recommend(&alone, &Namespaces::default()).denied.len(), 1);
+    }
+
+    #[test]
+    fn creating_a_user_namespace_adds_setfcap() {
+        let ns = Namespaces {
+            created: vec!["user".into()],
+            ..Default::default()
+        };
+        let r = recommend(&[], &ns);
+        assert_eq!(r.cap_add, vec![Cap(31)]);
+        assert_eq!(r.never_checked[0].cap, Cap(31));
+        assert!(r.never_checked[0].reason.contains("create_user_ns"));
+    }
+
+    #[test]
+    fn advice_for_an_empty_set_is_non_root() {
+        let a = advice(&[], &Namespaces::default());
+        assert!(a[0].contains("--user 1000"), "{a:?}");
+        assert!(
+            a.iter()
+                .any(|l| l == "needs 0 of Docker's 14 default capabilities; drop 14")
+        );
+        assert!(a.iter().any(|l| l.contains("--privileged is never needed")));
+    }
+
+    #[test]
+    fn advice_names_capabilities_beyond_docker_defaults() {
+        let a = advice(&[Cap(0), Cap(21)], &Namespaces::default());
+        assert!(
+            a.iter()
+                .any(|l| l == "needs 1 of Docker's 14 default capabilities; drop 13"),
+            "{a:?}"
+        );
+        assert!(
+            a.iter().any(|l| l.starts_with("needs SYS_ADMIN beyond")),
+            "{a:?}"
+        );
+    }
+}

@@ -1,0 +1,181 @@
+//! One tracer shared by consecutive traced runs of commands (the recording and its replays),
+//! each run a workload of its own.
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use aya::maps::{MapData, RingBuf};
+use nix::{sys::signal::Signal, unistd::Pid};
+use tokio::signal::unix::{SignalKind, signal};
+use tracer_common::stat;
+
+use crate::{
+    launch::{self, Spec},
+    loader::{Options, Tracer},
+    namespaces,
+    profile::{Check, NsCallRecord, Profile},
+    reader::{self, Collector},
+    recommend,
+    symbolizer::Symbolizer,
+};
+
+pub struct Session {
+    tracer: Tracer,
+    ring: RingBuf<MapData>,
+    collector: Collector,
+    symbolizer: Symbolizer,
+    next_workload: u64,
+}
+
+/// How one run ended.
+#[derive(Clone, Debug)]
+pub struct Run {
+    pub workload: u64,
+    /// The command's exit status (128+N when killed by signal N).
+    pub exit_status: i32,
+    /// Recording stopped by a signal while descendants were still running.
+    pub interrupted: bool,
+    pub duration: Duration,
+}
+
+/// When a run is over.
+#[derive(Clone, Copy, Debug)]
+pub struct Wait {
+    /// Wait for descendants that outlive the command.
+    pub follow_daemons: bool,
+    /// Kill what is left of the workload after this long (replays).
+    pub deadline: Option<Duration>,
+}
+
+impl Session {
+    pub fn new() -> anyhow::Result<Session> {
+        let mut tracer = Tracer::load(Options::default())?;
+        let ring = tracer.take_events()?;
+        let symbolizer = Symbolizer::from_kallsyms().context("reading /proc/kallsyms")?;
+        Ok(Session {
+            tracer,
+            ring,
+            collector: Collector::default(),
+            symbolizer,
+            next_workload: 1,
+        })
+    }
+
+    /// Runs the command traced from its first instruction, until it and (if asked) every
+    /// descendant exited, or a signal stops the recording.
+    pub fn run(&mut self, spec: &Spec, wait: Wait) -> anyhow::Result<Run> {
+        let workload = self.next_workload;
+        self.next_workload += 1;
+        let child = launch::spawn_suspended(spec)?;
+        if let Err(e) = self.tracer.register(child.pid.as_raw() as u32, workload) {
+            child.abort();
+            return Err(e.into());
+        }
+        let started = Instant::now();
+        let pid = child.resume()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (exit_status, interrupted) = runtime.block_on(self.wait(pid, workload, wait))?;
+        self.collector.drain(&mut self.ring);
+        Ok(Run {
+            workload,
+            exit_status,
+            interrupted,
+            duration: started.elapsed(),
+        })
+    }
+
+    async fn wait(&mut self, pid: Pid, workload: u64, wait: Wait) -> anyhow::Result<(i32, bool)> {
+        let mut sigint = signal(SignalKind::interrupt())?;
+        let mut sigterm = signal(SignalKind::terminate())?;
+        let mut sighup = signal(SignalKind::hangup())?;
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        let started = Instant::now();
+        let mut status = None;
+        loop {
+            let forwarded = tokio::select! {
+                _ = tick.tick() => None,
+                _ = sigint.recv() => Some(Signal::SIGINT),
+                _ = sigterm.recv() => Some(Signal::SIGTERM),
+                _ = sighup.recv() => Some(Signal::SIGHUP),
+            };
+            self.collector.drain(&mut self.ring);
+            if status.is_none() {
+                status = launch::try_wait(pid);
+            }
+            if let Some(sig) = forwarded {
+                match status {
+                    // The command is still running: it decides what the signal means.
+                    None => {
+                        let _ = nix::sys::signal::kill(pid, sig);
+                    }
+                    // Only daemons are left: stop recording, leave them running.
+                    Some(s) => return Ok((s, true)),
+                }
+            }
+            if let Some(limit) = wait.deadline
+                && started.elapsed() > limit
+            {
+                self.kill_workload(workload);
+                if status.is_none() {
+                    let _ = nix::sys::wait::waitpid(pid, None);
+                    status = Some(128 + Signal::SIGKILL as i32);
+                }
+                return Ok((status.unwrap_or(125), true));
+            }
+            if let Some(s) = status
+                && (!wait.follow_daemons || self.tracer.live(workload) <= 0)
+            {
+                return Ok((s, false));
+            }
+        }
+    }
+
+    fn kill_workload(&self, workload: u64) {
+        for tid in self.tracer.tasks_of(workload) {
+            let _ = nix::sys::signal::kill(Pid::from_raw(tid as i32), Signal::SIGKILL);
+        }
+    }
+
+    pub fn checks(&self, workload: u64) -> anyhow::Result<Vec<Check>> {
+        Ok(reader::checks(
+            &self.tracer,
+            &self.collector,
+            &self.symbolizer,
+            workload,
+        )?)
+    }
+
+    pub fn ns_calls(&self, workload: u64) -> Vec<NsCallRecord> {
+        self.collector.ns_calls(workload)
+    }
+
+    pub fn lost_events(&self) -> u64 {
+        self.tracer.stats()[stat::EVENTS_LOST as usize]
+    }
+}
+
+impl Session {
+    /// The profile of one run: checks, namespaces and the static recommendation.
+    pub fn profile(&self, run: &Run, argv: &[String]) -> anyhow::Result<Profile> {
+        let checks = self.checks(run.workload)?;
+        let namespaces = namespaces::summarize(self.ns_calls(run.workload));
+        let rec = recommend::recommend(&checks, &namespaces);
+        let mut p = Profile::new();
+        p.cap_add = rec.cap_add;
+        p.command = argv.to_vec();
+        p.exit_status = Some(run.exit_status);
+        p.kernel = nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        p.hook = crate::loader::HOOK.to_string();
+        p.denied = rec.denied;
+        p.nested_userns = rec.nested_userns;
+        p.never_checked = rec.never_checked;
+        p.namespaces = namespaces;
+        p.lost_events = self.lost_events();
+        p.advice = rec.advice;
+        p.checks = checks;
+        Ok(p)
+    }
+}

@@ -1,0 +1,141 @@
+//! `cargo xtask test`: setup, release build, tests (serially), clippy, rustfmt.
+use std::process::Command;
+
+use anyhow::bail;
+
+use crate::{
+    cmd::{self, cargo, header},
+    setup,
+};
+
+#[derive(clap::Args)]
+#[command(
+    after_help = "Example: cargo xtask test --no-setup -- -p tracer --test e2e -- --nocapture"
+)]
+pub struct TestArgs {
+    /// Do not run `cargo xtask setup` first.
+    #[arg(long)]
+    no_setup: bool,
+    #[command(flatten)]
+    pub setup: setup::SetupArgs,
+    /// Passed to `cargo test`; after a second `--`, to the test binaries (which always get
+    /// `--test-threads=1`). With `-p`/`--package`, `--workspace` is not added.
+    #[arg(last = true, value_name = "CARGO TEST ARGS")]
+    pub extra: Vec<String>,
+}
+
+pub fn run(args: &TestArgs) -> anyhow::Result<()> {
+    if args.no_setup {
+        println!("skipping setup (--no-setup)");
+    } else {
+        setup::run(&args.setup)?;
+    }
+
+    header("build");
+    cmd::run(cargo().args(["build", "--release"]))?;
+
+    // Steps after the build all run, so one CI log shows every failure.
+    let steps = [
+        ("test", test_command(&args.extra)),
+        ("clippy", clippy_command()),
+        ("rustfmt", fmt_command()),
+    ];
+    let mut failed = Vec::new();
+    for (name, mut command) in steps {
+        header(name);
+        if let Err(e) = cmd::run(&mut command) {
+            eprintln!("{name} FAILED: {e:#}");
+            failed.push(name);
+        }
+    }
+
+    header("summary");
+    if failed.is_empty() {
+        println!("all steps passed");
+        Ok(())
+    } else {
+        bail!("failed steps: {}", failed.join(", "))
+    }
+}
+
+/// `cargo test --release` over the workspace (minus the eBPF crate), one test at a time: the
+/// integration tests load BPF programs and drive a shared docker daemon.
+fn test_command(extra: &[String]) -> Command {
+    let (cargo_args, harness_args) = match extra.iter().position(|a| a == "--") {
+        Some(i) => (&extra[..i], &extra[i + 1..]),
+        None => (extra, &[][..]),
+    };
+    let picks_packages = cargo_args
+        .iter()
+        .any(|a| a == "-p" || a.starts_with("--package") || (a.starts_with("-p") && a.len() > 2));
+    let mut command = cargo();
+    // --no-fail-fast: one failing test binary must not hide the results of the others.
+    command.args(["test", "--release", "--no-fail-fast"]);
+    if !picks_packages {
+        command.args(["--workspace", "--exclude", "tracer-ebpf"]);
+    }
+    command
+        .args(cargo_args)
+        .args(["--", "--test-threads=1"])
+        .args(harness_args);
+    command
+}
+
+fn clippy_command() -> Command {
+    let mut command = cargo();
+    command.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    command
+}
+
+fn fmt_command() -> Command {
+    let mut command = cargo();
+    command.args(["fmt", "--all", "--", "--check"]);
+    command
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_command;
+    use crate::cmd::display;
+
+    fn args_of(extra: &[&str]) -> String {
+        let extra: Vec<String> = extra.iter().map(ToString::to_string).collect();
+        let shown = display(&test_command(&extra));
+        shown.split_once(" test ").unwrap().1.to_owned()
+    }
+
+    #[test]
+    fn defaults_to_whole_workspace_serially() {
+        assert_eq!(
+            args_of(&[]),
+            "--release --no-fail-fast --workspace --exclude tracer-ebpf -- --test-threads=1"
+        );
+    }
+
+    #[test]
+    fn splits_cargo_and_harness_args() {
+        assert_eq!(
+            args_of(&[
+                "-p",
+                "tracer",
+                "--test",
+                "e2e",
+                "--",
+                "--nocapture",
+                "kernel"
+            ]),
+            "--release --no-fail-fast -p tracer --test e2e -- --test-threads=1 --nocapture kernel"
+        );
+        assert_eq!(
+            args_of(&["--lib"]),
+            "--release --no-fail-fast --workspace --exclude tracer-ebpf --lib -- --test-threads=1"
+        );
+    }
+}
