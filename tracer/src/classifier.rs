@@ -31,6 +31,18 @@ pub const NOAUDIT_CALLERS: &[(&str, &str)] = &[
     ),
 ];
 
+/// Callers whose audited check is a probe: the syscall succeeds without the capability in
+/// the common case, and fails visibly (EPERM) where it really needs it.
+pub const PROBE_CALLERS: &[(&str, &str)] = &[
+    // security/commoncap.c: cap_capset() -> cap_inh_is_capped() asks CAP_SETPCAP on every
+    // capset; without it the new inheritable set must stay within inheritable | bounding, which
+    // dropping capabilities always does.
+    (
+        "cap_capset",
+        "security/commoncap.c: cap_capset (cap_inh_is_capped)",
+    ),
+];
+
 /// How many caller frames above `cap_capable` are searched for a known caller. Deeper frames
 /// are unrelated syscall plumbing.
 const CALLER_DEPTH: usize = 6;
@@ -68,6 +80,13 @@ pub fn classify(frames: &[String]) -> Classified {
             return Classified {
                 audit: Audit::Noaudit,
                 rule: format!("noaudit caller {source}"),
+                callers,
+            };
+        }
+        if let Some((_, source)) = PROBE_CALLERS.iter().find(|(f, _)| *f == name) {
+            return Classified {
+                audit: Audit::Probe,
+                rule: format!("probe by {source}"),
                 callers,
             };
         }

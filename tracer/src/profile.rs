@@ -66,6 +66,9 @@ pub enum Verdict {
 pub enum Audit {
     Audited,
     Noaudit,
+    /// Audited, but the kernel only asks to choose a path and succeeds without it (e.g. the
+    /// SETPCAP check on every capset); never counted as use.
+    Probe,
     /// No call path was available; treated as audited.
     Unknown,
 }

@@ -165,7 +165,13 @@ pub fn checks(
 pub fn combined_audit(paths: &[CallPath]) -> Audit {
     if paths.iter().any(|p| p.audit == Audit::Audited) {
         Audit::Audited
-    } else if !paths.is_empty() && paths.iter().all(|p| p.audit == Audit::Noaudit) {
+    } else if !paths.is_empty() && paths.iter().all(|p| p.audit == Audit::Probe) {
+        Audit::Probe
+    } else if !paths.is_empty()
+        && paths
+            .iter()
+            .all(|p| matches!(p.audit, Audit::Noaudit | Audit::Probe))
+    {
         Audit::Noaudit
     } else {
         Audit::Unknown

@@ -39,10 +39,15 @@ pub struct Recommendation {
     pub advice: Vec<String>,
 }
 
+/// Audited checks count; noaudit ones and probes never do.
+fn counts(a: Audit) -> bool {
+    matches!(a, Audit::Audited | Audit::Unknown)
+}
+
 /// Counts as use: granted, audited (or unknown: a lost call path never hides a need), and
 /// checked against the host's user namespace (or an unknown one).
 fn is_use(c: &Check) -> bool {
-    c.verdict == Verdict::Granted && c.audit != Audit::Noaudit && c.scope != Scope::Nested
+    c.verdict == Verdict::Granted && counts(c.audit) && c.scope != Scope::Nested
 }
 
 pub fn recommend(checks: &[Check], ns: &Namespaces) -> Recommendation {
@@ -50,9 +55,7 @@ pub fn recommend(checks: &[Check], ns: &Namespaces) -> Recommendation {
 
     let denied: Vec<Check> = checks
         .iter()
-        .filter(|c| {
-            c.verdict == Verdict::Denied && c.audit != Audit::Noaudit && c.scope != Scope::Nested
-        })
+        .filter(|c| c.verdict == Verdict::Denied && counts(c.audit) && c.scope != Scope::Nested)
         .filter(|c| !satisfied_by_fallback(c, checks))
         .cloned()
         .collect();
@@ -167,6 +170,17 @@ mod tests {
         ];
         let r = recommend(&checks, &Namespaces::default());
         assert_eq!(r.cap_add, vec![Cap(0)]);
+        assert!(r.denied.is_empty());
+    }
+
+    #[test]
+    fn probes_are_neither_use_nor_wanted() {
+        let checks = [
+            check(8, Granted, Audit::Probe, Host, "capset"),
+            check(8, Denied, Audit::Probe, Host, "capset"),
+        ];
+        let r = recommend(&checks, &Namespaces::default());
+        assert!(r.cap_add.is_empty());
         assert!(r.denied.is_empty());
     }
 

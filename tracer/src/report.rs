@@ -26,6 +26,7 @@ fn audit_label(a: Audit) -> &'static str {
     match a {
         Audit::Audited => "audited",
         Audit::Noaudit => "noaudit",
+        Audit::Probe => "probe",
         Audit::Unknown => "unknown",
     }
 }
@@ -116,7 +117,7 @@ pub fn render(p: &Profile) -> String {
         out += &table.to_string();
         out += "\n";
     }
-    out += "(noaudit checks are the kernel probing, e.g. memory accounting; they are never needed)\n\n";
+    out += "(noaudit and probe checks are the kernel asking without needing, e.g. memory accounting; they are never counted)\n\n";
 
     out += &format!("namespaces: {}\n", namespaces::describe(&p.namespaces));
     for c in p.namespaces.calls.iter().filter(|c| c.ret < 0) {

@@ -1,0 +1,479 @@
+//! Kernel tier: `captrace record` really loads its programs and really runs commands (root).
+mod support;
+
+use std::{
+    fs,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    time::{Duration, Instant},
+};
+
+use captrace::profile::{Audit, Profile, Scope, Verdict};
+
+struct Recorded {
+    out: Output,
+    profile: Option<Profile>,
+}
+
+impl Recorded {
+    fn code(&self) -> i32 {
+        self.out.status.code().expect("captrace exited by signal")
+    }
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.out.stderr).into_owned()
+    }
+    fn profile(&self) -> &Profile {
+        self.profile
+            .as_ref()
+            .unwrap_or_else(|| panic!("no profile written; stderr:\n{}", self.stderr()))
+    }
+    fn cap_add(&self) -> Vec<String> {
+        self.profile().cap_add.iter().map(|c| c.name()).collect()
+    }
+}
+
+fn record(dir: &Path, flags: &[&str], cmd: &[&str]) -> Recorded {
+    let path = dir.join("profile.json");
+    let _ = fs::remove_file(&path);
+    let out = Command::new(support::captrace_bin())
+        .arg("record")
+        .arg("-o")
+        .arg(&path)
+        .args(flags)
+        .arg("--")
+        .args(cmd)
+        .output()
+        .expect("running captrace");
+    let profile = Profile::read(&path).ok();
+    Recorded { out, profile }
+}
+
+fn sh(dir: &Path, script: &str) -> Recorded {
+    record(dir, &[], &["sh", "-c", script])
+}
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+fn root_file(dir: &Path, name: &str) -> PathBuf {
+    let f = dir.join(name);
+    fs::write(&f, b"x").unwrap();
+    assert_eq!(fs::metadata(&f).unwrap().uid(), 0);
+    f
+}
+
+#[test]
+fn chown_of_a_root_file_needs_exactly_chown() {
+    if !support::require_root() {
+        return;
+    }
+    let dir = tempdir();
+    let f = root_file(dir.path(), "f");
+    let r = record(dir.path(), &[], &["chown", "1000", f.to_str().unwrap()]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(r.cap_add(), ["CHOWN"]);
+    assert_eq!(
+        fs::metadata(&f).unwrap().uid(),
+        1000,
+        "the command really ran"
+    );
+    let p = r.profile();
+    let chown = p
+        .checks
+        .iter()
+        .find(|c| c.cap.name() == "CHOWN")
+        .expect("a CHOWN check");
+    assert_eq!(
+        (chown.verdict, chown.audit, chown.scope),
+        (Verdict::Granted, Audit::Audited, Scope::Host)
+    );
+    assert_eq!(chown.syscall.as_deref(), Some("fchownat"));
+    assert_eq!(chown.comm.as_deref(), Some("chown"));
+    // The kernel asked SYS_ADMIN without audit (memory accounting): observed, never needed.
+    assert!(
+        p.checks
+            .iter()
+            .any(|c| c.cap.name() == "SYS_ADMIN" && c.audit == Audit::Noaudit),
+        "{:?}",
+        p.checks
+    );
+    let err = r.stderr();
+    assert!(
+        err.contains("recommendation: --cap-drop=ALL --cap-add=CHOWN"),
+        "{err}"
+    );
+    assert!(
+        err.contains("needs 1 of Docker's 14 default capabilities; drop 13"),
+        "{err}"
+    );
+    assert_eq!(p.hook, "raw_tracepoint/cap_capable");
+}
+
+#[test]
+fn binding_port_80_needs_exactly_net_bind_service() {
+    if !support::require_root() {
+        return;
+    }
+    let dir = tempdir();
+    let r = record(
+        dir.path(),
+        &[],
+        &[
+            "/usr/bin/python3",
+            "-c",
+            "import socket; s=socket.socket(); s.bind(('127.0.0.1', 80)); print('bound')",
+        ],
+    );
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(
+        String::from_utf8_lossy(&r.out.stdout),
+        "bound\n",
+        "the command's stdout is its own"
+    );
+    assert_eq!(r.cap_add(), ["NET_BIND_SERVICE"]);
+    assert!(!r.stderr().contains("--cap-add=SYS_ADMIN"));
+}
+
+#[test]
+fn true_needs_nothing_and_gets_non_root_advice() {
+    if !support::require_root() {
+        return;
+    }
+    let dir = tempdir();
+    let r = record(dir.path(), &[], &["true"]);
+    assert_eq!(r.code(), 0);
+    assert!(r.cap_add().is_empty(), "{:?}", r.cap_add());
+    let p = r.profile();
+    assert!(
+        p.advice
+            .iter()
+            .any(|a| a.contains("non-root user") && a.contains("--user 1000")),
+        "{:?}",
+        p.advice
+    );
+    assert!(
+        r.stderr().contains("recommendation: --cap-drop=ALL\n"),
+        "{}",
+        r.stderr()
+    );
+}
+
+#[test]
+fn a_daemonized_grandchild_is_followed_after_its_parent_exits() {
+    if !support::require_root() {
+        return;
+    }
+    let dir = tempdir();
+    let f = root_file(dir.path(), "late");
+    // The shell starts a new session leader in the background and exits at once; the
+    // grandchild uses CHOWN half a second later, with no traced ancestor left.
+    let script = format!(
+        "setsid sh -c 'sleep 0.5; chown 1000 {}' </dev/null >/dev/null 2>&1 & exit 0",
+        f.display()
+    );
+    let started = Instant::now();
+    let r = sh(dir.path(), &script);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "captrace waited for the daemon"
+    );
+    assert_eq!(fs::metadata(&f).unwrap().uid(), 1000);
+    assert_eq!(r.cap_add(), ["CHOWN"]);
+    let chown = r
+        .profile()
+        .checks
+        .iter()
+        .find(|c| c.cap.name() == "CHOWN")
+        .unwrap()
+        .clone();
+    assert_eq!(chown.comm.as_deref(), Some("chown"));
+}
+
+#[test]
+fn no_follow_daemons_stops_with_the_command() {
+    if !support::require_root() {
+        return;
+    }
+    let dir = tempdir();
+    let f = root_file(dir.path(), "late");
+    let script = format!(
+        "setsid sh -c 'sleep 1; chown 1000 {}' </dev/null >/dev/null 2>&1 & exit 0",
+        f.display()
+    );
+    let started = Instant::now();
+    let r = record(dir.path(), &["--no-follow-daemons"], &["sh", "-c", &script]);
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "did not wait for the daemon"
+    );
+    assert!(r.cap_add().is_empty(), "{:?}", r.cap_add());
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(
+        fs::metadata(&f).unwrap().uid(),
+        1000,
+        "the daemon was left running"
+    );
+}
+
+#[test]
+fn every_process_of_a_tree_is_traced() {
+    if !support::require_root() {
+        return;
+    }
+    let dir = tempdir();
+    let f = root_file(dir.path(), "tree");
+    let n = dir.path().join("null");
+    let script = format!(
+        "chown 1000 {f} & /usr/bin/python3 -c \"import socket; socket.socket().bind(('127.0.0.1', 80))\" & (sh -c 'mknod {n} c 1 3') & wait",
+        f = f.display(),
+        n = n.display()
+    );
+    let r = sh(dir.path(), &script);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(r.cap_add(), ["CHOWN", "NET_BIND_SERVICE", "MKNOD"]);
+    let comms: Vec<_> = r
+        .profile()
+        .checks
+        .iter()
+        .filter(|c| c.audit == Audit::Audited)
+        .filter_map(|c| c.comm.clone())
+        .collect();
+    for comm in ["chown", "python3", "mknod"] {
+        assert!(comms.iter().any(|c| c == comm), "{comm} in {comms:?}");
+    }
+}
+
+#[test]
+fn namespace_creation_is_reported() {
+    if !support::require_root() {
+        return;
+    }
+    let dir = tempdir();
+    let r = record(
+        dir.path(),
+        &[],
+        &[
+            "unshare",
+            "--uts",
+            "sh",
+            "-c",
+            "hostname captrace-test && hostname",
+        ],
+    );
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(String::from_utf8_lossy(&r.out.stdout), "captrace-test\n");
+    let p = r.profile();
+    assert_eq!(p.namespaces.created, ["uts"]);
+    assert!(p.namespaces.joined.is_empty());
+    let call = &p.namespaces.calls[0];
+    assert_eq!(
+        (call.syscall.as_str(), call.ret, call.comm.as_str()),
+        ("unshare", 0, "unshare")
+    );
+    assert_eq!(r.cap_add(), ["SYS_ADMIN"]);
+    assert!(
+        r.stderr()
+            .contains("namespaces: created: uts; joined: none"),
+        "{}",
+        r.stderr()
+    );
+    let host = nix::unistd::gethostname().unwrap();
+    assert_ne!(
+        host.to_string_lossy(),
+        "captrace-test",
+        "the host's name is untouched"
+    );
+}
+
+#[test]
+fn a_user_namespace_mapping_root_needs_setfcap_without_a_check() {
+    if !support::require_root() {
+        return;
+    }
+    let dir = tempdir();
+    let r = record(
+        dir.path(),
+        &[],
+        &["unshare", "--user", "--map-root-user", "id", "-u"],
+    );
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let p = r.profile();
+    assert_eq!(p.namespaces.created, ["user"]);
+    assert!(
+        !p.checks.iter().any(|c| c.cap.name() == "SETFCAP"),
+        "the kernel shows no SETFCAP check"
+    );
+    assert_eq!(r.cap_add(), ["SETFCAP"]);
+    assert!(p.never_checked[0].reason.contains("create_user_ns"));
+    // Checks inside the new namespace are not host capabilities.
+    assert!(
+        p.checks.iter().any(|c| c.scope == Scope::Nested),
+        "{:?}",
+        p.checks
+    );
+    // The rule is right: without SETFCAP the same command fails.
+    let run = |bounding: &str| {
+        Command::new("setpriv")
+            .args([
+                "--inh-caps=-all",
+                "--ambient-caps=-all",
+                bounding,
+                "--",
+                "unshare",
+                "--user",
+                "--map-root-user",
+                "true",
+            ])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(run("--bounding-set=-all,+setfcap"));
+    assert!(!run("--bounding-set=-all"));
+}
+
+#[test]
+fn the_exit_status_is_the_commands() {
+    if !support::require_root() {
+        return;
+    }
+    let dir = tempdir();
+    assert_eq!(sh(dir.path(), "exit 7").code(), 7);
+    assert_eq!(sh(dir.path(), "kill -TERM $$").code(), 128 + 15);
+    let p = sh(dir.path(), "exit 3");
+    assert_eq!(p.profile().exit_status, Some(3));
+}
+
+#[test]
+fn a_missing_command_exits_127_and_starts_nothing() {
+    if !support::require_root() {
+        return;
+    }
+    let dir = tempdir();
+    let r = record(dir.path(), &[], &["no-such-command-captrace"]);
+    assert_eq!(r.code(), 127);
+    assert_eq!(
+        r.stderr(),
+        "captrace: no-such-command-captrace: command not found\n"
+    );
+    assert!(r.profile.is_none());
+    let r = record(dir.path(), &[], &["/etc/passwd"]);
+    assert_eq!(r.code(), 126);
+    assert!(
+        r.stderr()
+            .starts_with("captrace: /etc/passwd: cannot execute"),
+        "{}",
+        r.stderr()
+    );
+}
+
+#[test]
+fn minimize_drops_a_granted_capability_that_is_not_needed() {
+    if !support::require_root() {
+        return;
+    }
+    let dir = tempdir();
+    let f = dir.path().join("owned");
+    // A server that binds the privileged port when it may and falls back to 8080 otherwise,
+    // and always chowns its state file: NET_BIND_SERVICE is granted and used when present but
+    // not needed; CHOWN is needed.
+    let script = format!(
+        r#"
+import os, socket
+if os.path.exists("{f}"): os.unlink("{f}")
+open("{f}", "w").close()
+os.chown("{f}", 1000, 1000)
+eff = int([l for l in open("/proc/self/status") if l.startswith("CapEff")][0].split()[1], 16)
+port = 80 if eff & (1 << 10) else 8080
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", port)); print(port)
+"#,
+        f = f.display()
+    );
+    let plain = record(dir.path(), &[], &["/usr/bin/python3", "-c", &script]);
+    assert_eq!(
+        plain.cap_add(),
+        ["CHOWN", "NET_BIND_SERVICE"],
+        "{}",
+        plain.stderr()
+    );
+    let r = record(
+        dir.path(),
+        &["--minimize"],
+        &["/usr/bin/python3", "-c", &script],
+    );
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let p = r.profile();
+    let m = p.minimize.as_ref().expect("a minimize report");
+    assert!(m.rerunnable);
+    assert_eq!(
+        m.proven.iter().map(|c| c.name()).collect::<Vec<_>>(),
+        ["CHOWN"]
+    );
+    assert_eq!(
+        m.dropped.iter().map(|c| c.name()).collect::<Vec<_>>(),
+        ["NET_BIND_SERVICE"]
+    );
+    assert!(m.added.is_empty());
+    assert_eq!(r.cap_add(), ["CHOWN"]);
+    assert!(
+        r.stderr().contains("dropped NET_BIND_SERVICE"),
+        "{}",
+        r.stderr()
+    );
+}
+
+#[test]
+fn minimize_says_when_a_command_is_not_rerunnable() {
+    if !support::require_root() {
+        return;
+    }
+    let dir = tempdir();
+    let marker = dir.path().join("once");
+    // Succeeds the first time only.
+    let script = format!("test ! -e {m} && touch {m}", m = marker.display());
+    let r = record(dir.path(), &["--minimize"], &["sh", "-c", &script]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let m = r.profile().minimize.clone().unwrap();
+    assert!(!m.rerunnable);
+    assert!(m.note.unwrap().contains("--setup"));
+    // With --setup restoring the state, it is re-runnable.
+    let setup = format!("rm -f {}", marker.display());
+    fs::remove_file(&marker).unwrap();
+    let r = record(
+        dir.path(),
+        &["--minimize", "--setup", &setup],
+        &["sh", "-c", &script],
+    );
+    assert!(
+        r.profile().minimize.as_ref().unwrap().rerunnable,
+        "{}",
+        r.stderr()
+    );
+}
+
+#[test]
+fn minimize_finds_a_capability_used_without_a_visible_check() {
+    if !support::require_root() {
+        return;
+    }
+    let dir = tempdir();
+    // unshare -U -r needs SETFCAP (create_user_ns tests the bit directly). The static rule
+    // already adds it; minimize must keep it, proven by replay.
+    let r = record(
+        dir.path(),
+        &["--minimize"],
+        &["unshare", "--user", "--map-root-user", "true"],
+    );
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let m = r.profile().minimize.clone().unwrap();
+    assert_eq!(
+        m.proven.iter().map(|c| c.name()).collect::<Vec<_>>(),
+        ["SETFCAP"]
+    );
+    assert_eq!(r.cap_add(), ["SETFCAP"]);
+}
