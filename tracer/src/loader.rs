@@ -37,7 +37,7 @@ const PROGRAMS: &[(&str, &str)] = &[
 pub enum LoadError {
     /// captrace lacks the privileges to load BPF.
     #[error(
-        "captrace needs root (or CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE-free memlock) to load its kernel programs; run it with sudo"
+        "root (or CAP_BPF and CAP_PERFMON) is needed to load the kernel programs: run captrace with sudo"
     )]
     NotPrivileged,
     /// The binary was built without its eBPF object.

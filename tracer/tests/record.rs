@@ -477,3 +477,38 @@ fn minimize_finds_a_capability_used_without_a_visible_check() {
     );
     assert_eq!(r.cap_add(), ["SETFCAP"]);
 }
+
+#[test]
+fn without_bpf_privileges_it_says_so_and_starts_nothing() {
+    if !support::require_root() {
+        return;
+    }
+    let dir = tempdir();
+    let marker = dir.path().join("ran");
+    let script = format!("touch {}", marker.display());
+    for drop in [
+        &[
+            "--reuid=1000",
+            "--regid=1000",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ][..],
+        &["--inh-caps=-all", "--bounding-set=-sys_admin,-bpf,-perfmon"][..],
+    ] {
+        let out = Command::new("setpriv")
+            .args(drop)
+            .arg("--")
+            .arg(support::captrace_bin())
+            .args(["record", "--", "sh", "-c", &script])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{drop:?}: {err}");
+        assert!(
+            err.starts_with("captrace: root (or CAP_BPF and CAP_PERFMON) is needed"),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(!marker.exists(), "the command must not run untraced");
+    }
+}
