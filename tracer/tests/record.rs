@@ -160,6 +160,15 @@ fn true_needs_nothing_and_gets_non_root_advice() {
     );
 }
 
+/// A shell that starts a session leader in the background, which chowns `file` after `delay`
+/// seconds, and exits at once.
+fn daemon_chown(file: &Path, delay: &str) -> String {
+    format!(
+        "setsid sh -c 'sleep {delay}; chown 1000 {}' </dev/null >/dev/null 2>&1 & exit 0",
+        file.display()
+    )
+}
+
 #[test]
 fn a_daemonized_grandchild_is_followed_after_its_parent_exits() {
     if !support::require_root() {
@@ -169,10 +178,7 @@ fn a_daemonized_grandchild_is_followed_after_its_parent_exits() {
     let f = root_file(dir.path(), "late");
     // The shell starts a new session leader in the background and exits at once; the
     // grandchild uses CHOWN half a second later, with no traced ancestor left.
-    let script = format!(
-        "setsid sh -c 'sleep 0.5; chown 1000 {}' </dev/null >/dev/null 2>&1 & exit 0",
-        f.display()
-    );
+    let script = daemon_chown(&f, "0.5");
     let started = Instant::now();
     let r = sh(dir.path(), &script);
     assert_eq!(r.code(), 0, "{}", r.stderr());
@@ -199,10 +205,7 @@ fn no_follow_daemons_stops_with_the_command() {
     }
     let dir = tempdir();
     let f = root_file(dir.path(), "late");
-    let script = format!(
-        "setsid sh -c 'sleep 1; chown 1000 {}' </dev/null >/dev/null 2>&1 & exit 0",
-        f.display()
-    );
+    let script = daemon_chown(&f, "1");
     let started = Instant::now();
     let r = record(dir.path(), &["--no-follow-daemons"], &["sh", "-c", &script]);
     assert!(
