@@ -5,6 +5,7 @@ pub mod capability;
 pub mod classifier;
 pub mod cli;
 pub mod commands;
+pub mod container;
 pub mod formats;
 pub mod launch;
 pub mod loader;

@@ -1,0 +1,1 @@
+//! Container attribution from cgroup paths (being written).
