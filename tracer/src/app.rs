@@ -27,13 +27,24 @@ pub fn main() -> ExitCode {
 fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Record(args) => commands::record::run(args),
+        Command::Run(args) => commands::run::run(args),
         Command::Recommend(args) => commands::recommend::run(&args),
         Command::Caps(args) => commands::caps::run(&args),
     }
 }
 
-/// 126/127 as a shell would for a command that cannot run; 125 for everything else.
+/// Bad usage found after parsing (unknown capability or namespace, conflicting flags): exit 2
+/// like clap's own usage errors, before anything starts.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// 2 for bad usage, 126/127 as a shell would for a command that cannot run; 125 for
+/// everything else.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
+    if err.downcast_ref::<UsageError>().is_some() {
+        return 2;
+    }
     match err.downcast_ref::<ExecError>() {
         Some(e) => e.exit_code(),
         None => EXIT_FAILURE,

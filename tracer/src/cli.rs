@@ -28,6 +28,10 @@ pub enum Command {
     /// minimal capability set.
     #[command(after_help = EXIT_CODES_HELP)]
     Record(RecordArgs),
+    /// Run a command in new namespaces with exactly the capabilities it needs, and report every
+    /// capability it was denied (--audit).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Run(RunArgs),
     /// Render a profile written by `record -o` in another syntax.
     Recommend(RecommendArgs),
     /// List every capability this kernel knows.
@@ -52,6 +56,50 @@ pub struct RecordArgs {
     /// Print the report as JSON on stderr instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// The command and its arguments.
+    #[arg(trailing_var_arg = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Start from a profile written by `record -o` (its cap_add) instead of Docker's defaults.
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
+    /// Capabilities to drop from the starting set, or ALL (CHOWN, CAP_CHOWN and chown all work).
+    #[arg(long = "cap-drop", value_name = "CAP", value_delimiter = ',')]
+    pub cap_drop: Vec<String>,
+    /// Capabilities to add, or ALL (every capability captrace itself holds).
+    #[arg(long = "cap-add", value_name = "CAP", value_delimiter = ',')]
+    pub cap_add: Vec<String>,
+    /// Run as this user: UID[:GID] or NAME[:GROUP], looked up in the workload's /etc/passwd.
+    #[arg(long, short = 'u', value_name = "UID[:GID]")]
+    pub user: Option<String>,
+    /// New namespaces: a comma-separated list of user,pid,mnt,uts,ipc,net,cgroup, or all.
+    #[arg(long, value_name = "LIST")]
+    pub ns: Option<String>,
+    /// Hostname inside a new UTS namespace (implies --ns uts).
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+    /// Pivot into this root file system directory (implies --ns mnt).
+    #[arg(long, value_name = "DIR")]
+    pub rootfs: Option<PathBuf>,
+    /// Run captrace's minimal init as PID 1 (reaps zombies, forwards signals) and the command
+    /// as PID 2 (implies --ns pid). Without it, the command is PID 1.
+    #[arg(long)]
+    pub init: bool,
+    /// Trace the workload and report every capability check it was denied, with the fix.
+    #[arg(long)]
+    pub audit: bool,
+    /// Set an environment variable (KEY=VALUE, or KEY to pass captrace's value on).
+    #[arg(long = "env", short = 'e', value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Print the workload's PID inside its PID namespace and on the host.
+    #[arg(long)]
+    pub show_pids: bool,
+    /// Host id that root maps to in a new user namespace (65536 ids from there).
+    #[arg(long, value_name = "ID", default_value_t = 100_000)]
+    pub userns_base: u32,
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 
 use crate::{
     capability::Cap,
-    launch::Spec,
+    launch::{Privileges, Spec},
     profile::{Added, Minimize, Profile},
     recommend,
     session::{Run, Session, Wait},
@@ -74,10 +74,15 @@ impl Replayer<'_> {
             anyhow::ensure!(status.success(), "--setup {setup:?} failed with {status}");
         }
         self.replays += 1;
+        let privileges = caps.map(|c| Privileges {
+            caps: c.iter().copied().collect(),
+            ..Default::default()
+        });
         let spec = Spec {
             argv: self.argv.clone(),
-            caps: caps.map(|c| c.iter().copied().collect()),
+            privileges,
             quiet: true,
+            ..Default::default()
         };
         let run = self.session.run(
             &spec,
@@ -85,6 +90,7 @@ impl Replayer<'_> {
                 follow_daemons: true,
                 deadline: Some(self.deadline),
             },
+            &mut |_| {},
         )?;
         let profile = self.session.profile(&run, &self.argv)?;
         tracing::info!(caps = ?caps.map(|c| c.iter().map(|c| c.name()).collect::<Vec<_>>()), status = run.exit_status, "replay");

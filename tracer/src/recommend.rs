@@ -93,6 +93,17 @@ pub fn recommend(checks: &[Check], ns: &Namespaces) -> Recommendation {
     }
 }
 
+/// Every audited check that was denied, in any user namespace, less the kernel's fallbacks:
+/// what `run --audit` reports.
+pub fn denials(checks: &[Check]) -> Vec<Check> {
+    checks
+        .iter()
+        .filter(|c| c.verdict == Verdict::Denied && counts(c.audit))
+        .filter(|c| !satisfied_by_fallback(c, checks))
+        .cloned()
+        .collect()
+}
+
 fn satisfied_by_fallback(denied: &Check, checks: &[Check]) -> bool {
     FALLBACKS.iter().any(|(d, instead, _)| {
         denied.cap == Cap(*d)

@@ -62,7 +62,12 @@ impl Session {
 
     /// Runs the command traced from its first instruction, until it and (if asked) every
     /// descendant exited, or a signal stops the recording.
-    pub fn run(&mut self, spec: &Spec, wait: Wait) -> anyhow::Result<Run> {
+    pub fn run(
+        &mut self,
+        spec: &Spec,
+        wait: Wait,
+        on_start: &mut dyn FnMut(Pid),
+    ) -> anyhow::Result<Run> {
         let workload = self.next_workload;
         self.next_workload += 1;
         let child = launch::spawn_suspended(spec)?;
@@ -72,6 +77,7 @@ impl Session {
         }
         let started = Instant::now();
         let pid = child.resume()?;
+        on_start(pid);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;

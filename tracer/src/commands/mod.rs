@@ -2,3 +2,4 @@
 pub mod caps;
 pub mod recommend;
 pub mod record;
+pub mod run;

@@ -35,6 +35,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<u8> {
             follow_daemons: !args.no_follow_daemons,
             deadline: None,
         },
+        &mut |_| {},
     )?;
     let mut profile = session.profile(&run, &args.command)?;
     if args.minimize {

@@ -1,0 +1,275 @@
+//! `captrace run [...] -- CMD...`: launch a workload with exactly its capabilities.
+use std::{collections::BTreeSet, fs, path::Path};
+
+use anyhow::Context as _;
+use nix::unistd::Pid;
+
+use crate::{
+    app::UsageError,
+    capability::{self, Cap},
+    cli::RunArgs,
+    launch::{self, NsSet, Privileges, Sandbox, Spec, privileges},
+    profile::{Check, Profile},
+    recommend,
+    session::{Session, Wait},
+};
+
+fn usage(msg: impl Into<String>) -> anyhow::Error {
+    UsageError(msg.into()).into()
+}
+
+/// The starting set (a profile's, or Docker's defaults) with --cap-drop and --cap-add applied.
+pub fn capability_set(
+    start: &[Cap],
+    drop: &[String],
+    add: &[String],
+    own: &BTreeSet<Cap>,
+) -> anyhow::Result<Vec<Cap>> {
+    let mut set: BTreeSet<Cap> = start.iter().copied().collect();
+    let parse = |name: &str| Cap::parse(name).map_err(|e| usage(e.to_string()));
+    for name in drop {
+        if name.eq_ignore_ascii_case("all") {
+            set.clear();
+        } else {
+            set.remove(&parse(name)?);
+        }
+    }
+    for name in add {
+        if name.eq_ignore_ascii_case("all") {
+            set.extend(own.iter().copied());
+        } else {
+            set.insert(parse(name)?);
+        }
+    }
+    let missing: Vec<String> = set.difference(own).map(|c| c.name()).collect();
+    if !missing.is_empty() {
+        return Err(usage(format!(
+            "captrace itself does not hold {}: it cannot grant what its own bounding set lacks",
+            missing.join(", ")
+        )));
+    }
+    Ok(set.into_iter().collect())
+}
+
+fn own_bounding_set() -> BTreeSet<Cap> {
+    caps::read(None, caps::CapSet::Bounding)
+        .map(|s| s.iter().map(|c| Cap(c.index())).collect())
+        .unwrap_or_default()
+}
+
+/// The environment: captrace's own (less its CAPTRACE_* variables), or in a root file system
+/// a minimal one as docker gives; then each --env.
+fn environment(args: &RunArgs, user_home: &str) -> anyhow::Result<Option<Vec<String>>> {
+    let mut env: Vec<String> = if args.rootfs.is_some() {
+        let mut e = vec![
+            format!("PATH={}", launch::DEFAULT_PATH),
+            format!("HOME={user_home}"),
+        ];
+        if let Some(h) = &args.hostname {
+            e.push(format!("HOSTNAME={h}"));
+        }
+        if let Ok(t) = std::env::var("TERM") {
+            e.push(format!("TERM={t}"));
+        }
+        e
+    } else if args.env.is_empty() {
+        return Ok(None);
+    } else {
+        std::env::vars()
+            .filter(|(k, _)| !k.starts_with("CAPTRACE_"))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect()
+    };
+    for kv in &args.env {
+        let entry = match kv.split_once('=') {
+            Some(_) => kv.clone(),
+            None => match std::env::var(kv) {
+                Ok(v) => format!("{kv}={v}"),
+                Err(_) => continue,
+            },
+        };
+        let key = entry.split('=').next().unwrap_or_default().to_string();
+        if key.is_empty() {
+            return Err(usage(format!("bad --env {kv:?}: use KEY=VALUE")));
+        }
+        env.retain(|e| e.split('=').next() != Some(key.as_str()));
+        env.push(entry);
+    }
+    Ok(Some(env))
+}
+
+/// Raw flags to a launch spec; every check happens here, before anything starts.
+pub fn spec(args: &RunArgs) -> anyhow::Result<Spec> {
+    let start: Vec<Cap> = match &args.profile {
+        Some(p) => Profile::read(p)?.cap_add,
+        None => capability::docker_defaults().collect(),
+    };
+    let caps = capability_set(&start, &args.cap_drop, &args.cap_add, &own_bounding_set())?;
+    let mut ns = match &args.ns {
+        Some(list) => NsSet::parse(list).map_err(usage)?,
+        None => NsSet::default(),
+    };
+    if let Some(root) = &args.rootfs {
+        if !root.join("bin").is_dir() && !root.join("usr").is_dir() {
+            return Err(usage(format!(
+                "--rootfs {}: not a root file system (no bin/ or usr/)",
+                root.display()
+            )));
+        }
+        ns.mnt = true;
+    }
+    ns.uts |= args.hostname.is_some();
+    ns.pid |= args.init;
+    // A PID namespace gets its own /proc, which needs a mount namespace.
+    ns.mnt |= ns.pid;
+    let etc = args.rootfs.as_deref().unwrap_or(Path::new("/")).join("etc");
+    let read = |f: &str| fs::read_to_string(etc.join(f)).unwrap_or_default();
+    let user = match &args.user {
+        Some(u) => Some(privileges::parse_user(u, &read("passwd"), &read("group")).map_err(usage)?),
+        None => None,
+    };
+    let home = match &user {
+        Some(u) if u.uid != 0 => "/".to_string(),
+        _ => "/root".to_string(),
+    };
+    let sandbox = (!ns.is_empty()).then(|| Sandbox {
+        ns,
+        hostname: args.hostname.clone(),
+        rootfs: args
+            .rootfs
+            .as_ref()
+            .map(|r| r.canonicalize().unwrap_or(r.clone())),
+        userns_base: args.userns_base,
+    });
+    Ok(Spec {
+        argv: args.command.clone(),
+        env: environment(args, &home)?,
+        privileges: Some(Privileges {
+            caps,
+            user,
+            no_new_privs: true,
+        }),
+        sandbox,
+        init: args.init,
+        quiet: false,
+    })
+}
+
+fn show_pids(pid: Pid) {
+    let host = launch::workload_pid(pid);
+    let status = fs::read_to_string(format!("/proc/{}/status", host.as_raw())).unwrap_or_default();
+    let inside = status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .and_then(|l| l.split_whitespace().last().map(str::to_string))
+        .unwrap_or_else(|| "?".into());
+    eprintln!(
+        "captrace: the workload is PID {inside} in its PID namespace and PID {} on the host",
+        host.as_raw()
+    );
+}
+
+/// "mknod[42]: mknodat: MKNOD denied 1x; add --cap-add MKNOD"
+pub fn denial_lines(denied: &[Check]) -> Vec<String> {
+    denied
+        .iter()
+        .map(|d| {
+            format!(
+                "{}[{}]: {}: {} denied {}x; add --cap-add {}",
+                d.comm.as_deref().unwrap_or("?"),
+                d.pid.unwrap_or(0),
+                d.syscall.as_deref().unwrap_or("-"),
+                d.cap,
+                d.count,
+                d.cap
+            )
+        })
+        .collect()
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<u8> {
+    let spec = spec(&args)?;
+    let status = if args.audit {
+        let mut session = Session::new()?;
+        let run = session.run(
+            &spec,
+            Wait {
+                follow_daemons: false,
+                deadline: None,
+            },
+            &mut |pid| {
+                if args.show_pids {
+                    show_pids(pid)
+                }
+            },
+        )?;
+        let checks = session.checks(run.workload)?;
+        let denied = recommend::denials(&checks);
+        if denied.is_empty() {
+            eprintln!("captrace: audit: no capability check was denied");
+        }
+        for line in denial_lines(&denied) {
+            eprintln!("captrace: audit: {line}");
+        }
+        run.exit_status
+    } else {
+        launch::block_supervised_signals();
+        let child = launch::spawn_suspended(&spec)?;
+        let pid = child.resume().context("starting the workload")?;
+        if args.show_pids {
+            show_pids(pid);
+        }
+        launch::supervise(pid)
+    };
+    Ok((status & 0xff) as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: &[Cap]) -> Vec<String> {
+        v.iter().map(|c| c.name()).collect()
+    }
+
+    fn all() -> BTreeSet<Cap> {
+        (0..=40).map(Cap).filter(|c| c.0 != 24).collect()
+    }
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn drop_all_then_add() {
+        let defaults: Vec<Cap> = capability::docker_defaults().collect();
+        let set = capability_set(
+            &defaults,
+            &s(&["ALL"]),
+            &s(&["chown", "CAP_NET_BIND_SERVICE"]),
+            &all(),
+        )
+        .unwrap();
+        assert_eq!(names(&set), ["CHOWN", "NET_BIND_SERVICE"]);
+        let set = capability_set(&defaults, &s(&["KILL"]), &[], &all()).unwrap();
+        assert_eq!(set.len(), 13);
+    }
+
+    #[test]
+    fn unknown_names_are_usage_errors_with_a_suggestion() {
+        let e = capability_set(&[], &[], &s(&["CHWON"]), &all()).unwrap_err();
+        assert!(e.downcast_ref::<UsageError>().is_some());
+        assert_eq!(
+            e.to_string(),
+            "unknown capability \"CHWON\" (did you mean CHOWN?)"
+        );
+    }
+
+    #[test]
+    fn cannot_grant_what_captrace_lacks() {
+        let e = capability_set(&[], &[], &s(&["SYS_RESOURCE"]), &all()).unwrap_err();
+        assert!(e.to_string().contains("does not hold SYS_RESOURCE"), "{e}");
+        let set = capability_set(&[], &[], &s(&["ALL"]), &all()).unwrap();
+        assert_eq!(set.len(), 40);
+    }
+}

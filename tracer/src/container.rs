@@ -1,1 +1,0 @@
-//! Container attribution from cgroup paths (being written).

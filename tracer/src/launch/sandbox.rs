@@ -1,0 +1,312 @@
+//! Namespaces and the file system view of a `captrace run` workload: which namespaces to
+//! create, and the set-up done inside them (private mounts, fresh /proc, a root file system,
+//! hostname, loopback). Runs in the child between fork and exec.
+use std::{
+    ffi::CString,
+    fs,
+    os::unix::fs::symlink,
+    path::{Path, PathBuf},
+};
+
+use nix::{
+    mount::{MntFlags, MsFlags, mount, umount2},
+    sched::CloneFlags,
+};
+
+/// The namespaces a workload gets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NsSet {
+    pub user: bool,
+    pub pid: bool,
+    pub mnt: bool,
+    pub uts: bool,
+    pub ipc: bool,
+    pub net: bool,
+    pub cgroup: bool,
+}
+
+pub const NS_NAMES: &[&str] = &["user", "pid", "mnt", "uts", "ipc", "net", "cgroup"];
+
+impl NsSet {
+    /// `user,pid,mnt,uts,ipc,net,cgroup` or `all` (or `none`).
+    pub fn parse(list: &str) -> Result<NsSet, String> {
+        let mut ns = NsSet::default();
+        for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match name {
+                "all" => {
+                    ns = NsSet {
+                        user: true,
+                        pid: true,
+                        mnt: true,
+                        uts: true,
+                        ipc: true,
+                        net: true,
+                        cgroup: true,
+                    }
+                }
+                "none" => {}
+                "user" => ns.user = true,
+                "pid" => ns.pid = true,
+                "mnt" | "mount" => ns.mnt = true,
+                "uts" => ns.uts = true,
+                "ipc" => ns.ipc = true,
+                "net" | "network" => ns.net = true,
+                "cgroup" => ns.cgroup = true,
+                other => {
+                    return Err(format!(
+                        "unknown namespace {other:?}: use a comma-separated list of {} or all",
+                        NS_NAMES.join(", ")
+                    ));
+                }
+            }
+        }
+        Ok(ns)
+    }
+
+    pub fn clone_flags(&self) -> CloneFlags {
+        let mut f = CloneFlags::empty();
+        for (on, flag) in [
+            (self.user, CloneFlags::CLONE_NEWUSER),
+            (self.pid, CloneFlags::CLONE_NEWPID),
+            (self.mnt, CloneFlags::CLONE_NEWNS),
+            (self.uts, CloneFlags::CLONE_NEWUTS),
+            (self.ipc, CloneFlags::CLONE_NEWIPC),
+            (self.net, CloneFlags::CLONE_NEWNET),
+            (self.cgroup, CloneFlags::CLONE_NEWCGROUP),
+        ] {
+            if on {
+                f |= flag;
+            }
+        }
+        f
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.clone_flags().is_empty()
+    }
+}
+
+/// Where a set-up step failed, for the message the parent prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Stage {
+    Exec = 0,
+    Unshare,
+    UserMap,
+    Fork,
+    Mount,
+    Rootfs,
+    Hostname,
+    Loopback,
+    Privileges,
+}
+
+impl Stage {
+    pub fn from_u8(v: u8) -> Stage {
+        use Stage::*;
+        [
+            Exec, Unshare, UserMap, Fork, Mount, Rootfs, Hostname, Loopback, Privileges,
+        ]
+        .get(v as usize)
+        .copied()
+        .unwrap_or(Exec)
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Stage::Exec => "exec",
+            Stage::Unshare => "creating the namespaces (unshare)",
+            Stage::UserMap => "mapping ids into the user namespace",
+            Stage::Fork => "starting the PID namespace (fork)",
+            Stage::Mount => "setting up mounts (/proc, private propagation)",
+            Stage::Rootfs => "switching to the root file system (pivot_root)",
+            Stage::Hostname => "setting the hostname",
+            Stage::Loopback => "bringing up loopback",
+            Stage::Privileges => "applying the user and capability sets",
+        }
+    }
+}
+
+pub type StepResult = Result<(), (Stage, i32)>;
+
+fn fail(stage: Stage) -> impl Fn(nix::errno::Errno) -> (Stage, i32) {
+    move |e| (stage, e as i32)
+}
+
+fn io_fail(stage: Stage) -> impl Fn(std::io::Error) -> (Stage, i32) {
+    move |e| (stage, e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Sandbox {
+    pub ns: NsSet,
+    pub hostname: Option<String>,
+    pub rootfs: Option<PathBuf>,
+    /// Host uid/gid that root inside a new user namespace maps to (65536 ids from there).
+    pub userns_base: u32,
+}
+
+/// Ids mapped into a new user namespace.
+pub const USERNS_SIZE: u32 = 65_536;
+
+const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+impl Sandbox {
+    /// `uid_map`/`gid_map` contents: root and the 65535 ids after it onto unprivileged host ids.
+    pub fn id_map(&self) -> String {
+        format!("0 {} {USERNS_SIZE}\n", self.userns_base)
+    }
+
+    /// Written by the parent once the child has unshared its user namespace.
+    pub fn write_id_maps(&self, pid: i32) -> std::io::Result<()> {
+        fs::write(format!("/proc/{pid}/uid_map"), self.id_map())?;
+        fs::write(format!("/proc/{pid}/gid_map"), self.id_map())
+    }
+
+    /// Inside every namespace (and, with a PID namespace, as its first process).
+    pub fn setup_inside(&self) -> StepResult {
+        if self.ns.mnt {
+            // Nothing mounted here propagates back to the host.
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )
+            .map_err(fail(Stage::Mount))?;
+        }
+        match &self.rootfs {
+            Some(root) => self.enter_rootfs(root)?,
+            None if self.ns.pid && self.ns.mnt => mount_proc(Path::new("/proc"))?,
+            None => {}
+        }
+        if let Some(name) = &self.hostname {
+            nix::unistd::sethostname(name).map_err(fail(Stage::Hostname))?;
+        }
+        if self.ns.net {
+            loopback_up().map_err(|e| (Stage::Loopback, e))?;
+        }
+        Ok(())
+    }
+
+    fn enter_rootfs(&self, root: &Path) -> StepResult {
+        let bind = MsFlags::MS_BIND | MsFlags::MS_REC;
+        mount(Some(root), root, None::<&str>, bind, None::<&str>).map_err(fail(Stage::Rootfs))?;
+        let proc_dir = root.join("proc");
+        fs::create_dir_all(&proc_dir).map_err(io_fail(Stage::Mount))?;
+        if self.ns.pid {
+            mount_proc(&proc_dir)?;
+        } else {
+            mount(Some("/proc"), &proc_dir, None::<&str>, bind, None::<&str>)
+                .map_err(fail(Stage::Mount))?;
+        }
+        let dev = root.join("dev");
+        fs::create_dir_all(&dev).map_err(io_fail(Stage::Mount))?;
+        mount(
+            Some("tmpfs"),
+            &dev,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID,
+            Some("mode=755,size=64k"),
+        )
+        .map_err(fail(Stage::Mount))?;
+        for d in DEVICES {
+            let target = dev.join(d);
+            fs::write(&target, b"").map_err(io_fail(Stage::Mount))?;
+            mount(
+                Some(Path::new("/dev").join(d).as_path()),
+                &target,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(fail(Stage::Mount))?;
+        }
+        for (link, to) in [
+            ("fd", "/proc/self/fd"),
+            ("stdin", "/proc/self/fd/0"),
+            ("stdout", "/proc/self/fd/1"),
+            ("stderr", "/proc/self/fd/2"),
+        ] {
+            symlink(to, dev.join(link)).map_err(io_fail(Stage::Mount))?;
+        }
+        // pivot_root(".", "."): the old root is stacked under the new one and detached at
+        // once, with no directory to create in a root file system the namespace may not own.
+        nix::unistd::chdir(root).map_err(fail(Stage::Rootfs))?;
+        nix::unistd::pivot_root(".", ".").map_err(fail(Stage::Rootfs))?;
+        umount2(".", MntFlags::MNT_DETACH).map_err(fail(Stage::Rootfs))?;
+        nix::unistd::chdir("/").map_err(fail(Stage::Rootfs))?;
+        Ok(())
+    }
+}
+
+fn mount_proc(target: &Path) -> StepResult {
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(Some("proc"), target, Some("proc"), flags, None::<&str>).map_err(fail(Stage::Mount))
+}
+
+/// `ip link set lo up`, with the SIOCSIFFLAGS ioctl.
+fn loopback_up() -> Result<(), i32> {
+    // SAFETY: plain socket and ioctl calls on a zeroed ifreq whose name is NUL-terminated.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(nix::errno::Errno::last_raw());
+        }
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        let name = CString::new("lo").expect("no NUL");
+        for (i, b) in name.as_bytes_with_nul().iter().enumerate() {
+            ifr.ifr_name[i] = *b as libc::c_char;
+        }
+        let mut rc = libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr);
+        if rc == 0 {
+            ifr.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            rc = libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr);
+        }
+        let err = nix::errno::Errno::last_raw();
+        libc::close(fd);
+        if rc != 0 { Err(err) } else { Ok(()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_namespace_lists() {
+        let ns = NsSet::parse("pid,uts").unwrap();
+        assert!(ns.pid && ns.uts && !ns.user && !ns.net);
+        assert_eq!(
+            ns.clone_flags(),
+            CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS
+        );
+        let all = NsSet::parse("all").unwrap();
+        assert!(all.user && all.pid && all.mnt && all.uts && all.ipc && all.net && all.cgroup);
+        assert!(NsSet::parse("").unwrap().is_empty());
+        let e = NsSet::parse("pid,time").unwrap_err();
+        assert!(e.contains("unknown namespace \"time\""), "{e}");
+    }
+
+    #[test]
+    fn maps_root_to_an_unprivileged_range() {
+        let sb = Sandbox {
+            userns_base: 100_000,
+            ..Default::default()
+        };
+        assert_eq!(sb.id_map(), "0 100000 65536\n");
+    }
+
+    #[test]
+    fn stages_round_trip() {
+        for s in [
+            Stage::Exec,
+            Stage::Unshare,
+            Stage::Rootfs,
+            Stage::Privileges,
+        ] {
+            assert_eq!(Stage::from_u8(s as u8), s);
+        }
+    }
+}
