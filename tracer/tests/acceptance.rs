@@ -1,0 +1,472 @@
+//! The acceptance method of captrace: record real workloads with `captrace record`, then prove
+//! the recorded `cap_add` on the host with `setpriv`:
+//!
+//! 1. the workload succeeds when root's bounding set is exactly `cap_add` (sufficient), and
+//! 2. it fails when any one member of `cap_add` is taken away (minimal),
+//!
+//! and check that `cap_add` is the set the kernel is known to ask for.
+//!
+//! Each workload is a `sh -c` script run as root. Every run (the recording and each proof) gets
+//! a fresh private directory in `$D`, built by the workload's setup and removed afterwards, so
+//! the workloads are re-runnable and leave nothing behind.
+mod support;
+
+use std::{
+    collections::BTreeSet,
+    fs,
+    os::unix::fs::{PermissionsExt as _, chown},
+    path::Path,
+    process::{Child, Command, Output, Stdio},
+    sync::{Mutex, PoisonError},
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// Held by the workloads that use 127.0.0.1:80, so they never race for it.
+static PORT_80: Mutex<()> = Mutex::new(());
+
+/// Content of the files the workloads read or serve.
+const CONTENT: &str = "captrace acceptance\n";
+
+/// A workload and what captrace must find for it.
+struct Workload {
+    name: &'static str,
+    /// The `sh -c` script; `$D` names the run's private directory.
+    script: &'static str,
+    /// Builds the run's fixture in `$D`, with every capability and untraced.
+    setup: fn(&Path) -> Fixture,
+    /// Extra `captrace record` options.
+    record_args: &'static [&'static str],
+    /// The capabilities the kernel asks for, Docker-style names.
+    expected: &'static [&'static str],
+}
+
+impl Workload {
+    fn new(name: &'static str, script: &'static str, expected: &'static [&'static str]) -> Self {
+        Workload {
+            name,
+            script,
+            setup: |_| Fixture::default(),
+            record_args: &[],
+            expected,
+        }
+    }
+
+    fn setup(self, setup: fn(&Path) -> Fixture) -> Self {
+        Workload { setup, ..self }
+    }
+
+    fn record_args(self, record_args: &'static [&'static str]) -> Self {
+        Workload {
+            record_args,
+            ..self
+        }
+    }
+
+    /// Records the workload and returns its profile.
+    fn record(&self) -> Value {
+        let out_dir = tempfile::tempdir().expect("creating a temporary directory");
+        let profile = out_dir.path().join("profile.json");
+        let (out, _fixture) = self.run(|cmd| {
+            let mut record = Command::new(support::captrace_bin());
+            record
+                .arg("record")
+                .arg("-o")
+                .arg(&profile)
+                .args(self.record_args)
+                .arg("--")
+                .arg(cmd.get_program())
+                .args(cmd.get_args());
+            record
+        });
+        assert!(
+            out.status.success(),
+            "{}: `captrace record` failed ({}):\n{}",
+            self.name,
+            out.status,
+            describe(&out)
+        );
+        let text = fs::read_to_string(&profile)
+            .unwrap_or_else(|e| panic!("{}: reading {}: {e}", self.name, profile.display()));
+        let profile: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{}: the profile is not JSON ({e}):\n{text}", self.name));
+        assert_eq!(
+            profile["exit_status"], 0,
+            "{}: the profile's exit status",
+            self.name
+        );
+        profile
+    }
+
+    /// Runs the workload with root's capabilities bounded to `caps` (Docker-style names).
+    fn run_confined(&self, caps: &[&str]) -> Output {
+        let bounding: String = caps
+            .iter()
+            .map(|cap| format!(",+{}", cap.to_lowercase()))
+            .collect();
+        self.run(|cmd| {
+            let mut setpriv = Command::new("setpriv");
+            setpriv
+                .args(["--inh-caps=-all", "--ambient-caps=-all"])
+                .arg(format!("--bounding-set=-all{bounding}"))
+                .arg("--")
+                .arg(cmd.get_program())
+                .args(cmd.get_args());
+            setpriv
+        })
+        .0
+    }
+
+    /// Runs `sh -c SCRIPT`, wrapped by `wrap`, with `D` set to a fresh fixture's directory.
+    /// Returns the output and the fixture, for the caller to drop when done with it.
+    fn run(&self, wrap: impl FnOnce(&Command) -> Command) -> (Output, Fixture) {
+        let dir = tempfile::tempdir().expect("creating a temporary directory");
+        let mut fixture = (self.setup)(dir.path());
+        let mut cmd = wrap(Command::new("sh").args(["-c", self.script]));
+        let out = cmd
+            .env("D", dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("{}: running {cmd:?}: {e}", self.name));
+        fixture.dir = Some(dir);
+        (out, fixture)
+    }
+
+    /// The acceptance check: record, prove sufficient, prove minimal, compare with `expected`.
+    /// Returns the profile for further checks.
+    fn check(&self) -> Value {
+        let started = Instant::now();
+        let profile = self.record();
+        let cap_add = cap_add(&profile);
+        let caps: Vec<&str> = cap_add.iter().map(String::as_str).collect();
+
+        let out = self.run_confined(&caps);
+        assert!(
+            out.status.success(),
+            "{}: fails with only the recorded {caps:?} ({}):\n{}",
+            self.name,
+            out.status,
+            describe(&out)
+        );
+
+        for cap in &caps {
+            let fewer: Vec<&str> = caps.iter().copied().filter(|c| c != cap).collect();
+            let out = self.run_confined(&fewer);
+            assert!(
+                !out.status.success(),
+                "{}: the recorded {caps:?} is not minimal: it still succeeds without {cap}:\n{}",
+                self.name,
+                describe(&out)
+            );
+        }
+
+        let expected: BTreeSet<&str> = self.expected.iter().copied().collect();
+        assert_eq!(
+            caps.iter().copied().collect::<BTreeSet<_>>(),
+            expected,
+            "{}: recorded cap_add",
+            self.name
+        );
+        eprintln!(
+            "{}: cap_add {caps:?}, sufficient and minimal ({:.1?})",
+            self.name,
+            started.elapsed()
+        );
+        profile
+    }
+}
+
+/// What a run needs besides its directory: dropped after the run.
+#[derive(Default)]
+struct Fixture {
+    /// A process of another user for the workload to signal; killed and reaped on drop.
+    victim: Option<Child>,
+    /// The run's directory (`$D`), removed on drop.
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if let Some(mut victim) = self.victim.take() {
+            let _ = victim.kill();
+            let _ = victim.wait();
+        }
+    }
+}
+
+/// The profile's `cap_add`.
+fn cap_add(profile: &Value) -> Vec<String> {
+    profile["cap_add"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no cap_add array in the profile: {profile:#}"))
+        .iter()
+        .map(|cap| {
+            cap.as_str()
+                .unwrap_or_else(|| panic!("cap_add holds {cap}"))
+                .to_owned()
+        })
+        .collect()
+}
+
+/// True if the profile counts `cap` checks made with `audit` (`audited` or `noaudit`).
+fn has_check(profile: &Value, cap: &str, audit: &str) -> bool {
+    profile["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|check| check["cap"] == cap && check["audit"] == audit)
+}
+
+fn describe(out: &Output) -> String {
+    format!(
+        "--- stdout\n{}--- stderr\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `$D/secret`: [`CONTENT`], owned by uid/gid 1000, mode 0000.
+fn secret_of_another_user(dir: &Path) -> Fixture {
+    let secret = dir.join("secret");
+    fs::write(&secret, CONTENT).expect("writing the secret");
+    chown(&secret, Some(1000), Some(1000)).expect("chown 1000:1000 of the secret");
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o000)).expect("chmod 0 the secret");
+    Fixture::default()
+}
+
+/// `$D/victim`: the PID of a `sleep` running as uid/gid 1000.
+fn victim_of_another_user(dir: &Path) -> Fixture {
+    let victim = Command::new("setpriv")
+        .args([
+            "--reuid=1000",
+            "--regid=1000",
+            "--clear-groups",
+            "sleep",
+            "60",
+        ])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("starting setpriv");
+    let pid = victim.id();
+    let fixture = Fixture {
+        victim: Some(victim),
+        dir: None,
+    };
+    // Signalling it before setpriv changed its uid would need no capability.
+    let status = format!("/proc/{pid}/status");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !fs::read_to_string(&status).is_ok_and(|s| s.contains("\nUid:\t1000\t1000\t1000\t1000")) {
+        assert!(Instant::now() < deadline, "pid {pid} never became uid 1000");
+        thread::sleep(Duration::from_millis(10));
+    }
+    fs::write(dir.join("victim"), pid.to_string()).expect("writing the victim's PID");
+    fixture
+}
+
+/// `$D/www/index.html`: [`CONTENT`].
+fn web_root(dir: &Path) -> Fixture {
+    fs::create_dir(dir.join("www")).expect("creating www");
+    fs::write(dir.join("www/index.html"), CONTENT).expect("writing index.html");
+    Fixture::default()
+}
+
+/// `$D/file`, owned by root.
+fn root_file(dir: &Path) -> Fixture {
+    fs::write(dir.join("file"), CONTENT).expect("writing the file");
+    Fixture::default()
+}
+
+/// The harness itself: `run_confined` really bounds root's capabilities.
+#[test]
+fn setpriv_bounds_root_to_the_given_capabilities() {
+    if !support::require_root() {
+        return;
+    }
+    let probe = Workload::new("probe", "grep '^Cap[EP]' /proc/self/status", &[]);
+    let out = probe.run_confined(&["CHOWN", "NET_RAW"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    // CHOWN is bit 0 and NET_RAW bit 13.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout,
+        "CapPrm:\t0000000000002001\nCapEff:\t0000000000002001\n"
+    );
+    let out = probe.run_confined(&[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout,
+        "CapPrm:\t0000000000000000\nCapEff:\t0000000000000000\n"
+    );
+}
+
+#[test]
+fn chown_of_a_root_file() {
+    if !support::require_root() {
+        return;
+    }
+    Workload::new("chown", r#"chown 1000 "$D/file""#, &["CHOWN"])
+        .setup(root_file)
+        .check();
+}
+
+/// Reading asks for DAC_READ_SEARCH first, and the kernel stops there when it is granted
+/// (`generic_permission`); DAC_OVERRIDE would do too, so either is minimal.
+#[test]
+fn reading_a_mode_0000_file_of_another_user() {
+    if !support::require_root() {
+        return;
+    }
+    let profile = Workload::new("dac read", r#"cat "$D/secret""#, &["DAC_READ_SEARCH"])
+        .setup(secret_of_another_user)
+        .check();
+    assert!(has_check(&profile, "DAC_READ_SEARCH", "audited"));
+}
+
+/// Only DAC_OVERRIDE overrides a missing write permission.
+#[test]
+fn writing_a_mode_0000_file_of_another_user() {
+    if !support::require_root() {
+        return;
+    }
+    Workload::new("dac write", r#"echo more >>"$D/secret""#, &["DAC_OVERRIDE"])
+        .setup(secret_of_another_user)
+        .check();
+}
+
+/// The read makes a DAC_READ_SEARCH check and the append a DAC_OVERRIDE one, so a plain record
+/// keeps both, although DAC_OVERRIDE alone allows both: `--minimize` replays and drops
+/// DAC_READ_SEARCH.
+#[test]
+fn reading_and_writing_a_mode_0000_file_minimized() {
+    if !support::require_root() {
+        return;
+    }
+    let profile = Workload::new(
+        "dac read+write --minimize",
+        r#"cat "$D/secret" && echo more >>"$D/secret""#,
+        &["DAC_OVERRIDE"],
+    )
+    .setup(secret_of_another_user)
+    .record_args(&["--minimize"])
+    .check();
+    assert_eq!(
+        profile["minimize"]["dropped"],
+        serde_json::json!(["DAC_READ_SEARCH"])
+    );
+}
+
+/// python makes many granted CAP_SYS_ADMIN checks with CAP_OPT_NOAUDIT (memory accounting):
+/// they must not reach `cap_add`.
+#[test]
+fn python_binding_port_80() {
+    if !support::require_root() {
+        return;
+    }
+    let _port = PORT_80.lock().unwrap_or_else(PoisonError::into_inner);
+    let profile = Workload::new(
+        "bind 80",
+        "/usr/bin/python3 -c 'import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((\"127.0.0.1\", 80))
+s.close()'",
+        &["NET_BIND_SERVICE"],
+    )
+    .check();
+    assert!(!cap_add(&profile).iter().any(|cap| cap == "SYS_ADMIN"));
+    assert!(
+        has_check(&profile, "SYS_ADMIN", "noaudit"),
+        "python made no noaudit SYS_ADMIN check, so this test no longer shows they are ignored"
+    );
+}
+
+#[test]
+fn python_opening_a_raw_socket() {
+    if !support::require_root() {
+        return;
+    }
+    Workload::new(
+        "raw socket",
+        "/usr/bin/python3 -c 'import socket
+socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP).close()'",
+        &["NET_RAW"],
+    )
+    .check();
+}
+
+/// Both `unshare(CLONE_NEWUTS)` and `sethostname` in the new namespace (owned by the host user
+/// namespace) ask for SYS_ADMIN.
+#[test]
+fn hostname_in_a_new_uts_namespace() {
+    if !support::require_root() {
+        return;
+    }
+    Workload::new(
+        "unshare uts",
+        "unshare --uts hostname captrace-acceptance",
+        &["SYS_ADMIN"],
+    )
+    .check();
+}
+
+/// The process of uid 1000 is started by the fixture: starting it in the workload would need
+/// SETUID and SETGID too.
+#[test]
+fn killing_a_process_of_another_user() {
+    if !support::require_root() {
+        return;
+    }
+    Workload::new("kill", r#"kill "$(cat "$D/victim")""#, &["KILL"])
+        .setup(victim_of_another_user)
+        .check();
+}
+
+#[test]
+fn mknod_of_a_character_device() {
+    if !support::require_root() {
+        return;
+    }
+    Workload::new(
+        "mknod",
+        r#"mknod "$D/null" c 1 3 && rm "$D/null""#,
+        &["MKNOD"],
+    )
+    .check();
+}
+
+/// A real server: busybox httpd on port 80, fetched once, then stopped.
+#[test]
+fn busybox_httpd_on_port_80() {
+    if !support::require_root() {
+        return;
+    }
+    let _port = PORT_80.lock().unwrap_or_else(PoisonError::into_inner);
+    let httpd = Workload::new(
+        "httpd",
+        r#"/bin/busybox httpd -f -p 127.0.0.1:80 -h "$D/www" &
+httpd=$!
+ok=1
+i=0
+while [ $i -lt 50 ]; do
+    if /bin/busybox wget -q -O- http://127.0.0.1:80/; then ok=0; break; fi
+    kill -0 $httpd 2>/dev/null || break
+    sleep 0.1
+    i=$((i + 1))
+done
+kill $httpd 2>/dev/null
+wait $httpd
+exit $ok"#,
+        &["NET_BIND_SERVICE"],
+    )
+    .setup(web_root);
+    httpd.check();
+    let out = httpd.run_confined(&["NET_BIND_SERVICE"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        CONTENT,
+        "{}",
+        describe(&out)
+    );
+}
