@@ -13,6 +13,7 @@ pub mod names {
     pub const MAP_EVENTS: &str = "EVENTS";
     pub const MAP_NS_PENDING: &str = "NS_PENDING";
     pub const MAP_STATS: &str = "STATS";
+    pub const MAP_CGROUPS: &str = "CGROUPS";
 
     pub const PROG_CAP_CAPABLE_RAW_TP: &str = "cap_capable_raw_tp";
     pub const PROG_FORK: &str = "sched_process_fork";
@@ -34,6 +35,13 @@ pub struct Config {
     pub task_pid_off: u32,
     /// Offset of `level` in `struct user_namespace` (0 = the initial user namespace).
     pub userns_level_off: u32,
+    /// Offset of `real_cred` in `struct task_struct` (the task's own credentials).
+    pub task_real_cred_off: u32,
+    /// Offsets of `task_struct.thread_pid`, `pid.level` and `pid.numbers` (the pid in each
+    /// namespace level; `struct upid` is { int nr; struct pid_namespace *ns; }, 16 bytes).
+    pub task_thread_pid_off: u32,
+    pub pid_level_off: u32,
+    pub pid_numbers_off: u32,
     /// Offset in `struct pt_regs` of the syscall number (`orig_ax` on x86_64).
     pub regs_syscall_off: u32,
     /// Offsets in `struct pt_regs` of the first two syscall arguments.
@@ -48,7 +56,8 @@ pub struct Config {
     pub self_tgid: u32,
     /// Non-zero: trace every process on the host, attributed to its cgroup (monitor).
     pub trace_all: u32,
-    pub _pad: u32,
+    /// Non-zero (with `trace_all`): only the cgroups listed in `CGROUPS`.
+    pub filter_cgroups: u32,
 }
 
 /// Verdict of one capability check.
@@ -67,6 +76,46 @@ pub mod scope {
     pub const UNKNOWN: u8 = 2;
 }
 
+/// `UsageKey::origin`: who made a check inside a container's cgroup.
+pub mod origin {
+    /// The workload.
+    pub const WORKLOAD: u8 = 0;
+    /// The container runtime's own init (`runc:[2:INIT]`, `crun`) before it execs the
+    /// workload: it holds the runtime's privileges, not the container's.
+    pub const RUNTIME: u8 = 1;
+    /// Checked against credentials the task borrowed (`cred != task->real_cred`), e.g.
+    /// overlayfs acting with its mounter's credentials (ovl_override_creds): not the task's own
+    /// capabilities.
+    pub const BORROWED: u8 = 2;
+
+    /// Command names (`comm`) of container runtimes' init processes, by prefix (`runc init`
+    /// shows as `runc`, then `runc:[1:CHILD]`, `runc:[2:INIT]`).
+    pub const RUNTIME_COMM_PREFIXES: &[&[u8]] = &[b"runc", b"crun"];
+
+    /// Whether a task name is a container runtime's init.
+    pub fn is_runtime_comm(comm: &[u8]) -> bool {
+        let mut i = 0;
+        while i < RUNTIME_COMM_PREFIXES.len() {
+            let p = RUNTIME_COMM_PREFIXES[i];
+            if comm.len() >= p.len() {
+                let mut j = 0;
+                let mut same = true;
+                while j < p.len() {
+                    if comm[j] != p[j] {
+                        same = false;
+                    }
+                    j += 1;
+                }
+                if same {
+                    return true;
+                }
+            }
+            i += 1;
+        }
+        false
+    }
+}
+
 /// Aggregation key of capability checks: one counter per distinct key, in the kernel.
 #[repr(C)]
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -78,7 +127,8 @@ pub struct UsageKey {
     pub cap: u8,
     pub verdict: u8,
     pub scope: u8,
-    pub _pad: u8,
+    /// `origin::*`: the workload itself, or its container runtime setting it up.
+    pub origin: u8,
 }
 
 /// A distinct call path seen for a usage key. Stacks are sampled when a key is new and each
@@ -106,7 +156,8 @@ pub struct EventHeader {
     pub kind: u32,
     pub tgid: u32,
     pub tid: u32,
-    pub _pad: u32,
+    /// The thread's id in its own (innermost) PID namespace: 1 for a container's init.
+    pub ns_pid: u32,
     pub comm: [u8; 16],
 }
 
@@ -166,6 +217,7 @@ pub mod capacity {
     pub const EVENTS_BYTES: u32 = 1 << 20;
     pub const NS_PENDING: u32 = 4_096;
     pub const LIVE: u32 = 1_024;
+    pub const CGROUPS: u32 = 1_024;
 }
 
 /// The namespace `CLONE_*` bits (include/uapi/linux/sched.h).

@@ -12,7 +12,8 @@ use aya_ebpf::{
     bindings::{BPF_F_NO_PREALLOC, BPF_NOEXIST, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-        bpf_get_current_task_btf, bpf_probe_read_kernel, bpf_probe_read_user, bpf_task_pt_regs,
+        bpf_get_current_task, bpf_get_current_task_btf, bpf_probe_read_kernel, bpf_probe_read_user,
+        bpf_task_pt_regs,
     },
     macros::{map, raw_tracepoint},
     maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
@@ -20,7 +21,7 @@ use aya_ebpf::{
 };
 use tracer_common::{
     CapCheck, Config, Event, EventHeader, NsCall, PathKey, UsageKey, capacity, clone_flags, kind,
-    ns_syscall, scope, stat, verdict,
+    ns_syscall, origin, scope, stat, verdict,
 };
 
 /// Written by the loader before the programs are loaded.
@@ -28,6 +29,10 @@ use tracer_common::{
 static CONFIG: Config = Config {
     task_pid_off: 0,
     userns_level_off: 0,
+    task_real_cred_off: 0,
+    task_thread_pid_off: 0,
+    pid_level_off: 0,
+    pid_numbers_off: 0,
     regs_syscall_off: 0,
     regs_arg0_off: 0,
     regs_arg1_off: 0,
@@ -37,7 +42,7 @@ static CONFIG: Config = Config {
     nr_clone3: 0,
     self_tgid: 0,
     trace_all: 0,
-    _pad: 0,
+    filter_cgroups: 0,
 };
 
 // Hash maps are allocated on insert: preallocating them costs tens of milliseconds at start.
@@ -74,6 +79,10 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(capacity::EVENTS_BYTES, 0);
 static NS_PENDING: HashMap<u32, NsCall> =
     HashMap::with_max_entries(capacity::NS_PENDING, NO_PREALLOC);
 
+/// Cgroup ids to trace when `Config::filter_cgroups` is set (monitor --container).
+#[map]
+static CGROUPS: HashMap<u64, u8> = HashMap::with_max_entries(capacity::CGROUPS, 0);
+
 #[map]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
 
@@ -100,7 +109,12 @@ fn current_workload(cfg: &Config, pid_tgid: u64) -> Option<u64> {
             return None;
         }
         // SAFETY: helper without preconditions.
-        return Some(unsafe { bpf_get_current_cgroup_id() });
+        let cgroup = unsafe { bpf_get_current_cgroup_id() };
+        // SAFETY: presence test only.
+        if cfg.filter_cgroups != 0 && unsafe { CGROUPS.get(cgroup) }.is_none() {
+            return None;
+        }
+        return Some(cgroup);
     }
     // SAFETY: the value is a plain u64 copied out immediately.
     unsafe { TASKS.get(pid_tgid as u32) }.copied()
@@ -112,9 +126,44 @@ fn header(kind: u32, pid_tgid: u64) -> EventHeader {
         kind,
         tgid: (pid_tgid >> 32) as u32,
         tid: pid_tgid as u32,
-        _pad: 0,
+        ns_pid: current_ns_pid(&config()),
         comm: bpf_get_current_comm().unwrap_or_default(),
     }
+}
+
+/// `task->thread_pid->numbers[task->thread_pid->level].nr`: the thread's id as its own PID
+/// namespace sees it (include/linux/pid.h). Only read for events, never per check.
+#[inline(always)]
+fn current_ns_pid(cfg: &Config) -> u32 {
+    // SAFETY: probe reads along BTF offsets; a failed read gives 0.
+    unsafe {
+        let task = bpf_get_current_task() as *const u8;
+        let Ok(pid) =
+            bpf_probe_read_kernel(task.add(cfg.task_thread_pid_off as usize) as *const u64)
+        else {
+            return 0;
+        };
+        let pid = pid as *const u8;
+        let level =
+            bpf_probe_read_kernel(pid.add(cfg.pid_level_off as usize) as *const u32).unwrap_or(0);
+        let upid = pid.add(cfg.pid_numbers_off as usize + (level.min(31) as usize) * 16);
+        bpf_probe_read_kernel(upid as *const i32)
+            .map(|n| n as u32)
+            .unwrap_or(0)
+    }
+}
+
+/// Whether the checked credentials are not the task's own (overlayfs and other kernel code
+/// act with borrowed credentials through override_creds).
+#[inline(always)]
+fn borrowed(cfg: &Config, cred: u64) -> bool {
+    // SAFETY: probe read of task->real_cred at its BTF offset.
+    let real = unsafe {
+        let task = bpf_get_current_task() as *const u8;
+        bpf_probe_read_kernel(task.add(cfg.task_real_cred_off as usize) as *const u64)
+            .unwrap_or(cred)
+    };
+    real != cred
 }
 
 /// The syscall the current task is in, read from its saved user registers.
@@ -158,6 +207,7 @@ pub fn cap_capable_raw_tp(ctx: RawTracePointContext) -> i32 {
     let Some(workload) = current_workload(&cfg, pid_tgid) else {
         return 0;
     };
+    let cred: u64 = ctx.arg(0);
     let target_ns: u64 = ctx.arg(1);
     let cap: u64 = ctx.arg(3);
     let ret: u64 = ctx.arg(4);
@@ -171,12 +221,29 @@ pub fn cap_capable_raw_tp(ctx: RawTracePointContext) -> i32 {
             verdict::DENIED
         },
         scope: userns_scope(&cfg, target_ns),
-        _pad: 0,
+        origin: if borrowed(&cfg, cred) {
+            origin::BORROWED
+        } else {
+            origin_of(&cfg)
+        },
     };
     if count_check(&key) {
         sample_path(&ctx, key, pid_tgid);
     }
     0
+}
+
+/// In monitor mode, checks made by a container runtime's init (before it execs the workload,
+/// with the runtime's privileges) are kept apart from the workload's.
+#[inline(always)]
+fn origin_of(cfg: &Config) -> u8 {
+    if cfg.trace_all == 0 {
+        return origin::WORKLOAD;
+    }
+    match bpf_get_current_comm() {
+        Ok(comm) if origin::is_runtime_comm(&comm) => origin::RUNTIME,
+        _ => origin::WORKLOAD,
+    }
 }
 
 /// Adds one to the key's exact count. True when a call path should be sampled: the key is new

@@ -28,6 +28,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Record(args) => commands::record::run(args),
         Command::Run(args) => commands::run::run(args),
+        Command::Monitor(args) => commands::monitor::run(args),
         Command::Recommend(args) => commands::recommend::run(&args),
         Command::Caps(args) => commands::caps::run(&args),
     }

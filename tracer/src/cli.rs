@@ -32,6 +32,8 @@ pub enum Command {
     /// capability it was denied (--audit).
     #[command(after_help = EXIT_CODES_HELP)]
     Run(RunArgs),
+    /// Watch every capability check on the host, attributed to containers.
+    Monitor(MonitorArgs),
     /// Render a profile written by `record -o` in another syntax.
     Recommend(RecommendArgs),
     /// List every capability this kernel knows.
@@ -56,8 +58,16 @@ pub struct RecordArgs {
     /// Print the report as JSON on stderr instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// Record a running container (docker or podman id or name) from now until it exits or
+    /// Ctrl-C, instead of running a command.
+    #[arg(long, value_name = "ID|NAME", conflicts_with_all = ["minimize", "setup", "no_follow_daemons"])]
+    pub container: Option<String>,
     /// The command and its arguments.
-    #[arg(trailing_var_arg = true, required = true, value_name = "CMD")]
+    #[arg(
+        trailing_var_arg = true,
+        required_unless_present = "container",
+        value_name = "CMD"
+    )]
     pub command: Vec<String>,
 }
 
@@ -103,6 +113,31 @@ pub struct RunArgs {
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MonitorArgs {
+    /// Only these containers (id, short id or name; docker or podman).
+    #[arg(long, value_name = "ID|NAME")]
+    pub container: Vec<String>,
+    /// Only these capabilities in the line output.
+    #[arg(long, value_name = "CAP", value_delimiter = ',')]
+    pub cap: Vec<String>,
+    /// One JSON object per line (the default when stdout is not a terminal).
+    #[arg(long)]
+    pub json: bool,
+    /// Print each (container, capability, verdict) once.
+    #[arg(long)]
+    pub unique: bool,
+    /// Stop after this many seconds (default: until Ctrl-C).
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// On exit, per container: capabilities used, its effective set, and what it can drop.
+    #[arg(long)]
+    pub summary: bool,
+    /// Serve Prometheus metrics at this address (e.g. 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -75,10 +75,12 @@ pub enum LoadError {
 }
 
 /// What to trace.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Options {
     /// Every process on the host, by cgroup (monitor) instead of registered workloads.
     pub trace_all: bool,
+    /// With `trace_all`: only these cgroup (v2) ids; empty for all.
+    pub cgroups: Vec<u64>,
 }
 
 /// Loaded and attached programs and their maps.
@@ -112,7 +114,7 @@ impl Tracer {
         {
             return Err(LoadError::NoTracepoint);
         }
-        let config = config(&btf, opts)?;
+        let config = config(&btf, &opts)?;
         tracing::debug!(elapsed = ?t.elapsed(), "config read");
         // The programs use no CO-RE relocations (offsets come from CONFIG), so aya need not
         // parse the kernel's BTF a second time.
@@ -127,6 +129,16 @@ impl Tracer {
             nr_cpus,
             links: Vec::new(),
         };
+        let mut cgroups: BpfHashMap<_, u64, u8> = BpfHashMap::try_from(
+            tracer
+                .ebpf
+                .map_mut(names::MAP_CGROUPS)
+                .expect("CGROUPS map"),
+        )
+        .map_err(map_err("CGROUPS"))?;
+        for id in &opts.cgroups {
+            cgroups.insert(id, 1, 0).map_err(map_err("CGROUPS"))?;
+        }
         tracer.attach()?;
         tracing::debug!(elapsed = ?t.elapsed(), "programs attached");
         Ok(tracer)
@@ -264,11 +276,15 @@ fn kernel_btf() -> Result<btf_rs::Btf, LoadError> {
         .map_err(|e| LoadError::Btf(e.to_string()))
 }
 
-fn config(btf: &btf_rs::Btf, opts: Options) -> Result<Config, LoadError> {
+fn config(btf: &btf_rs::Btf, opts: &Options) -> Result<Config, LoadError> {
     let regs = syscall::REGS;
     Ok(Config {
         task_pid_off: btf_member_offset(btf, "task_struct", "pid")?,
         userns_level_off: btf_member_offset(btf, "user_namespace", "level")?,
+        task_real_cred_off: btf_member_offset(btf, "task_struct", "real_cred")?,
+        task_thread_pid_off: btf_member_offset(btf, "task_struct", "thread_pid")?,
+        pid_level_off: btf_member_offset(btf, "pid", "level")?,
+        pid_numbers_off: btf_member_offset(btf, "pid", "numbers")?,
         regs_syscall_off: regs.syscall,
         regs_arg0_off: regs.arg0,
         regs_arg1_off: regs.arg1,
@@ -278,7 +294,7 @@ fn config(btf: &btf_rs::Btf, opts: Options) -> Result<Config, LoadError> {
         nr_clone3: Sysno::clone3.id() as u32,
         self_tgid: std::process::id(),
         trace_all: u32::from(opts.trace_all),
-        _pad: 0,
+        filter_cgroups: u32::from(!opts.cgroups.is_empty()),
     })
 }
 

@@ -73,6 +73,28 @@ pub enum Audit {
     Unknown,
 }
 
+/// Whose capabilities a check tested.
+#[derive(
+    Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// The workload's own credentials.
+    #[default]
+    Workload,
+    /// A container runtime's init (runc, crun) before it execs the workload.
+    Runtime,
+    /// Credentials the task borrowed (`cred != task->real_cred`), e.g. overlayfs acting as its
+    /// mounter.
+    Borrowed,
+}
+
+impl Origin {
+    pub fn is_workload(&self) -> bool {
+        *self == Origin::Workload
+    }
+}
+
 /// The user namespace a check was made against.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "lowercase")]
@@ -101,6 +123,10 @@ pub struct Check {
     /// Distinct kernel call paths seen (innermost first, `cap_capable` omitted).
     #[serde(default)]
     pub call_paths: Vec<CallPath>,
+    /// Whose check it is: the workload's own (the default), a container runtime's init
+    /// setting the container up, or made with borrowed credentials. Only the workload's count.
+    #[serde(default, skip_serializing_if = "Origin::is_workload")]
+    pub origin: Origin,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -4,17 +4,36 @@
 use std::collections::{BTreeMap, HashMap};
 
 use aya::maps::{MapData, RingBuf};
-use tracer_common::{CapCheck, Event, NsCall, PathKey, UsageKey, kind, scope, verdict};
+use tracer_common::{CapCheck, Event, NsCall, PathKey, UsageKey, kind, origin, scope, verdict};
 
 use crate::{
     capability::Cap,
-    classifier,
+    classifier::{self, Classified},
     loader::{LoadError, Tracer},
     namespaces,
-    profile::{Audit, CallPath, Check, NsCallRecord, Scope, Verdict},
+    profile::{Audit, CallPath, Check, NsCallRecord, Origin, Scope, Verdict},
     symbolizer::Symbolizer,
     syscall,
 };
+
+/// Something an event told for the first time.
+#[derive(Clone, Debug)]
+pub enum Fresh {
+    /// A new (key, call path), first made by process `tgid`.
+    Check {
+        path: PathKey,
+        tgid: u32,
+        /// The thread's id in its own PID namespace (0 if unknown).
+        ns_pid: u32,
+        comm: String,
+    },
+    /// A namespace syscall returned.
+    Ns {
+        workload: u64,
+        ns_pid: u32,
+        record: NsCallRecord,
+    },
+}
 
 /// What the events said, per workload.
 #[derive(Default)]
@@ -38,7 +57,9 @@ fn read_event<T: Copy>(bytes: &[u8]) -> Option<T> {
 }
 
 impl Collector {
-    pub fn drain(&mut self, ring: &mut RingBuf<MapData>) {
+    /// Reads every pending event; returns them in arrival order.
+    pub fn drain(&mut self, ring: &mut RingBuf<MapData>) -> Vec<Fresh> {
+        let mut fresh = Vec::new();
         while let Some(item) = ring.next() {
             let bytes: &[u8] = &item;
             let Some(kind) = read_event::<u32>(bytes) else {
@@ -47,9 +68,16 @@ impl Collector {
             match kind {
                 kind::CAP_CHECK => {
                     if let Some(ev) = read_event::<Event<CapCheck>>(bytes) {
+                        let (tgid, comm) = (ev.header.tgid, comm(&ev.header.comm));
                         self.first
                             .entry(ev.data.path)
-                            .or_insert((ev.header.tgid, comm(&ev.header.comm)));
+                            .or_insert((tgid, comm.clone()));
+                        fresh.push(Fresh::Check {
+                            path: ev.data.path,
+                            tgid,
+                            ns_pid: ev.header.ns_pid,
+                            comm,
+                        });
                     }
                 }
                 kind::NS_CALL => {
@@ -66,12 +94,18 @@ impl Collector {
                             comm(&ev.header.comm),
                             link,
                         );
-                        self.ns_calls.push((ev.data.workload, rec));
+                        self.ns_calls.push((ev.data.workload, rec.clone()));
+                        fresh.push(Fresh::Ns {
+                            workload: ev.data.workload,
+                            ns_pid: ev.header.ns_pid,
+                            record: rec,
+                        });
                     }
                 }
                 _ => {}
             }
         }
+        fresh
     }
 
     pub fn ns_calls(&self, workload: u64) -> Vec<NsCallRecord> {
@@ -91,6 +125,14 @@ fn to_verdict(v: u8) -> Verdict {
     }
 }
 
+fn to_origin(o: u8) -> Origin {
+    match o {
+        origin::RUNTIME => Origin::Runtime,
+        origin::BORROWED => Origin::Borrowed,
+        _ => Origin::Workload,
+    }
+}
+
 fn to_scope(s: u8) -> Scope {
     match s {
         scope::INIT_USERNS => Scope::Host,
@@ -106,16 +148,35 @@ pub fn checks(
     symbolizer: &Symbolizer,
     workload: u64,
 ) -> Result<Vec<Check>, LoadError> {
+    let mut all = checks_where(tracer, collector, symbolizer, |w| w == workload)?;
+    Ok(all.remove(&workload).unwrap_or_default())
+}
+
+/// Every distinct check, per workload (monitor: per cgroup).
+pub fn all_checks(
+    tracer: &Tracer,
+    collector: &Collector,
+    symbolizer: &Symbolizer,
+) -> Result<BTreeMap<u64, Vec<Check>>, LoadError> {
+    checks_where(tracer, collector, symbolizer, |_| true)
+}
+
+fn checks_where(
+    tracer: &Tracer,
+    collector: &Collector,
+    symbolizer: &Symbolizer,
+    wanted: impl Fn(u64) -> bool,
+) -> Result<BTreeMap<u64, Vec<Check>>, LoadError> {
     let mut paths: HashMap<UsageKey, Vec<PathKey>> = HashMap::new();
     for p in tracer.paths()? {
-        if p.usage.workload == workload {
+        if wanted(p.usage.workload) {
             paths.entry(p.usage).or_default().push(p);
         }
     }
-    let mut stacks: HashMap<i64, Vec<String>> = HashMap::new();
-    let mut out: BTreeMap<UsageKey, Check> = BTreeMap::new();
+    let mut stacks: HashMap<i64, Classified> = HashMap::new();
+    let mut out: BTreeMap<u64, BTreeMap<UsageKey, Check>> = BTreeMap::new();
     for (key, count) in tracer.usage()? {
-        if key.workload != workload {
+        if !wanted(key.workload) {
             continue;
         }
         let mut call_paths = Vec::new();
@@ -126,23 +187,19 @@ pub fn checks(
             if first.is_none() {
                 first = collector.first.get(p).cloned();
             }
-            let frames = stacks.entry(p.stack_id).or_insert_with(|| {
-                tracer
-                    .stack(p.stack_id)
-                    .map(|a| symbolizer.frames(&a))
-                    .unwrap_or_default()
-            });
-            let c = classifier::classify(frames);
+            let c = stacks
+                .entry(p.stack_id)
+                .or_insert_with(|| classify_stack(tracer, symbolizer, p.stack_id));
             let cp = CallPath {
-                frames: c.callers,
+                frames: c.callers.clone(),
                 audit: c.audit,
-                rule: c.rule,
+                rule: c.rule.clone(),
             };
             if !call_paths.contains(&cp) {
                 call_paths.push(cp);
             }
         }
-        out.insert(
+        out.entry(key.workload).or_default().insert(
             key,
             Check {
                 cap: Cap(key.cap),
@@ -154,10 +211,39 @@ pub fn checks(
                 pid: first.as_ref().map(|f| f.0),
                 comm: first.map(|f| f.1),
                 call_paths,
+                origin: to_origin(key.origin),
             },
         );
     }
-    Ok(out.into_values().collect())
+    Ok(out
+        .into_iter()
+        .map(|(w, checks)| (w, checks.into_values().collect()))
+        .collect())
+}
+
+/// The classified call path of one stack id.
+pub fn classify_stack(tracer: &Tracer, symbolizer: &Symbolizer, stack_id: i64) -> Classified {
+    let frames = tracer
+        .stack(stack_id)
+        .map(|a| symbolizer.frames(&a))
+        .unwrap_or_default();
+    classifier::classify(&frames)
+}
+
+/// The check a key describes, with `count` and no call path yet.
+pub fn check_of(key: &UsageKey, count: u64) -> Check {
+    Check {
+        cap: Cap(key.cap),
+        verdict: to_verdict(key.verdict),
+        audit: Audit::Unknown,
+        scope: to_scope(key.scope),
+        syscall: syscall::name(key.syscall),
+        count,
+        pid: None,
+        comm: None,
+        call_paths: Vec::new(),
+        origin: to_origin(key.origin),
+    }
 }
 
 /// A key is audited when any of its paths is, noaudit when all are; unknown paths count as

@@ -51,6 +51,12 @@ fn is_use(c: &Check) -> bool {
 }
 
 pub fn recommend(checks: &[Check], ns: &Namespaces) -> Recommendation {
+    let own: Vec<Check> = checks
+        .iter()
+        .filter(|c| c.origin.is_workload())
+        .cloned()
+        .collect();
+    let checks = own.as_slice();
     let mut needed: BTreeSet<Cap> = checks.iter().filter(|c| is_use(c)).map(|c| c.cap).collect();
 
     let denied: Vec<Check> = checks
@@ -98,7 +104,7 @@ pub fn recommend(checks: &[Check], ns: &Namespaces) -> Recommendation {
 pub fn denials(checks: &[Check]) -> Vec<Check> {
     checks
         .iter()
-        .filter(|c| c.verdict == Verdict::Denied && counts(c.audit))
+        .filter(|c| c.verdict == Verdict::Denied && counts(c.audit) && c.origin.is_workload())
         .filter(|c| !satisfied_by_fallback(c, checks))
         .cloned()
         .collect()
@@ -166,6 +172,7 @@ mod tests {
             pid: Some(1),
             comm: Some("x".into()),
             call_paths: vec![],
+            origin: crate::profile::Origin::Workload,
         }
     }
 

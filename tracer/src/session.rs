@@ -82,7 +82,7 @@ impl Session {
             .enable_all()
             .build()?;
         let (exit_status, interrupted) = runtime.block_on(self.wait(pid, workload, wait))?;
-        self.collector.drain(&mut self.ring);
+        let _ = self.collector.drain(&mut self.ring);
         Ok(Run {
             workload,
             exit_status,
@@ -105,7 +105,7 @@ impl Session {
                 _ = sigterm.recv() => Some(Signal::SIGTERM),
                 _ = sighup.recv() => Some(Signal::SIGHUP),
             };
-            self.collector.drain(&mut self.ring);
+            let _ = self.collector.drain(&mut self.ring);
             if status.is_none() {
                 status = launch::try_wait(pid);
             }
@@ -165,23 +165,40 @@ impl Session {
     /// The profile of one run: checks, namespaces and the static recommendation.
     pub fn profile(&self, run: &Run, argv: &[String]) -> anyhow::Result<Profile> {
         let checks = self.checks(run.workload)?;
-        let namespaces = namespaces::summarize(self.ns_calls(run.workload));
-        let rec = recommend::recommend(&checks, &namespaces);
-        let mut p = Profile::new();
-        p.cap_add = rec.cap_add;
-        p.command = argv.to_vec();
-        p.exit_status = Some(run.exit_status);
-        p.kernel = nix::sys::utsname::uname()
-            .map(|u| u.release().to_string_lossy().into_owned())
-            .unwrap_or_default();
-        p.hook = crate::loader::HOOK.to_string();
-        p.denied = rec.denied;
-        p.nested_userns = rec.nested_userns;
-        p.never_checked = rec.never_checked;
-        p.namespaces = namespaces;
-        p.lost_events = self.lost_events();
-        p.advice = rec.advice;
-        p.checks = checks;
-        Ok(p)
+        Ok(observed_profile(
+            checks,
+            self.ns_calls(run.workload),
+            argv,
+            Some(run.exit_status),
+            self.lost_events(),
+        ))
     }
+}
+
+/// A profile from observed checks and namespace calls, with the static recommendation.
+pub fn observed_profile(
+    checks: Vec<Check>,
+    ns_calls: Vec<NsCallRecord>,
+    command: &[String],
+    exit_status: Option<i32>,
+    lost_events: u64,
+) -> Profile {
+    let namespaces = namespaces::summarize(ns_calls);
+    let rec = recommend::recommend(&checks, &namespaces);
+    let mut p = Profile::new();
+    p.cap_add = rec.cap_add;
+    p.command = command.to_vec();
+    p.exit_status = exit_status;
+    p.kernel = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    p.hook = crate::loader::HOOK.to_string();
+    p.denied = rec.denied;
+    p.nested_userns = rec.nested_userns;
+    p.never_checked = rec.never_checked;
+    p.namespaces = namespaces;
+    p.lost_events = lost_events;
+    p.advice = rec.advice;
+    p.checks = checks;
+    p
 }

@@ -123,7 +123,7 @@ fn binding_port_80_needs_exactly_net_bind_service() {
         &[
             "/usr/bin/python3",
             "-c",
-            "import socket; s=socket.socket(); s.bind(('127.0.0.1', 80)); print('bound')",
+            "import socket; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', 80)); print('bound')",
         ],
     );
     assert_eq!(r.code(), 0, "{}", r.stderr());
@@ -230,7 +230,7 @@ fn every_process_of_a_tree_is_traced() {
     let f = root_file(dir.path(), "tree");
     let n = dir.path().join("null");
     let script = format!(
-        "chown 1000 {f} & /usr/bin/python3 -c \"import socket; socket.socket().bind(('127.0.0.1', 80))\" & (sh -c 'mknod {n} c 1 3') & wait",
+        "chown 1000 {f} & /usr/bin/python3 -c \"import socket; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', 80))\" & (sh -c 'mknod {n} c 1 3') & wait",
         f = f.display(),
         n = n.display()
     );

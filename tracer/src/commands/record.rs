@@ -1,28 +1,27 @@
-//! `captrace record -- CMD...`
+//! `captrace record -- CMD...` and `captrace record --container X`.
+use std::{path::Path, time::Duration};
+
 use anyhow::Context as _;
+use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     cli::RecordArgs,
+    commands::monitor,
     launch::{self, Spec},
-    minimize, report,
-    session::{Session, Wait},
+    minimize,
+    monitor::{Filter, Monitor},
+    profile::Profile,
+    report,
+    session::{Session, Wait, observed_profile},
 };
 
 pub fn run(args: RecordArgs) -> anyhow::Result<u8> {
+    if let Some(container) = &args.container {
+        return record_container(&args, container);
+    }
     // Everything that can be checked is checked before anything starts.
     launch::resolve(&args.command[0])?;
-    if let Some(out) = &args.output {
-        let dir = out
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(std::path::Path::new("."));
-        anyhow::ensure!(
-            dir.is_dir(),
-            "cannot write profile {}: directory {} does not exist",
-            out.display(),
-            dir.display()
-        );
-    }
+    check_output_dir(&args)?;
 
     let mut session = Session::new()?;
     let spec = Spec {
@@ -48,15 +47,80 @@ pub fn run(args: RecordArgs) -> anyhow::Result<u8> {
         )?;
     }
 
+    finish(&args, &profile)?;
+    Ok((run.exit_status & 0xff) as u8)
+}
+
+fn finish(args: &RecordArgs, profile: &Profile) -> anyhow::Result<()> {
     if args.json {
         eprintln!("{}", profile.to_json());
     } else {
-        eprint!("{}", report::render(&profile));
+        eprint!("{}", report::render(profile));
     }
     if let Some(out) = &args.output {
         profile
             .write(out)
             .with_context(|| format!("writing {}", out.display()))?;
     }
-    Ok((run.exit_status & 0xff) as u8)
+    Ok(())
+}
+
+/// `record --container X`: from now until the container's init exits, or a signal.
+fn record_container(args: &RecordArgs, name: &str) -> anyhow::Result<u8> {
+    check_output_dir(args)?;
+    let (cgroup, found) = monitor::container_cgroup(name)?;
+    let mut mon = Monitor::start(vec![cgroup], Filter::default())?;
+    let short = &found.id[..12.min(found.id.len())];
+    eprintln!(
+        "captrace: recording container {} ({short}) until it exits or Ctrl-C",
+        found.name
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut sigint = signal(SignalKind::interrupt())?;
+        let mut sigterm = signal(SignalKind::terminate())?;
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            let stop = tokio::select! {
+                _ = tick.tick() => false,
+                _ = sigint.recv() => true,
+                _ = sigterm.recv() => true,
+            };
+            let _ = mon.poll();
+            if stop || !Path::new(&format!("/proc/{}", found.pid)).exists() {
+                return anyhow::Ok(());
+            }
+        }
+    })?;
+    let _ = mon.poll();
+    mon.refresh()?;
+    let stats = mon.stats.get(&cgroup).cloned().unwrap_or_default();
+    let command = vec![format!("container:{}", found.name)];
+    let profile = observed_profile(
+        stats.checks,
+        stats.ns_calls,
+        &command,
+        None,
+        mon.lost_events(),
+    );
+    finish(args, &profile)?;
+    Ok(0)
+}
+
+fn check_output_dir(args: &RecordArgs) -> anyhow::Result<()> {
+    if let Some(out) = &args.output {
+        let dir = out
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        anyhow::ensure!(
+            dir.is_dir(),
+            "cannot write profile {}: directory {} does not exist",
+            out.display(),
+            dir.display()
+        );
+    }
+    Ok(())
 }

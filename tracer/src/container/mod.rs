@@ -6,6 +6,7 @@
 //! It is all pure: inputs come in as strings or injected paths, so it is tested without root.
 mod cgroup;
 mod proc;
+pub mod resolve;
 
 use std::fmt;
 use std::fs;

@@ -1,0 +1,148 @@
+//! `captrace monitor`: host-wide, per container.
+use std::{
+    io::{IsTerminal as _, Write as _},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::{
+    app::UsageError,
+    capability::Cap,
+    cli::MonitorArgs,
+    container::resolve::{self, Resolver},
+    metrics,
+    monitor::{self, Filter, Monitor},
+};
+
+/// The cgroup id of a running docker or podman container.
+pub fn container_cgroup(id_or_name: &str) -> anyhow::Result<(u64, resolve::Inspected)> {
+    let found = resolve::find_container(id_or_name).ok_or_else(|| {
+        UsageError(format!(
+            "no running docker or podman container {id_or_name:?}"
+        ))
+    })?;
+    let path = resolve::pid_cgroup_path(found.pid).with_context(|| {
+        format!(
+            "reading the cgroup of container {id_or_name} (PID {})",
+            found.pid
+        )
+    })?;
+    let id = Resolver::new().id_of_path(&path).with_context(|| {
+        format!("container {id_or_name} is in cgroup {path}, which has no cgroup v2 directory")
+    })?;
+    Ok((id, found))
+}
+
+pub fn run(args: MonitorArgs) -> anyhow::Result<u8> {
+    let caps = args
+        .cap
+        .iter()
+        .map(|c| Cap::parse(c).map_err(|e| UsageError(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut cgroups = Vec::new();
+    for c in &args.container {
+        cgroups.push(container_cgroup(c)?.0);
+    }
+    let listener = match &args.metrics {
+        Some(addr) => {
+            let l = std::net::TcpListener::bind(addr)
+                .with_context(|| format!("--metrics {addr}: cannot listen"))?;
+            l.set_nonblocking(true)?;
+            Some(l)
+        }
+        None => None,
+    };
+    let json = args.json || !std::io::stdout().is_terminal();
+    let mut mon = Monitor::start(
+        cgroups,
+        Filter {
+            caps,
+            unique: args.unique,
+        },
+    )?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(watch(&mut mon, &args, json, listener))?;
+    mon.refresh()?;
+    if args.summary {
+        let mut out = std::io::stdout().lock();
+        for s in monitor::summarize(&mut mon) {
+            if json {
+                let mut v = serde_json::to_value(&s)?;
+                v["type"] = "summary".into();
+                writeln!(out, "{v}")?;
+            } else {
+                for line in monitor::summary_lines(&s) {
+                    writeln!(out, "{line}")?;
+                }
+            }
+        }
+    }
+    let lost = mon.lost_events();
+    if lost > 0 {
+        eprintln!("captrace: lost {lost} detail events (ring buffer full); counts are exact");
+    }
+    Ok(0)
+}
+
+async fn watch(
+    mon: &mut Monitor,
+    args: &MonitorArgs,
+    json: bool,
+    listener: Option<std::net::TcpListener>,
+) -> anyhow::Result<()> {
+    let text = Arc::new(Mutex::new(String::new()));
+    let _server = match listener {
+        Some(l) => Some(tokio::spawn(metrics::serve(
+            tokio::net::TcpListener::from_std(l)?,
+            text.clone(),
+        ))),
+        None => None,
+    };
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let deadline = args
+        .duration
+        .map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut ticks = 0u64;
+    loop {
+        let stop = tokio::select! {
+            _ = tick.tick() => false,
+            _ = sigint.recv() => true,
+            _ = sigterm.recv() => true,
+            _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => true,
+        };
+        let lines = mon.poll();
+        if json {
+            let mut out = std::io::stdout().lock();
+            for line in &lines {
+                writeln!(out, "{}", serde_json::to_string(line)?)?;
+            }
+            out.flush()?;
+        }
+        ticks += 1;
+        if stop || ticks.is_multiple_of(5) {
+            mon.refresh()?;
+            let who = mon.attributions();
+            if let Ok(mut t) = text.lock() {
+                *t = metrics::render(&mon.stats, &who, mon.lost_events());
+            }
+            if !json {
+                // Clear the screen and redraw.
+                println!(
+                    "\x1b[2J\x1b[H{}",
+                    monitor::render_table(&mon.stats, &who, mon.lost_events())
+                );
+                std::io::stdout().flush()?;
+            }
+        }
+        if stop {
+            return Ok(());
+        }
+    }
+}
