@@ -2,6 +2,7 @@
 #![allow(dead_code)] // every test binary uses a different subset
 
 mod docker;
+mod podman;
 
 use std::{
     fs,
@@ -12,6 +13,8 @@ use std::{
 
 #[allow(unused_imports)] // test binaries without containers
 pub use docker::Docker;
+#[allow(unused_imports)] // test binaries without podman
+pub use podman::Podman;
 
 /// True if the test may go on. Without root it panics in CI (`CI` set), and otherwise says why
 /// on stderr and returns false, so the test can return early.
