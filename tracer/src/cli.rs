@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Exit codes of captrace's own failures; otherwise captrace exits with the command's status.
 pub const EXIT_CODES_HELP: &str = "\
 Exit status: the traced command's own status (128+N if killed by signal N), or
-  2    bad usage (unknown flag, missing argument)
+  2    bad usage (unknown flag or capability or namespace name, missing argument)
   125  captrace itself failed (the message says why and what to do)
   126  the command was found but cannot be executed
   127  the command was not found";
