@@ -1,19 +1,43 @@
 //! Kernel stack addresses to function names, from `/proc/kallsyms`.
-use std::{fs, io};
+use std::{fs, io, sync::OnceLock};
 
 /// A sorted table of kernel text symbols.
 pub struct Symbolizer {
-    syms: Vec<(u64, String)>,
+    /// Read on first use: parsing 120k lines costs tens of milliseconds that a short
+    /// recording should not pay before its command starts.
+    syms: OnceLock<Vec<(u64, String)>>,
 }
 
+const KALLSYMS: &str = "/proc/kallsyms";
+
 impl Symbolizer {
-    /// Reads `/proc/kallsyms`. Addresses read as zero when `kptr_restrict` hides them; the
-    /// symbolizer is then empty and every frame prints as an address.
+    /// `/proc/kallsyms`, read when first needed. Addresses read as zero when `kptr_restrict`
+    /// hides them; the symbolizer is then empty and every frame prints as an address.
     pub fn from_kallsyms() -> io::Result<Self> {
-        Ok(Self::parse(&fs::read_to_string("/proc/kallsyms")?))
+        fs::metadata(KALLSYMS)?;
+        Ok(Symbolizer {
+            syms: OnceLock::new(),
+        })
+    }
+
+    fn syms(&self) -> &[(u64, String)] {
+        self.syms
+            .get_or_init(|| match fs::read_to_string(KALLSYMS) {
+                Ok(text) => Self::table(&text),
+                Err(e) => {
+                    tracing::warn!("cannot read {KALLSYMS}: {e}; call paths show as addresses");
+                    Vec::new()
+                }
+            })
     }
 
     pub fn parse(text: &str) -> Self {
+        let syms = OnceLock::new();
+        let _ = syms.set(Self::table(text));
+        Symbolizer { syms }
+    }
+
+    fn table(text: &str) -> Vec<(u64, String)> {
         let mut syms: Vec<(u64, String)> = text
             .lines()
             .filter_map(|line| {
@@ -26,17 +50,18 @@ impl Symbolizer {
             })
             .collect();
         syms.sort_unstable_by_key(|(a, _)| *a);
-        Symbolizer { syms }
+        syms
     }
 
     pub fn is_empty(&self) -> bool {
-        self.syms.is_empty()
+        self.syms().is_empty()
     }
 
     /// The function containing `addr`.
     pub fn lookup(&self, addr: u64) -> Option<&str> {
-        let i = self.syms.partition_point(|(a, _)| *a <= addr);
-        (i > 0).then(|| self.syms[i - 1].1.as_str())
+        let syms = self.syms();
+        let i = syms.partition_point(|(a, _)| *a <= addr);
+        (i > 0).then(|| syms[i - 1].1.as_str())
     }
 
     /// Names of the frames, innermost first; unknown addresses as hex.

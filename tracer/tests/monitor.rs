@@ -139,8 +139,15 @@ fn a_chown_in_a_docker_container_is_attributed_to_it_and_two_containers_stay_apa
         "PID {inside} inside, {host} on the host"
     );
 
-    assert_eq!(used_caps(&lines, "ct-mon-a"), ["CHOWN"]);
-    assert_eq!(used_caps(&lines, "ct-mon-b"), ["MKNOD"]);
+    for (name, cap) in [("ct-mon-a", "CHOWN"), ("ct-mon-b", "MKNOD")] {
+        let used = used_caps(&lines, name);
+        let why: Vec<String> = checks_of(&lines, name)
+            .iter()
+            .filter(|l| l["verdict"] == "granted" && l["audit"] == "audited")
+            .map(|l| l.to_string())
+            .collect();
+        assert_eq!(used, [cap], "{name} used: {why:#?}");
+    }
     assert!(
         checks_of(&lines, "ct-mon-b")
             .iter()
@@ -337,7 +344,10 @@ fn a_podman_container_is_attributed_to_podman() {
         return;
     }
     let podman = support::Podman::start();
-    let mon = Monitor::start(&["--duration", "5", "--cap", "CHOWN"], Some(podman.conf()));
+    let mon = Monitor::start(
+        &["--duration", "5", "--cap", "CHOWN", "--unique"],
+        Some(podman.conf()),
+    );
     let run = podman
         .command()
         .args([
