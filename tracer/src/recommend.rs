@@ -14,6 +14,18 @@ pub const FALLBACKS: &[(u8, u8, &str)] = &[
     (2, 1, "fs/namei.c: generic_permission"),
 ];
 
+/// A capability that another one covers on the same call path: (covered, by, frame that must be
+/// on every call path of the covered one, kernel source).
+pub const SUBSUMED: &[(u8, u8, &str, &str)] = &[
+    // fs/namei.c: generic_permission() grants read and search with DAC_READ_SEARCH, and read,
+    // write and search with DAC_OVERRIDE; a workload that needs DAC_OVERRIDE anyway does not need
+    // DAC_READ_SEARCH for these checks (it still does for open_by_handle_at).
+    (2, 1, "generic_permission", "fs/namei.c: generic_permission"),
+];
+
+/// How deep in a call path the `SUBSUMED` frame is looked for.
+const SUBSUMED_DEPTH: usize = 6;
+
 /// Capabilities the kernel tests as bits, without `cap_capable`, on an event captrace traces.
 /// (namespace created, capability, kernel function)
 pub const NAMESPACE_RULES: &[(&str, u8, &str)] = &[
@@ -88,8 +100,30 @@ pub fn recommend(checks: &[Check], ns: &Namespaces) -> Recommendation {
         }
     }
 
+    let mut covered = Vec::new();
+    for (cap, by, frame, source) in SUBSUMED {
+        let (cap, by) = (Cap(*cap), Cap(*by));
+        let uses: Vec<&Check> = checks
+            .iter()
+            .filter(|c| c.cap == cap && is_use(c))
+            .collect();
+        let all_there = uses.iter().all(|c| {
+            !c.call_paths.is_empty()
+                && c.call_paths
+                    .iter()
+                    .all(|p| p.frames.iter().take(SUBSUMED_DEPTH).any(|f| f == frame))
+        });
+        if needed.contains(&by) && needed.contains(&cap) && all_there {
+            needed.remove(&cap);
+            covered.push(format!(
+                "{cap} left out: {by}, needed anyway, covers every check of it ({source})"
+            ));
+        }
+    }
+
     let cap_add: Vec<Cap> = needed.into_iter().collect();
-    let advice = advice(&cap_add, ns);
+    let mut advice = advice(&cap_add, ns);
+    advice.extend(covered);
     Recommendation {
         cap_add,
         denied,
@@ -246,6 +280,49 @@ mod tests {
         assert!(r.denied.is_empty());
         let alone = [check(2, Denied, Audited, Host, "openat")];
         assert_eq!(recommend(&alone, &Namespaces::default()).denied.len(), 1);
+    }
+
+    fn with_path(mut c: Check, frames: &[&str]) -> Check {
+        c.call_paths = vec![crate::profile::CallPath {
+            frames: frames.iter().map(|f| f.to_string()).collect(),
+            audit: Audited,
+            rule: String::new(),
+        }];
+        c
+    }
+
+    #[test]
+    fn dac_override_covers_dac_read_search_in_generic_permission() {
+        let path = [
+            "security_capable",
+            "capable_wrt_inode_uidgid",
+            "generic_permission",
+            "inode_permission",
+        ];
+        let read = with_path(check(2, Granted, Audited, Host, "openat"), &path);
+        let write = with_path(check(1, Granted, Audited, Host, "openat"), &path);
+        let r = recommend(&[read.clone(), write.clone()], &Namespaces::default());
+        assert_eq!(r.cap_add, vec![Cap(1)]);
+        assert!(
+            r.advice
+                .iter()
+                .any(|a| a.starts_with("DAC_READ_SEARCH left out: DAC_OVERRIDE")),
+            "{:?}",
+            r.advice
+        );
+        // Alone, or on another path (open_by_handle_at), DAC_READ_SEARCH stays.
+        assert_eq!(
+            recommend(&[read], &Namespaces::default()).cap_add,
+            vec![Cap(2)]
+        );
+        let handle = with_path(
+            check(2, Granted, Audited, Host, "open_by_handle_at"),
+            &["security_capable", "capable", "do_handle_open"],
+        );
+        assert_eq!(
+            recommend(&[handle, write], &Namespaces::default()).cap_add,
+            vec![Cap(1), Cap(2)]
+        );
     }
 
     #[test]

@@ -1,11 +1,14 @@
-//! Development tasks for captrace: `cargo xtask setup` and `cargo xtask test`.
+//! Development tasks for captrace: `cargo xtask setup`, `cargo xtask test` and
+//! `cargo xtask bench`.
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod cmd;
 mod setup;
 mod test;
+mod vm;
 
 #[derive(Parser)]
 #[command(about = "captrace development tasks")]
@@ -21,12 +24,24 @@ enum Task {
     Setup(setup::SetupArgs),
     /// Run setup, build, the tests (serially), clippy and rustfmt: what CI runs.
     Test(test::TestArgs),
+    /// Measure what tracing costs (hook overhead against an empty program and bpftrace,
+    /// start-up, fork storm, a real workload); writes target/bench/report.json.
+    Bench(bench::BenchArgs),
+    /// Load generator the bench runs (sethostname/setuid loops, fork storm).
+    #[command(hide = true)]
+    BenchLoad(bench::load::LoadArgs),
+    /// Run a command on real Debian kernels (6.1, 6.12, newest trixie) in qemu: the hooks this
+    /// host's kernel refuses (kprobe, fentry, BPF LSM). Kernels are cached under target/vm.
+    VmTest(vm::VmArgs),
 }
 
 fn main() -> ExitCode {
     let result = match Cli::parse().task {
         Task::Setup(args) => setup::run(&args),
         Task::Test(args) => test::run(&args),
+        Task::Bench(args) => bench::run(&args),
+        Task::BenchLoad(args) => bench::load::run(&args),
+        Task::VmTest(args) => vm::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
