@@ -118,10 +118,18 @@ impl Cap {
         {
             return Ok(Cap(n));
         }
-        Err(UnknownCap {
-            given: text.to_string(),
-            suggestion: nearest(bare),
-        })
+        // Capability names are short: a long string gets no suggestion (the edit distance is
+        // quadratic) and is cut in the message.
+        let suggestion = if bare.len() <= MAX_NAME {
+            nearest(bare)
+        } else {
+            None
+        };
+        let mut given: String = text.chars().take(MAX_NAME).collect();
+        if given.len() < text.len() {
+            given.push_str("...");
+        }
+        Err(UnknownCap { given, suggestion })
     }
 }
 
@@ -143,6 +151,9 @@ impl<'de> Deserialize<'de> for Cap {
         Cap::parse(&s).map_err(serde::de::Error::custom)
     }
 }
+
+/// Longer than any capability name with its `CAP_` prefix.
+const MAX_NAME: usize = 32;
 
 /// A capability name that is not in the table.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -261,6 +272,16 @@ mod tests {
             Cap::parse("TOTALLY_BOGUS_THING").unwrap_err().suggestion,
             None
         );
+    }
+
+    #[test]
+    fn huge_names_fail_fast_and_are_cut() {
+        let long = "X".repeat(1 << 20);
+        let t = std::time::Instant::now();
+        let e = Cap::parse(&long).unwrap_err();
+        assert!(t.elapsed() < std::time::Duration::from_secs(1));
+        assert_eq!(e.suggestion, None);
+        assert_eq!(e.given.len(), MAX_NAME + 3);
     }
 
     #[test]

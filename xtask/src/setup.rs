@@ -45,6 +45,8 @@ pub fn run(args: &SetupArgs) -> anyhow::Result<()> {
     rust_toolchains()?;
     header("setup: bpf-linker");
     bpf_linker()?;
+    header("setup: cargo-fuzz");
+    cargo_fuzz()?;
     header("setup: Debian packages");
     if args.no_apt {
         println!("skipped (--no-apt)");
@@ -114,6 +116,15 @@ fn bpf_linker() -> anyhow::Result<()> {
     );
     let package = format!("bpf-linker@{BPF_LINKER_VERSION}");
     cmd::run(cargo().args(["install", &package, "--locked"]))
+}
+
+/// The fuzz targets (`fuzz/`) run a short while in `cargo xtask test`.
+fn cargo_fuzz() -> anyhow::Result<()> {
+    if succeeds(Command::new("cargo-fuzz").arg("--version")) {
+        println!("cargo-fuzz: present");
+        return Ok(());
+    }
+    cmd::run(cargo().args(["install", "cargo-fuzz", "--locked"]))
 }
 
 fn debian_packages() -> anyhow::Result<()> {

@@ -1,4 +1,5 @@
-//! `cargo xtask test`: setup, release build, tests (serially), clippy, rustfmt.
+//! `cargo xtask test`: setup, release build, tests (serially), clippy, rustfmt, and a short
+//! run of every fuzz target.
 use std::process::Command;
 
 use anyhow::bail;
@@ -39,6 +40,7 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
         ("test", test_command(&args.extra)),
         ("clippy", clippy_command()),
         ("rustfmt", fmt_command()),
+        ("fuzz", fuzz_command()),
     ];
     let mut failed = Vec::new();
     for (name, mut command) in steps {
@@ -91,6 +93,17 @@ fn clippy_command() -> Command {
         "-D",
         "warnings",
     ]);
+    command
+}
+
+/// Every fuzz target for `CAPTRACE_FUZZ_SECONDS` (default 10) seconds; longer runs:
+/// `fuzz/run-all.sh 600`.
+fn fuzz_command() -> Command {
+    let secs = std::env::var("CAPTRACE_FUZZ_SECONDS").unwrap_or_else(|_| "10".to_string());
+    let mut command = Command::new("bash");
+    command
+        .arg(cmd::workspace_root().join("fuzz/run-all.sh"))
+        .arg(secs);
     command
 }
 
