@@ -155,8 +155,8 @@ pub fn spec(args: &RunArgs) -> anyhow::Result<Spec> {
     })
 }
 
-fn show_pids(pid: Pid) {
-    let host = launch::workload_pid(pid);
+fn show_pids(pid: Pid, levels: usize) {
+    let host = launch::workload_pid(pid, levels);
     let status = fs::read_to_string(format!("/proc/{}/status", host.as_raw())).unwrap_or_default();
     let inside = status
         .lines()
@@ -189,6 +189,7 @@ pub fn denial_lines(denied: &[Check]) -> Vec<String> {
 
 pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let spec = spec(&args)?;
+    let levels = launch::supervisors(&spec);
     let status = if args.audit {
         let mut session = Session::new()?;
         let run = session.run(
@@ -199,7 +200,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             },
             &mut |pid| {
                 if args.show_pids {
-                    show_pids(pid)
+                    show_pids(pid, levels)
                 }
             },
         )?;
@@ -217,7 +218,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         let child = launch::spawn_suspended(&spec)?;
         let pid = child.resume().context("starting the workload")?;
         if args.show_pids {
-            show_pids(pid);
+            show_pids(pid, levels);
         }
         launch::supervise(pid)
     };

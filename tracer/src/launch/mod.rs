@@ -387,22 +387,36 @@ pub fn supervise(child: Pid) -> i32 {
     init::supervise(child)
 }
 
-/// The process that runs the command: `pid` itself, or, with PID namespaces and init, the
-/// last of the chain of only children below it (read from /proc/PID/task/PID/children).
-pub fn workload_pid(pid: Pid) -> Pid {
+/// How many supervising processes stand between the forked child and the command: one for a
+/// PID namespace (the child waits outside it), one more for `--init`.
+pub fn supervisors(spec: &Spec) -> usize {
+    let pid_ns = spec.sandbox.as_ref().is_some_and(|s| s.ns.pid);
+    usize::from(pid_ns) + usize::from(pid_ns && spec.init)
+}
+
+/// The process that runs the command: `levels` generations below `pid` (each supervisor has
+/// exactly one child), waiting briefly for them to be forked.
+pub fn workload_pid(pid: Pid, levels: usize) -> Pid {
     let mut current = pid;
-    loop {
+    for _ in 0..levels {
         let path = format!("/proc/{0}/task/{0}/children", current.as_raw());
-        let kids: Vec<i32> = std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .split_whitespace()
-            .filter_map(|k| k.parse().ok())
-            .collect();
-        match kids[..] {
-            [only] => current = Pid::from_raw(only),
-            _ => return current,
+        let mut child = None;
+        for _ in 0..100 {
+            child = std::fs::read_to_string(&path)
+                .unwrap_or_default()
+                .split_whitespace()
+                .find_map(|k| k.parse().ok());
+            if child.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        match child {
+            Some(c) => current = Pid::from_raw(c),
+            None => break,
         }
     }
+    current
 }
 
 /// Exit status as a shell reports it: the code, or 128+N when killed by signal N.
