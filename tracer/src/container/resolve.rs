@@ -120,30 +120,16 @@ impl Resolver {
         procs
             .iter()
             .copied()
-            .find(|p| status_of(*p).and_then(|s| s.inner_pid()) == Some(1))
+            .find(|p| status(*p).and_then(|s| s.inner_pid()) == Some(1))
             .or_else(|| procs.iter().copied().min())
     }
 }
 
 /// `/proc/PID/status`, parsed.
 pub fn status(pid: u32) -> Option<super::ProcStatus> {
-    status_of(pid)
-}
-
-fn status_of(pid: u32) -> Option<super::ProcStatus> {
     fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .map(|s| parse_status(&s))
-}
-
-/// PID inside the process's innermost PID namespace (NSpid's last value).
-pub fn pid_in_namespace(pid: u32) -> Option<u32> {
-    status_of(pid)?.inner_pid()
-}
-
-/// The effective capability set of a process.
-pub fn cap_eff(pid: u32) -> Option<u64> {
-    status_of(pid)?.cap_eff
 }
 
 /// The cgroup v2 path of a process.
