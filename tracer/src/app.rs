@@ -31,6 +31,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Monitor(args) => commands::monitor::run(args),
         Command::Recommend(args) => commands::recommend::run(&args),
         Command::Caps(args) => commands::caps::run(&args),
+        Command::Doctor(args) => commands::doctor::run(&args),
     }
 }
 

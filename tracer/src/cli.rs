@@ -38,6 +38,9 @@ pub enum Command {
     Recommend(RecommendArgs),
     /// List every capability this kernel knows.
     Caps(CapsArgs),
+    /// What this kernel offers (hooks, BTF, BPF LSM, mounts, privileges) and what captrace
+    /// will use. Exits 1 when captrace cannot trace here.
+    Doctor(DoctorArgs),
 }
 
 #[derive(Debug, Args)]
@@ -160,6 +163,13 @@ pub struct RecommendArgs {
     pub profile: PathBuf,
     #[arg(long, short = 'f', value_enum, default_value = "docker")]
     pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

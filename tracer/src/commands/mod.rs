@@ -1,5 +1,6 @@
 //! One module per subcommand.
 pub mod caps;
+pub mod doctor;
 pub mod monitor;
 pub mod recommend;
 pub mod record;

@@ -1,0 +1,170 @@
+//! `captrace doctor`: what this kernel and this process offer, and what captrace will use.
+use std::{collections::BTreeMap, fs, path::Path};
+
+use aya::{
+    programs::{LsmAttachType, ProgramType},
+    sys::is_program_supported,
+};
+use serde::Serialize;
+
+use crate::{cli::DoctorArgs, container::cgroup2_mount, loader};
+
+/// Everything `doctor` found.
+#[derive(Debug, Serialize)]
+pub struct Findings {
+    pub kernel: String,
+    pub root: bool,
+    /// CAP_SYS_ADMIN, or CAP_BPF and CAP_PERFMON, in the effective set.
+    pub bpf_privileges: bool,
+    pub btf: bool,
+    /// The `capability:cap_capable` tracepoint (Linux >= 6.14).
+    pub cap_capable_tracepoint: bool,
+    /// Program types this kernel loads (probed with a trivial program).
+    pub program_types: BTreeMap<String, bool>,
+    pub kprobes: bool,
+    /// The active LSMs (`/sys/kernel/security/lsm`), when securityfs is mounted.
+    pub lsm: Option<String>,
+    pub lockdown: Option<String>,
+    pub cgroup2: Option<String>,
+    pub kallsyms_addresses: bool,
+    /// The hook captrace uses for capability checks, or why none.
+    pub hook: Result<String, String>,
+    /// Whether in-kernel enforcement could run here, and why not.
+    pub enforcement: Result<String, String>,
+}
+
+fn read(path: &str) -> Option<String> {
+    fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+}
+
+fn probe(t: ProgramType) -> bool {
+    is_program_supported(t).unwrap_or(false)
+}
+
+pub fn findings() -> Findings {
+    let btf = Path::new("/sys/kernel/btf/vmlinux").exists();
+    let tracepoint = btf
+        && btf_rs::Btf::from_file_with_backend("/sys/kernel/btf/vmlinux", btf_rs::Backend::Mmap)
+            .ok()
+            .and_then(|b| b.resolve_ids_by_name("btf_trace_cap_capable").ok())
+            .is_some_and(|ids| !ids.is_empty());
+    let types = [
+        ("raw_tracepoint", ProgramType::RawTracePoint),
+        ("tracepoint", ProgramType::TracePoint),
+        ("kprobe", ProgramType::KProbe),
+        ("tracing (fentry/fexit)", ProgramType::Tracing),
+        ("lsm", ProgramType::Lsm(LsmAttachType::Mac)),
+    ];
+    let program_types: BTreeMap<String, bool> = types
+        .iter()
+        .map(|(n, t)| (n.to_string(), probe(*t)))
+        .collect();
+    let supported = |name: &str| program_types.get(name).copied().unwrap_or(false);
+    let kprobes = Path::new("/sys/bus/event_source/devices/kprobe").exists();
+    let lsm = read("/sys/kernel/security/lsm");
+    let has = |c| caps::has_cap(None, caps::CapSet::Effective, c).unwrap_or(false);
+    let bpf_privileges = has(caps::Capability::CAP_SYS_ADMIN)
+        || (has(caps::Capability::CAP_BPF) && has(caps::Capability::CAP_PERFMON));
+    let hook = if tracepoint && supported("raw_tracepoint") {
+        Ok(loader::HOOK.to_string())
+    } else if supported("tracing (fentry/fexit)") || (supported("kprobe") && kprobes) {
+        Err("this kernel has fentry or kprobes but no capability:cap_capable tracepoint; captrace's fentry/kprobe hooks are not written yet".into())
+    } else {
+        Err("no usable hook: needs the capability:cap_capable tracepoint (Linux >= 6.14)".into())
+    };
+    let enforcement = match (&lsm, supported("lsm")) {
+        (None, _) => {
+            Err("securityfs is not mounted: mount -t securityfs none /sys/kernel/security".into())
+        }
+        (Some(l), _) if !l.split(',').any(|x| x == "bpf") => Err(format!(
+            "BPF LSM is not active (lsm={l}); boot with bpf in lsm=..."
+        )),
+        (Some(_), false) => {
+            Err("BPF LSM is active but this kernel refuses lsm programs (BPF_PROG_LOAD)".into())
+        }
+        (Some(_), true) => Ok("BPF LSM available (captrace's enforcer is not written yet)".into()),
+    };
+    let kallsyms_addresses = fs::read_to_string("/proc/kallsyms")
+        .ok()
+        .and_then(|t| t.lines().next().map(|l| !l.starts_with("0000000000000000")))
+        .unwrap_or(false);
+    Findings {
+        kernel: nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        root: nix::unistd::geteuid().is_root(),
+        bpf_privileges,
+        btf,
+        cap_capable_tracepoint: tracepoint,
+        program_types,
+        kprobes,
+        lsm,
+        lockdown: read("/sys/kernel/security/lockdown"),
+        cgroup2: fs::read_to_string("/proc/self/mountinfo")
+            .ok()
+            .and_then(|m| cgroup2_mount(&m))
+            .map(|p| p.display().to_string()),
+        kallsyms_addresses,
+        hook,
+        enforcement,
+    }
+}
+
+fn yes(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+/// The human report.
+pub fn render(f: &Findings) -> String {
+    let mut out = format!("kernel {}\n", f.kernel);
+    out += &format!(
+        "root: {}; BPF privileges (CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN): {}\n",
+        yes(f.root),
+        yes(f.bpf_privileges)
+    );
+    out += &format!("BTF (/sys/kernel/btf/vmlinux): {}\n", yes(f.btf));
+    out += &format!(
+        "capability:cap_capable tracepoint: {}\n",
+        yes(f.cap_capable_tracepoint)
+    );
+    for (name, ok) in &f.program_types {
+        out += &format!("program type {name}: {}\n", yes(*ok));
+    }
+    out += &format!("kprobes (CONFIG_KPROBES): {}\n", yes(f.kprobes));
+    out += &format!(
+        "LSMs: {}\n",
+        f.lsm
+            .as_deref()
+            .unwrap_or("unknown (securityfs not mounted)")
+    );
+    out += &format!("lockdown: {}\n", f.lockdown.as_deref().unwrap_or("unknown"));
+    out += &format!(
+        "cgroup v2: {}\n",
+        f.cgroup2
+            .as_deref()
+            .unwrap_or("not mounted (monitor attributes less)")
+    );
+    out += &format!(
+        "kernel addresses in /proc/kallsyms: {}\n",
+        yes(f.kallsyms_addresses)
+    );
+    match &f.hook {
+        Ok(h) => out += &format!("captrace will trace with: {h}\n"),
+        Err(e) => out += &format!("captrace cannot trace here: {e}\n"),
+    }
+    match &f.enforcement {
+        Ok(e) => out += &format!("enforcement: {e}\n"),
+        Err(e) => out += &format!("enforcement: unavailable: {e}\n"),
+    }
+    out
+}
+
+pub fn run(args: &DoctorArgs) -> anyhow::Result<u8> {
+    let f = findings();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&f)?);
+    } else {
+        print!("{}", render(&f));
+    }
+    Ok(if f.hook.is_ok() { 0 } else { 1 })
+}

@@ -1,0 +1,53 @@
+//! Kernel tier: `captrace doctor` tells the truth about this kernel.
+mod support;
+
+use std::process::Command;
+
+use serde_json::Value;
+
+#[test]
+fn doctor_agrees_with_what_really_works_here() {
+    if !support::require_root() {
+        return;
+    }
+    let out = Command::new(support::captrace_bin())
+        .args(["doctor", "--json"])
+        .output()
+        .unwrap();
+    let f: Value = serde_json::from_slice(&out.stdout).expect("doctor --json prints JSON");
+    // It says it can trace exactly when a recording really works.
+    let record = Command::new(support::captrace_bin())
+        .args(["record", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(f["hook"]["Ok"].is_string(), record.status.success(), "{f}");
+    assert_eq!(out.status.success(), record.status.success());
+    if record.status.success() {
+        assert_eq!(f["hook"]["Ok"], "raw_tracepoint/cap_capable");
+        assert_eq!(f["cap_capable_tracepoint"], true);
+        assert_eq!(f["program_types"]["raw_tracepoint"], true);
+    }
+    // The LSM list is the kernel's.
+    if let Ok(lsm) = std::fs::read_to_string("/sys/kernel/security/lsm") {
+        assert_eq!(f["lsm"], lsm.trim());
+    }
+    assert_eq!(f["root"], true);
+    assert_eq!(f["bpf_privileges"], true);
+    // Enforcement is never claimed: the enforcer does not exist yet.
+    assert!(
+        f["enforcement"]["Err"].is_string()
+            || f["enforcement"]["Ok"]
+                .as_str()
+                .unwrap()
+                .contains("not written yet")
+    );
+    let text = Command::new(support::captrace_bin())
+        .arg("doctor")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("capability:cap_capable tracepoint: "),
+        "{text}"
+    );
+}
