@@ -84,10 +84,13 @@ pub fn findings() -> Findings {
         }
         (Some(_), true) => Ok("BPF LSM available (captrace's enforcer is not written yet)".into()),
     };
-    let kallsyms_addresses = fs::read_to_string("/proc/kallsyms")
-        .ok()
-        .and_then(|t| t.lines().next().map(|l| !l.starts_with("0000000000000000")))
-        .unwrap_or(false);
+    // Per-CPU symbols sit at address 0 even when addresses are shown: look at text symbols.
+    let kallsyms_addresses = fs::read_to_string("/proc/kallsyms").is_ok_and(|t| {
+        t.lines()
+            .filter(|l| l.contains(" T ") || l.contains(" t "))
+            .take(100)
+            .any(|l| !l.starts_with("0000000000000000"))
+    });
     Findings {
         kernel: nix::sys::utsname::uname()
             .map(|u| u.release().to_string_lossy().into_owned())
