@@ -1,7 +1,10 @@
 //! Drains the ring buffer and reads the maps into the checks of one workload.
 //! Counts come from the `USAGE` map (exact); events only add who made a check first and the
 //! namespace calls, so a full ring buffer loses detail but never a count.
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    cell::RefCell,
+    collections::{BTreeMap, HashMap},
+};
 
 use aya::maps::{MapData, RingBuf};
 use tracer_common::{CapCheck, Event, NsCall, PathKey, UsageKey, kind, origin, scope, verdict};
@@ -35,9 +38,11 @@ pub enum Fresh {
     },
 }
 
-/// What the events said, per workload.
+/// What the events said, per workload, and the classified call path of every stack seen (a
+/// stack id never changes meaning: stacks are stored without BPF_F_REUSE_STACKID).
 #[derive(Default)]
 pub struct Collector {
+    classified: RefCell<HashMap<i64, Classified>>,
     /// The process that first made each (key, path).
     first: HashMap<PathKey, (u32, String)>,
     ns_calls: Vec<(u64, NsCallRecord)>,
@@ -108,6 +113,21 @@ impl Collector {
         fresh
     }
 
+    /// The classified call path of a stack id, symbolized once.
+    pub fn classify(&self, tracer: &Tracer, symbolizer: &Symbolizer, stack_id: i64) -> Classified {
+        self.classified
+            .borrow_mut()
+            .entry(stack_id)
+            .or_insert_with(|| {
+                let frames = tracer
+                    .stack(stack_id)
+                    .map(|a| symbolizer.frames(&a))
+                    .unwrap_or_default();
+                classifier::classify(&frames)
+            })
+            .clone()
+    }
+
     pub fn ns_calls(&self, workload: u64) -> Vec<NsCallRecord> {
         self.ns_calls
             .iter()
@@ -173,7 +193,6 @@ fn checks_where(
             paths.entry(p.usage).or_default().push(p);
         }
     }
-    let mut stacks: HashMap<i64, Classified> = HashMap::new();
     let mut out: BTreeMap<u64, BTreeMap<UsageKey, Check>> = BTreeMap::new();
     for (key, count) in tracer.usage()? {
         if !wanted(key.workload) {
@@ -187,13 +206,11 @@ fn checks_where(
             if first.is_none() {
                 first = collector.first.get(p).cloned();
             }
-            let c = stacks
-                .entry(p.stack_id)
-                .or_insert_with(|| classify_stack(tracer, symbolizer, p.stack_id));
+            let c = collector.classify(tracer, symbolizer, p.stack_id);
             let cp = CallPath {
-                frames: c.callers.clone(),
+                frames: c.callers,
                 audit: c.audit,
-                rule: c.rule.clone(),
+                rule: c.rule,
             };
             if !call_paths.contains(&cp) {
                 call_paths.push(cp);
@@ -219,15 +236,6 @@ fn checks_where(
         .into_iter()
         .map(|(w, checks)| (w, checks.into_values().collect()))
         .collect())
-}
-
-/// The classified call path of one stack id.
-pub fn classify_stack(tracer: &Tracer, symbolizer: &Symbolizer, stack_id: i64) -> Classified {
-    let frames = tracer
-        .stack(stack_id)
-        .map(|a| symbolizer.frames(&a))
-        .unwrap_or_default();
-    classifier::classify(&frames)
 }
 
 /// The check a key describes, with `count` and no call path yet.

@@ -175,7 +175,8 @@ impl Monitor {
                         continue;
                     }
                     let classified =
-                        reader::classify_stack(&self.tracer, &self.symbolizer, path.stack_id);
+                        self.collector
+                            .classify(&self.tracer, &self.symbolizer, path.stack_id);
                     lines.push(Line::Check {
                         container: self.resolver.resolve(path.usage.workload, Some(tgid)),
                         pid: tgid,
