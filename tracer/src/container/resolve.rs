@@ -95,8 +95,13 @@ impl Resolver {
             name,
             cgroup,
         };
-        // Only a resolved path is final: a cgroup that could not be found may be found later.
-        if !a.cgroup.starts_with("cgroup-id:") {
+        // Only a resolved path is final: a cgroup that could not be found may be found later,
+        // and a container seen while its runtime is still creating it may not have its name on
+        // disk yet.
+        let named = a.name.is_some()
+            || !matches!(a.container.runtime, Runtime::Docker | Runtime::Podman)
+            || a.container.id.is_none();
+        if !a.cgroup.starts_with("cgroup-id:") && named {
             self.cache.insert(cgroup_id, a.clone());
         }
         a
