@@ -15,13 +15,16 @@ use aya_ebpf::{
         bpf_get_current_task, bpf_get_current_task_btf, bpf_probe_read_kernel, bpf_probe_read_user,
         bpf_task_pt_regs,
     },
-    macros::{map, raw_tracepoint},
+    macros::{fexit, kprobe, kretprobe, lsm, map, raw_tracepoint},
     maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
-    programs::{RawTracePointContext, tracing::StackIdContext},
+    programs::{
+        FExitContext, LsmContext, ProbeContext, RawTracePointContext, RetProbeContext,
+        tracing::StackIdContext,
+    },
 };
 use tracer_common::{
-    CapCheck, Config, Event, EventHeader, NsCall, PathKey, UsageKey, capacity, clone_flags, kind,
-    ns_syscall, origin, scope, stat, verdict,
+    CapCheck, Config, Denial, Event, EventHeader, NsCall, PathKey, PendingCheck, Policy, UsageKey,
+    capacity, clone_flags, kind, mode, ns_syscall, opts, origin, scope, stat, verdict,
 };
 
 /// Written by the loader before the programs are loaded.
@@ -43,6 +46,7 @@ static CONFIG: Config = Config {
     self_tgid: 0,
     trace_all: 0,
     filter_cgroups: 0,
+    enforce_cgroups: 0,
 };
 
 // Hash maps are allocated on insert: preallocating them costs tens of milliseconds at start.
@@ -82,6 +86,25 @@ static NS_PENDING: HashMap<u32, NsCall> =
 /// Cgroup ids to trace when `Config::filter_cgroups` is set (monitor --container).
 #[map]
 static CGROUPS: HashMap<u64, u8> = HashMap::with_max_entries(capacity::CGROUPS, 0);
+
+/// `cap_capable` arguments between its kprobe and its kretprobe, per thread.
+#[map]
+static CHECKS_PENDING: HashMap<u32, PendingCheck> =
+    HashMap::with_max_entries(capacity::CHECKS_PENDING, NO_PREALLOC);
+
+/// Workload id → the enforcer's policy.
+#[map]
+static POLICIES: HashMap<u64, Policy> = HashMap::with_max_entries(capacity::POLICIES, 0);
+
+/// Cgroup id → workload id, for cgroups the enforcer confines (`enforce --container`).
+#[map]
+static ENFORCE_CGROUPS: HashMap<u64, u64> = HashMap::with_max_entries(capacity::ENFORCE_CGROUPS, 0);
+
+/// Exact counts of what the enforcer refused or reported, per CPU (verdict: denied when
+/// refused, granted when only reported).
+#[map]
+static DENIALS: PerCpuHashMap<UsageKey, u64> =
+    PerCpuHashMap::with_max_entries(capacity::DENIALS, NO_PREALLOC);
 
 #[map]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
@@ -198,8 +221,45 @@ fn userns_scope(cfg: &Config, ns: u64) -> u8 {
     }
 }
 
+/// One `cap_capable` call as a hook saw it.
+struct CheckArgs {
+    cred: u64,
+    target_ns: u64,
+    cap: u64,
+    /// `opts::*` (KNOWN set when the hook read the kernel's `opts`).
+    opts: u8,
+    ret: i32,
+}
+
+/// Counts one capability check of a traced thread, and samples its call path when the key is
+/// new or its count reached a power of two. Every hook ends here.
+#[inline(always)]
+fn on_check<C: StackIdContext>(ctx: &C, cfg: &Config, workload: u64, pid_tgid: u64, c: CheckArgs) {
+    let key = UsageKey {
+        workload,
+        syscall: current_syscall(cfg) as i16,
+        cap: c.cap as u8,
+        verdict: if c.ret == 0 {
+            verdict::GRANTED
+        } else {
+            verdict::DENIED
+        },
+        scope: userns_scope(cfg, c.target_ns),
+        origin: if borrowed(cfg, c.cred) {
+            origin::BORROWED
+        } else {
+            origin_of(cfg)
+        },
+        opts: c.opts,
+        _pad: 0,
+    };
+    if count_check(&USAGE, &key) {
+        sample_path(ctx, key, pid_tgid);
+    }
+}
+
 /// `capability:cap_capable`, raw: TP_PROTO(cred, target_ns, capable_ns, cap, ret)
-/// (include/trace/events/capability.h, kernels >= 6.14).
+/// (include/trace/events/capability.h, kernels >= 6.14). It does not carry `opts`.
 #[raw_tracepoint(tracepoint = "cap_capable")]
 pub fn cap_capable_raw_tp(ctx: RawTracePointContext) -> i32 {
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -207,30 +267,179 @@ pub fn cap_capable_raw_tp(ctx: RawTracePointContext) -> i32 {
     let Some(workload) = current_workload(&cfg, pid_tgid) else {
         return 0;
     };
-    let cred: u64 = ctx.arg(0);
-    let target_ns: u64 = ctx.arg(1);
-    let cap: u64 = ctx.arg(3);
     let ret: u64 = ctx.arg(4);
-    let key = UsageKey {
+    let args = CheckArgs {
+        cred: ctx.arg(0),
+        target_ns: ctx.arg(1),
+        cap: ctx.arg(3),
+        opts: 0,
+        ret: ret as i32,
+    };
+    on_check(&ctx, &cfg, workload, pid_tgid, args);
+    0
+}
+
+/// The kernel's `opts` as kept in a key.
+#[inline(always)]
+fn known_opts(raw: u64) -> u8 {
+    opts::KNOWN | (raw as u8 & opts::KERNEL_BITS)
+}
+
+/// fexit on `int cap_capable(const struct cred *cred, struct user_namespace *ns, int cap,
+/// unsigned int opts)` (security/commoncap.c, every kernel since 5.1): the arguments, `opts`
+/// included, and the return value in one program.
+#[fexit(function = "cap_capable")]
+pub fn cap_capable_fexit(ctx: FExitContext) -> i32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let cfg = config();
+    let Some(workload) = current_workload(&cfg, pid_tgid) else {
+        return 0;
+    };
+    let raw_opts: u64 = ctx.arg(3);
+    let ret: u64 = ctx.arg(4);
+    let args = CheckArgs {
+        cred: ctx.arg(0),
+        target_ns: ctx.arg(1),
+        cap: ctx.arg::<u64>(2) & 0xff,
+        opts: known_opts(raw_opts),
+        ret: ret as i32,
+    };
+    on_check(&ctx, &cfg, workload, pid_tgid, args);
+    0
+}
+
+/// kprobe on `cap_capable`, for kernels without BPF trampolines: keeps the arguments until the
+/// kretprobe sees the verdict.
+#[kprobe(function = "cap_capable")]
+pub fn cap_capable_kprobe(ctx: ProbeContext) -> i32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let cfg = config();
+    let Some(workload) = current_workload(&cfg, pid_tgid) else {
+        return 0;
+    };
+    let pending = PendingCheck {
+        workload,
+        cred: ctx.arg(0).unwrap_or(0),
+        target_ns: ctx.arg(1).unwrap_or(0),
+        cap: ctx.arg::<u64>(2).unwrap_or(0) as u32,
+        opts: ctx.arg::<u64>(3).unwrap_or(0) as u32,
+    };
+    if CHECKS_PENDING.insert(pid_tgid as u32, pending, 0).is_err() {
+        bump(stat::MAP_FULL);
+    }
+    0
+}
+
+#[kretprobe(function = "cap_capable")]
+pub fn cap_capable_kretprobe(ctx: RetProbeContext) -> i32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tid = pid_tgid as u32;
+    // SAFETY: value copied out immediately.
+    let Some(p) = (unsafe { CHECKS_PENDING.get(tid) }).copied() else {
+        return 0;
+    };
+    let _ = CHECKS_PENDING.remove(tid);
+    let cfg = config();
+    let ret: u64 = ctx.ret();
+    let args = CheckArgs {
+        cred: p.cred,
+        target_ns: p.target_ns,
+        cap: u64::from(p.cap),
+        opts: known_opts(u64::from(p.opts)),
+        ret: ret as i32,
+    };
+    on_check(&ctx, &cfg, p.workload, pid_tgid, args);
+    0
+}
+
+/// The workload whose policy applies to the current thread: its own when `run` or `enforce
+/// --pid` registered it, else its cgroup's (`enforce --container`).
+#[inline(always)]
+fn enforced_workload(cfg: &Config, pid_tgid: u64) -> Option<u64> {
+    // SAFETY: values copied out immediately.
+    if let Some(w) = unsafe { TASKS.get(pid_tgid as u32) } {
+        return Some(*w);
+    }
+    if cfg.enforce_cgroups == 0 {
+        return None;
+    }
+    // SAFETY: helper without preconditions; value copied out.
+    let cgroup = unsafe { bpf_get_current_cgroup_id() };
+    unsafe { ENFORCE_CGROUPS.get(cgroup) }.copied()
+}
+
+const EPERM: i32 = 1;
+
+/// BPF LSM `capable` hook: (cred, ns, cap, opts, ret of the LSMs before). Refuses (or only
+/// reports, in complain mode) every capability outside the workload's allowed set, in every
+/// user namespace. Runs after the capability LSM, so it only sees what the task holds.
+#[lsm(hook = "capable")]
+pub fn enforce_capable(ctx: LsmContext) -> i32 {
+    let prev: u64 = ctx.arg(4);
+    if prev as i32 != 0 {
+        return prev as i32;
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let cfg = config();
+    let Some(workload) = enforced_workload(&cfg, pid_tgid) else {
+        return 0;
+    };
+    // SAFETY: value copied out immediately.
+    let Some(policy) = (unsafe { POLICIES.get(workload) }).copied() else {
+        return 0;
+    };
+    let cap: u64 = ctx.arg(2);
+    let cap = (cap & 0xff) as u32;
+    if policy.armed == 0 || policy.allows(cap) {
+        return 0;
+    }
+    // Kernel code acting with credentials it borrowed (overlayfs reading its own xattrs as
+    // its mounter) is not the workload using a capability: refusing it would break the file
+    // system under the workload.
+    if borrowed(&cfg, ctx.arg(0)) {
+        return 0;
+    }
+    let raw_opts: u64 = ctx.arg(3);
+    let target_ns: u64 = ctx.arg(1);
+    let refuse = policy.mode == mode::ENFORCE;
+    let denial = Denial {
         workload,
         syscall: current_syscall(&cfg),
         cap: cap as u8,
-        verdict: if ret as i32 == 0 {
-            verdict::GRANTED
-        } else {
-            verdict::DENIED
-        },
         scope: userns_scope(&cfg, target_ns),
-        origin: if borrowed(&cfg, cred) {
-            origin::BORROWED
-        } else {
-            origin_of(&cfg)
-        },
+        mode: policy.mode,
+        opts: known_opts(raw_opts),
     };
-    if count_check(&key) {
-        sample_path(&ctx, key, pid_tgid);
+    let key = UsageKey {
+        workload,
+        syscall: denial.syscall as i16,
+        cap: denial.cap,
+        verdict: if refuse {
+            verdict::DENIED
+        } else {
+            verdict::GRANTED
+        },
+        scope: denial.scope,
+        origin: origin::WORKLOAD,
+        opts: denial.opts,
+        _pad: 0,
+    };
+    count_check(&DENIALS, &key);
+    // Noaudit checks are probes (the caller copes without the capability): refused like any
+    // other, counted, but not reported one by one.
+    if denial.opts & opts::NOAUDIT == 0 {
+        match EVENTS.reserve::<Event<Denial>>(0) {
+            Some(mut entry) => {
+                entry.write(Event {
+                    header: header(kind::DENIAL, pid_tgid),
+                    data: denial,
+                });
+                entry.submit(0);
+            }
+            None => bump(stat::EVENTS_LOST),
+        }
     }
-    0
+    if refuse { -EPERM } else { 0 }
 }
 
 /// In monitor mode, checks made by a container runtime's init (before it execs the workload,
@@ -249,8 +458,8 @@ fn origin_of(cfg: &Config) -> u8 {
 /// Adds one to the key's exact count. True when a call path should be sampled: the key is new
 /// or its count reached a power of two.
 #[inline(always)]
-fn count_check(key: &UsageKey) -> bool {
-    if let Some(p) = USAGE.get_ptr_mut(key) {
+fn count_check(map: &PerCpuHashMap<UsageKey, u64>, key: &UsageKey) -> bool {
+    if let Some(p) = map.get_ptr_mut(key) {
         // SAFETY: this CPU's slot of a live map value; nothing else writes it while we run.
         let n = unsafe {
             *p += 1;
@@ -258,11 +467,11 @@ fn count_check(key: &UsageKey) -> bool {
         };
         return n & (n - 1) == 0;
     }
-    match USAGE.insert(key, 1u64, BPF_NOEXIST as u64) {
+    match map.insert(key, 1u64, BPF_NOEXIST as u64) {
         Ok(()) => true,
         Err(_) => {
             // Another CPU inserted it first, or the map is full.
-            match USAGE.get_ptr_mut(key) {
+            match map.get_ptr_mut(key) {
                 // SAFETY: as above.
                 Some(p) => unsafe { *p += 1 },
                 None => bump(stat::MAP_FULL),
@@ -273,7 +482,7 @@ fn count_check(key: &UsageKey) -> bool {
 }
 
 #[inline(always)]
-fn sample_path(ctx: &RawTracePointContext, usage: UsageKey, pid_tgid: u64) {
+fn sample_path<C: StackIdContext>(ctx: &C, usage: UsageKey, pid_tgid: u64) {
     // A failed walk (a hash collision in STACKS, or no callchain buffer in a nested context)
     // records nothing: the key's next power-of-two sample tries again, and a key with no path
     // at all is treated as audited in user space.
@@ -390,6 +599,7 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
     let Some(pid) = task_pid(&cfg, ctx.arg(0)) else {
         return 0;
     };
+    arm_policy(old);
     if pid == old {
         return 0;
     }
@@ -403,6 +613,20 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
         live_add(workload, -1);
     }
     0
+}
+
+/// A workload's policy takes effect at its first exec: until then the process is captrace
+/// setting the workload up.
+#[inline(always)]
+fn arm_policy(tid: u32) {
+    // SAFETY: value copied out immediately.
+    let Some(workload) = (unsafe { TASKS.get(tid) }).copied() else {
+        return;
+    };
+    if let Some(p) = POLICIES.get_ptr_mut(workload) {
+        // SAFETY: a live map value; a racing exec writes the same byte.
+        unsafe { (*p).armed = 1 };
+    }
 }
 
 #[inline(always)]

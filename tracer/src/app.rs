@@ -29,6 +29,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Record(args) => commands::record::run(args),
         Command::Run(args) => commands::run::run(args),
         Command::Monitor(args) => commands::monitor::run(args),
+        Command::Enforce(args) => commands::enforce::run(args),
         Command::Recommend(args) => commands::recommend::run(&args),
         Command::Caps(args) => commands::caps::run(&args),
         Command::Doctor(args) => commands::doctor::run(&args),

@@ -77,6 +77,11 @@ pub fn docker_defaults() -> impl Iterator<Item = Cap> {
 }
 
 /// Number of capabilities in Docker's default set.
+/// Every capability captrace knows.
+pub fn all() -> impl Iterator<Item = Cap> {
+    (0..TABLE.len() as u8).map(Cap)
+}
+
 pub fn docker_default_count() -> usize {
     docker_defaults().count()
 }

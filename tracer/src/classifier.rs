@@ -1,6 +1,6 @@
 //! Kernel knowledge about capability checks, in tables, each entry with the kernel function it
 //! comes from. The tracepoint has no `opts` argument, so whether a check is audited is told by
-//! its call path.
+//! its call path (fentry and kprobe read `opts`; their paths still tell probes apart).
 use crate::profile::Audit;
 
 /// Callers that ask with `CAP_OPT_NOAUDIT`: a granted check there is the kernel probing, not
@@ -39,6 +39,14 @@ const CALLER_DEPTH: usize = 6;
 /// tracepoint.
 const HOOK_FRAMES: &[&str] = &["cap_capable"];
 
+/// Prefixes of frames that belong to the hook, not to the kernel's call path: the BPF program
+/// and the fexit trampoline (`bpf_prog_<tag>_<name>`, `bpf_trampoline_<id>`).
+const MACHINERY_PREFIXES: &[&str] = &["bpf_prog_", "bpf_trampoline_", "__bpf_trace_"];
+
+fn is_machinery(frame: &str) -> bool {
+    MACHINERY_PREFIXES.iter().any(|p| frame.starts_with(p))
+}
+
 /// The verdict on one call path, and the rule that gave it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Classified {
@@ -50,10 +58,15 @@ pub struct Classified {
 
 /// Classifies a kernel stack (innermost first, as the stack map stores it).
 pub fn classify(frames: &[String]) -> Classified {
+    // After `cap_capable` when the stack has it (tracepoint), else after the hook's own frames
+    // (fexit: program and trampoline; kretprobe stacks start at the caller).
     let start = frames
         .iter()
         .position(|f| HOOK_FRAMES.contains(&f.as_str()))
-        .map_or(0, |i| i + 1);
+        .map_or_else(
+            || frames.iter().take_while(|f| is_machinery(f)).count(),
+            |i| i + 1,
+        );
     let callers: Vec<String> = frames[start..].to_vec();
     if callers.is_empty() {
         return Classified {
@@ -206,6 +219,20 @@ mod tests {
             strip_suffix("ns_capable_noaudit.cold"),
             "ns_capable_noaudit"
         );
+    }
+
+    #[test]
+    fn fexit_stacks_start_after_the_program_and_trampoline() {
+        // As taken on 7.3 by the fexit program (frames innermost first).
+        let c = classify(&stack(
+            "bpf_prog_66803a51709917ae_cap_capable_fexit bpf_trampoline_6442524968 \
+             security_vm_enough_memory_mm __mmap_region",
+        ));
+        assert_eq!(c.audit, Audit::Noaudit);
+        assert_eq!(c.callers[0], "security_vm_enough_memory_mm");
+        // kretprobe stacks start at the caller already.
+        let c = classify(&stack("capable_wrt_inode_uidgid setattr_prepare"));
+        assert_eq!(c.callers[0], "capable_wrt_inode_uidgid");
     }
 
     #[test]

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::{enforce::Mode, hook::HookChoice};
+
 /// Exit codes of captrace's own failures; otherwise captrace exits with the command's status.
 pub const EXIT_CODES_HELP: &str = "\
 Exit status: the traced command's own status (128+N if killed by signal N), or
@@ -34,6 +36,10 @@ pub enum Command {
     Run(RunArgs),
     /// Watch every capability check on the host, attributed to containers.
     Monitor(MonitorArgs),
+    /// Confine a running process tree or container in the kernel (BPF LSM) to a capability
+    /// set, without restarting it, until Ctrl-C or until it exits.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Enforce(EnforceArgs),
     /// Render a profile written by `record -o` in another syntax.
     Recommend(RecommendArgs),
     /// List every capability this kernel knows.
@@ -43,8 +49,26 @@ pub enum Command {
     Doctor(DoctorArgs),
 }
 
+/// `--hook`, shared by every command that traces.
+#[derive(Debug, Args)]
+pub struct HookArgs {
+    /// How to watch capability checks: fentry (fexit on cap_capable, reads the audit flag),
+    /// tracepoint (capability:cap_capable, Linux >= 6.14), kprobe, or auto: the first of
+    /// those this kernel accepts.
+    #[arg(
+        long,
+        value_enum,
+        default_value_t,
+        env = "CAPTRACE_HOOK",
+        value_name = "HOOK"
+    )]
+    pub hook: HookChoice,
+}
+
 #[derive(Debug, Args)]
 pub struct RecordArgs {
+    #[command(flatten)]
+    pub hook: HookArgs,
     /// Write the JSON profile here.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -76,6 +100,13 @@ pub struct RecordArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    #[command(flatten)]
+    pub hook: HookArgs,
+    /// Also confine the workload in the kernel with BPF LSM: every capability outside the set
+    /// is refused (enforce, the default) or allowed and reported (complain: the workload then
+    /// keeps captrace's capabilities), in every user namespace, each one reported live.
+    #[arg(long, value_enum, value_name = "MODE", num_args = 0..=1, require_equals = true, default_missing_value = "enforce")]
+    pub enforce: Option<Mode>,
     /// Start from a profile written by `record -o` (its cap_add) instead of Docker's defaults.
     #[arg(long, value_name = "FILE")]
     pub profile: Option<PathBuf>,
@@ -119,7 +150,36 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["pid", "container", "cgroup"])))]
+pub struct EnforceArgs {
+    /// The process to confine, with its threads and every descendant (now and later).
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<i32>,
+    /// The container to confine (id, short id or name; docker or podman): every process in
+    /// its cgroup, including later `exec`s.
+    #[arg(long, value_name = "ID|NAME")]
+    pub container: Option<String>,
+    /// A cgroup (v2) directory to confine as a whole.
+    #[arg(long, value_name = "DIR")]
+    pub cgroup: Option<PathBuf>,
+    /// Start from a profile written by `record -o` (its cap_add) instead of Docker's defaults.
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
+    /// Remove capabilities from the allowed set (ALL for every one).
+    #[arg(long, value_name = "CAP", value_delimiter = ',')]
+    pub cap_drop: Vec<String>,
+    /// Add capabilities to the allowed set.
+    #[arg(long, value_name = "CAP", value_delimiter = ',')]
+    pub cap_add: Vec<String>,
+    /// enforce: refuse with EPERM and report; complain: allow and report.
+    #[arg(long, value_enum, default_value_t)]
+    pub mode: Mode,
+}
+
+#[derive(Debug, Args)]
 pub struct MonitorArgs {
+    #[command(flatten)]
+    pub hook: HookArgs,
     /// Only these containers (id, short id or name; docker or podman).
     #[arg(long, value_name = "ID|NAME")]
     pub container: Vec<String>,

@@ -1,31 +1,37 @@
 //! Loads and attaches the kernel programs, after checking that this kernel and this process
 //! can run them. Dropping the `Tracer` detaches everything; nothing is pinned, so a captrace
 //! that dies leaves nothing attached either (the kernel drops links with their last fd).
+use std::thread::JoinHandle;
+
 use aya::{
-    Ebpf, EbpfLoader,
+    Btf, Ebpf, EbpfLoader,
     maps::{
         HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues, RingBuf,
         StackTraceMap,
     },
-    programs::RawTracePoint,
+    programs::{FExit, KProbe, Lsm, RawTracePoint},
     util::nr_cpus,
 };
 use syscalls::Sysno;
-use tracer_common::{Config, PathKey, UsageKey, names, stat};
+use tracer_common::{Config, PathKey, Policy, UsageKey, names, stat};
 
-use crate::syscall;
+use crate::{
+    enforce,
+    hook::{Hook, HookChoice, Refusals},
+    syscall,
+};
 
 /// The eBPF object built by `build.rs` (empty when built with `AYA_BUILD_SKIP=1`).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
 
-/// The hook this loader uses for capability checks.
-pub const HOOK: &str = "raw_tracepoint/cap_capable";
-
 const BTF_VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 
-/// Every program and the raw tracepoint it attaches to.
+/// The kernel function every hook watches.
+const CAP_CAPABLE: &str = "cap_capable";
+
+/// The programs that follow processes and namespace calls, and the raw tracepoint each
+/// attaches to (present on every kernel captrace supports).
 const PROGRAMS: &[(&str, &str)] = &[
-    (names::PROG_CAP_CAPABLE_RAW_TP, "cap_capable"),
     (names::PROG_FORK, "sched_process_fork"),
     (names::PROG_EXIT, "sched_process_exit"),
     (names::PROG_EXEC, "sched_process_exec"),
@@ -45,11 +51,16 @@ pub enum LoadError {
         "this captrace was built with AYA_BUILD_SKIP=1 and carries no kernel programs; rebuild it without that variable"
     )]
     NoObject,
-    /// The kernel has no `capability:cap_capable` tracepoint.
+    /// No hook on `cap_capable` could be attached.
     #[error(
-        "this kernel has no capability:cap_capable tracepoint (added in Linux 6.14); captrace cannot trace capability checks here yet"
+        "no way to watch capability checks works on this kernel ({0}); `captrace doctor` shows what it offers"
     )]
-    NoTracepoint,
+    NoHook(Refusals),
+    /// In-kernel enforcement was asked for where BPF LSM cannot run.
+    #[error(
+        "in-kernel enforcement needs BPF LSM, which is unavailable here: {0}; nothing was started"
+    )]
+    NoEnforcement(String),
     /// BTF is missing or lacks a needed member.
     #[error(
         "cannot read kernel type information from {BTF_VMLINUX} ({0}); captrace needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"
@@ -75,12 +86,30 @@ pub enum LoadError {
 }
 
 /// What to trace.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Options {
     /// Every process on the host, by cgroup (monitor) instead of registered workloads.
     pub trace_all: bool,
     /// With `trace_all`: only these cgroup (v2) ids; empty for all.
     pub cgroups: Vec<u64>,
+    /// How to watch capability checks; None: do not (the enforcer alone).
+    pub hook: Option<HookChoice>,
+    /// Load the BPF LSM enforcer (policies are set per workload afterwards).
+    pub enforce: bool,
+    /// Cgroup (v2) id → workload id: cgroups the enforcer confines as a whole.
+    pub enforce_cgroups: Vec<(u64, u64)>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            trace_all: false,
+            cgroups: Vec::new(),
+            hook: Some(HookChoice::Auto),
+            enforce: false,
+            enforce_cgroups: Vec::new(),
+        }
+    }
 }
 
 /// Loaded and attached programs and their maps.
@@ -89,6 +118,42 @@ pub struct Tracer {
     nr_cpus: usize,
     /// Owned links; dropping one detaches it.
     links: Vec<Box<dyn Send>>,
+    hook: Option<Hook>,
+}
+
+/// aya's parse of the kernel's BTF (fentry and LSM programs name their attach point by BTF
+/// id). It takes tens of milliseconds, so it runs on another thread while the object loads,
+/// and only when a program may need it.
+struct KernelBtf {
+    parsing: Option<JoinHandle<Result<Btf, String>>>,
+    parsed: Option<Result<Btf, String>>,
+}
+
+impl KernelBtf {
+    fn start(needed: bool) -> KernelBtf {
+        KernelBtf {
+            parsing: needed
+                .then(|| std::thread::spawn(|| Btf::from_sys_fs().map_err(|e| e.to_string()))),
+            parsed: None,
+        }
+    }
+
+    fn get(&mut self) -> Result<&Btf, String> {
+        if self.parsed.is_none() {
+            let result = match self.parsing.take() {
+                Some(h) => h
+                    .join()
+                    .unwrap_or_else(|_| Err("BTF parser panicked".into())),
+                None => Btf::from_sys_fs().map_err(|e| e.to_string()),
+            };
+            self.parsed = Some(result);
+        }
+        match self.parsed.as_ref() {
+            Some(Ok(b)) => Ok(b),
+            Some(Err(e)) => Err(e.clone()),
+            None => unreachable!("parsed above"),
+        }
+    }
 }
 
 impl Drop for Tracer {
@@ -107,13 +172,17 @@ impl Tracer {
     pub fn load(opts: Options) -> Result<Tracer, LoadError> {
         let t = std::time::Instant::now();
         preflight()?;
-        let btf = kernel_btf()?;
-        if btf
-            .resolve_ids_by_name("btf_trace_cap_capable")
-            .map_or(true, |ids| ids.is_empty())
-        {
-            return Err(LoadError::NoTracepoint);
+        if opts.enforce {
+            enforce::available().map_err(LoadError::NoEnforcement)?;
         }
+        let btf = kernel_btf()?;
+        let has_tracepoint = btf
+            .resolve_ids_by_name("btf_trace_cap_capable")
+            .is_ok_and(|ids| !ids.is_empty());
+        let wants_fentry = opts
+            .hook
+            .is_some_and(|h| h.candidates().contains(&Hook::Fentry));
+        let mut aya_btf = KernelBtf::start(opts.enforce || wants_fentry);
         let config = config(&btf, &opts)?;
         tracing::debug!(elapsed = ?t.elapsed(), "config read");
         // The programs use no CO-RE relocations (offsets come from CONFIG), so aya need not
@@ -128,6 +197,7 @@ impl Tracer {
             ebpf,
             nr_cpus,
             links: Vec::new(),
+            hook: None,
         };
         let mut cgroups: BpfHashMap<_, u64, u8> = BpfHashMap::try_from(
             tracer
@@ -139,14 +209,112 @@ impl Tracer {
         for id in &opts.cgroups {
             cgroups.insert(id, 1, 0).map_err(map_err("CGROUPS"))?;
         }
+        let mut enforced: BpfHashMap<_, u64, u64> = BpfHashMap::try_from(
+            tracer
+                .ebpf
+                .map_mut(names::MAP_ENFORCE_CGROUPS)
+                .expect("ENFORCE_CGROUPS map"),
+        )
+        .map_err(map_err("ENFORCE_CGROUPS"))?;
+        for (cgroup, workload) in &opts.enforce_cgroups {
+            enforced
+                .insert(cgroup, workload, 0)
+                .map_err(map_err("ENFORCE_CGROUPS"))?;
+        }
         tracer.attach()?;
-        tracing::debug!(elapsed = ?t.elapsed(), "programs attached");
+        if let Some(choice) = opts.hook {
+            tracer.attach_hook(choice, has_tracepoint, &mut aya_btf)?;
+        }
+        if opts.enforce {
+            let btf = aya_btf.get().map_err(LoadError::Btf)?;
+            tracer.attach_enforcer(btf)?;
+        }
+        tracing::debug!(elapsed = ?t.elapsed(), hook = ?tracer.hook, "programs attached");
         Ok(tracer)
     }
 
-    /// Attaches every program as a raw tracepoint: those detach at once, where each perf
-    /// tracepoint waits for an RCU grace period (perf_trace_event_unreg, ~70 ms here). On
-    /// error the links made so far are dropped with `self`.
+    /// The hook watching capability checks, if any.
+    pub fn hook(&self) -> Option<Hook> {
+        self.hook
+    }
+
+    /// Attaches the first hook of `choice` that this kernel accepts.
+    fn attach_hook(
+        &mut self,
+        choice: HookChoice,
+        has_tracepoint: bool,
+        btf: &mut KernelBtf,
+    ) -> Result<(), LoadError> {
+        let mut refusals = Refusals::default();
+        for &hook in choice.candidates() {
+            let attached = match hook {
+                Hook::Fentry => btf.get().and_then(|b| self.attach_fexit(b)),
+                Hook::Tracepoint if !has_tracepoint => Err(
+                    "this kernel has no capability:cap_capable tracepoint (added in Linux 6.14)"
+                        .to_string(),
+                ),
+                Hook::Tracepoint => self.attach_raw_tp(names::PROG_CAP_CAPABLE_RAW_TP, CAP_CAPABLE),
+                Hook::Kprobe => self.attach_kprobes(),
+            };
+            match attached {
+                Ok(()) => {
+                    self.hook = Some(hook);
+                    return Ok(());
+                }
+                Err(why) => {
+                    tracing::debug!(hook = hook.name(), %why, "hook refused");
+                    refusals.0.push((hook, why));
+                }
+            }
+        }
+        Err(LoadError::NoHook(refusals))
+    }
+
+    fn attach_raw_tp(&mut self, name: &str, point: &str) -> Result<(), String> {
+        let p: &mut RawTracePoint = program(&mut self.ebpf, name)?;
+        p.load().map_err(describe)?;
+        let id = p.attach(point).map_err(describe)?;
+        self.links
+            .push(Box::new(p.take_link(id).map_err(describe)?));
+        Ok(())
+    }
+
+    fn attach_fexit(&mut self, btf: &Btf) -> Result<(), String> {
+        let p: &mut FExit = program(&mut self.ebpf, names::PROG_CAP_CAPABLE_FEXIT)?;
+        p.load(CAP_CAPABLE, btf).map_err(describe)?;
+        let id = p.attach().map_err(describe)?;
+        self.links
+            .push(Box::new(p.take_link(id).map_err(describe)?));
+        Ok(())
+    }
+
+    fn attach_kprobes(&mut self) -> Result<(), String> {
+        for name in [
+            names::PROG_CAP_CAPABLE_KRETPROBE,
+            names::PROG_CAP_CAPABLE_KPROBE,
+        ] {
+            let p: &mut KProbe = program(&mut self.ebpf, name)?;
+            p.load().map_err(describe)?;
+            let id = p.attach(CAP_CAPABLE, 0).map_err(describe)?;
+            self.links
+                .push(Box::new(p.take_link(id).map_err(describe)?));
+        }
+        Ok(())
+    }
+
+    fn attach_enforcer(&mut self, btf: &Btf) -> Result<(), LoadError> {
+        let err = |why: String| LoadError::NoEnforcement(format!("the lsm/capable program: {why}"));
+        let p: &mut Lsm = program(&mut self.ebpf, names::PROG_ENFORCE_CAPABLE).map_err(err)?;
+        p.load("capable", btf).map_err(|e| err(describe(e)))?;
+        let id = p.attach().map_err(|e| err(describe(e)))?;
+        let link = p.take_link(id).map_err(|e| err(describe(e)))?;
+        self.links.push(Box::new(link));
+        Ok(())
+    }
+
+    /// Attaches the process-following programs as raw tracepoints: those detach at once, where
+    /// each perf tracepoint waits for an RCU grace period (perf_trace_event_unreg, ~70 ms
+    /// here). On error the links made so far are dropped with `self`.
     fn attach(&mut self) -> Result<(), LoadError> {
         for (name, point) in PROGRAMS {
             let err = |source| LoadError::Program { name, source };
@@ -161,6 +329,44 @@ impl Tracer {
             self.links.push(Box::new(p.take_link(id).map_err(err)?));
         }
         Ok(())
+    }
+
+    /// Sets the enforcer's policy of `workload` (its threads are registered separately).
+    pub fn set_policy(&mut self, workload: u64, policy: Policy) -> Result<(), LoadError> {
+        let mut map: BpfHashMap<_, u64, Policy> = BpfHashMap::try_from(
+            self.ebpf
+                .map_mut(names::MAP_POLICIES)
+                .expect("POLICIES map"),
+        )
+        .map_err(map_err("POLICIES"))?;
+        map.insert(workload, policy, 0).map_err(map_err("POLICIES"))
+    }
+
+    /// Adds running threads to `workload` (no live count: `enforce` polls `tasks_of`).
+    pub fn adopt(&mut self, tids: &[u32], workload: u64) -> Result<(), LoadError> {
+        let mut tasks: BpfHashMap<_, u32, u64> =
+            BpfHashMap::try_from(self.ebpf.map_mut(names::MAP_TASKS).expect("TASKS map"))
+                .map_err(map_err("TASKS"))?;
+        for tid in tids {
+            tasks.insert(tid, workload, 0).map_err(map_err("TASKS"))?;
+        }
+        Ok(())
+    }
+
+    /// Stops following these threads.
+    pub fn forget(&mut self, tids: &[u32]) -> Result<(), LoadError> {
+        let mut tasks: BpfHashMap<_, u32, u64> =
+            BpfHashMap::try_from(self.ebpf.map_mut(names::MAP_TASKS).expect("TASKS map"))
+                .map_err(map_err("TASKS"))?;
+        for tid in tids {
+            let _ = tasks.remove(tid);
+        }
+        Ok(())
+    }
+
+    /// Exact counts of what the enforcer refused (verdict denied) or only reported (granted).
+    pub fn denials(&self) -> Result<Vec<(UsageKey, u64)>, LoadError> {
+        self.per_cpu_counts(names::MAP_DENIALS, "DENIALS")
     }
 
     /// Starts tracing thread `tid` (and everything it forks) as part of `workload`.
@@ -211,12 +417,20 @@ impl Tracer {
 
     /// Exact counts per key, summed over CPUs.
     pub fn usage(&self) -> Result<Vec<(UsageKey, u64)>, LoadError> {
+        self.per_cpu_counts(names::MAP_USAGE, "USAGE")
+    }
+
+    fn per_cpu_counts(
+        &self,
+        map: &str,
+        label: &'static str,
+    ) -> Result<Vec<(UsageKey, u64)>, LoadError> {
         let map: PerCpuHashMap<_, UsageKey, u64> =
-            PerCpuHashMap::try_from(self.ebpf.map(names::MAP_USAGE).expect("USAGE map"))
-                .map_err(map_err("USAGE"))?;
+            PerCpuHashMap::try_from(self.ebpf.map(map).expect("counter map"))
+                .map_err(map_err(label))?;
         let mut out = Vec::new();
         for item in map.iter() {
-            let (k, v) = item.map_err(map_err("USAGE"))?;
+            let (k, v) = item.map_err(map_err(label))?;
             out.push((k, v.iter().sum()));
         }
         Ok(out)
@@ -251,6 +465,40 @@ impl Tracer {
         }
         out
     }
+}
+
+/// A program of the object, as its type.
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, String>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or_else(|| format!("program {name} missing from the object"))?
+        .try_into()
+        .map_err(describe)
+}
+
+/// A program error in one line: for a refused load, the errno and the verifier's last word.
+fn describe(e: aya::programs::ProgramError) -> String {
+    use std::error::Error as _;
+    if let aya::programs::ProgramError::LoadError {
+        io_error,
+        verifier_log,
+    } = &e
+    {
+        let log = verifier_log.to_string();
+        return match log.lines().rev().find(|l| !l.trim().is_empty()) {
+            Some(last) => format!("the kernel refused the program: {io_error} (verifier: {last})"),
+            None => format!("the kernel refused the program: {io_error}"),
+        };
+    }
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out += &format!(": {s}");
+        source = s.source();
+    }
+    out
 }
 
 fn has_effective(cap: caps::Capability) -> bool {
@@ -295,6 +543,7 @@ fn config(btf: &btf_rs::Btf, opts: &Options) -> Result<Config, LoadError> {
         self_tgid: std::process::id(),
         trace_all: u32::from(opts.trace_all),
         filter_cgroups: u32::from(!opts.cgroups.is_empty()),
+        enforce_cgroups: u32::from(!opts.enforce_cgroups.is_empty()),
     })
 }
 

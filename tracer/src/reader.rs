@@ -7,11 +7,14 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
-use tracer_common::{CapCheck, Event, NsCall, PathKey, UsageKey, kind, origin, scope, verdict};
+use tracer_common::{
+    CapCheck, Denial, Event, NsCall, PathKey, UsageKey, kind, opts, origin, scope, verdict,
+};
 
 use crate::{
     capability::Cap,
     classifier::{self, Classified},
+    enforce::DenialRecord,
     loader::{LoadError, Tracer},
     namespaces,
     profile::{Audit, CallPath, Check, NsCallRecord, Origin, Scope, Verdict},
@@ -36,6 +39,8 @@ pub enum Fresh {
         ns_pid: u32,
         record: NsCallRecord,
     },
+    /// The enforcer refused (or reported) a capability.
+    Denial { workload: u64, record: DenialRecord },
 }
 
 /// What the events said, per workload, and the classified call path of every stack seen (a
@@ -104,6 +109,18 @@ impl Collector {
                             workload: ev.data.workload,
                             ns_pid: ev.header.ns_pid,
                             record: rec,
+                        });
+                    }
+                }
+                kind::DENIAL => {
+                    if let Some(ev) = read_event::<Event<Denial>>(bytes) {
+                        fresh.push(Fresh::Denial {
+                            workload: ev.data.workload,
+                            record: DenialRecord::new(
+                                &ev.data,
+                                ev.header.tgid,
+                                comm(&ev.header.comm),
+                            ),
                         });
                     }
                 }
@@ -221,9 +238,9 @@ fn checks_where(
             Check {
                 cap: Cap(key.cap),
                 verdict: to_verdict(key.verdict),
-                audit: combined_audit(&call_paths),
+                audit: key_audit(key.opts, &call_paths),
                 scope: to_scope(key.scope),
-                syscall: syscall::name(key.syscall),
+                syscall: syscall::name(i32::from(key.syscall)),
                 count,
                 pid: first.as_ref().map(|f| f.0),
                 comm: first.map(|f| f.1),
@@ -243,14 +260,29 @@ pub fn check_of(key: &UsageKey, count: u64) -> Check {
     Check {
         cap: Cap(key.cap),
         verdict: to_verdict(key.verdict),
-        audit: Audit::Unknown,
+        audit: key_audit(key.opts, &[]),
         scope: to_scope(key.scope),
-        syscall: syscall::name(key.syscall),
+        syscall: syscall::name(i32::from(key.syscall)),
         count,
         pid: None,
         comm: None,
         call_paths: Vec::new(),
         origin: to_origin(key.origin),
+    }
+}
+
+/// The audit class of a key: from the kernel's `opts` when the hook read them (fentry, kprobe),
+/// with probes still told by call path; from the call paths alone otherwise (tracepoint).
+pub fn key_audit(raw: u8, paths: &[CallPath]) -> Audit {
+    if raw & opts::KNOWN == 0 {
+        return combined_audit(paths);
+    }
+    if raw & opts::NOAUDIT != 0 {
+        Audit::Noaudit
+    } else if !paths.is_empty() && paths.iter().all(|p| p.audit == Audit::Probe) {
+        Audit::Probe
+    } else {
+        Audit::Audited
     }
 }
 
@@ -299,6 +331,24 @@ mod tests {
             Audit::Unknown
         );
         assert_eq!(combined_audit(&[]), Audit::Unknown);
+    }
+
+    #[test]
+    fn kernel_opts_decide_audit_when_the_hook_read_them() {
+        let known = opts::KNOWN;
+        // A path the classifier does not know is audited when the kernel says so...
+        assert_eq!(key_audit(known, &[path(Audit::Unknown)]), Audit::Audited);
+        assert_eq!(key_audit(known, &[]), Audit::Audited);
+        // ...and noaudit whatever the path looks like.
+        assert_eq!(
+            key_audit(known | opts::NOAUDIT, &[path(Audit::Audited)]),
+            Audit::Noaudit
+        );
+        // Probes (audited checks whose answer is never needed) are still told by call path.
+        assert_eq!(key_audit(known, &[path(Audit::Probe)]), Audit::Probe);
+        // Without opts, the paths decide.
+        assert_eq!(key_audit(0, &[path(Audit::Noaudit)]), Audit::Noaudit);
+        assert_eq!(key_audit(0, &[]), Audit::Unknown);
     }
 
     #[test]

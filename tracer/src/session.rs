@@ -6,14 +6,16 @@ use anyhow::Context as _;
 use aya::maps::{MapData, RingBuf};
 use nix::{sys::signal::Signal, unistd::Pid};
 use tokio::signal::unix::{SignalKind, signal};
-use tracer_common::stat;
+use tracer_common::{Policy, stat};
 
 use crate::{
+    enforce,
+    hook::Hook,
     launch::{self, Spec},
     loader::{Options, Tracer},
     namespaces,
     profile::{Check, NsCallRecord, Profile},
-    reader::{self, Collector},
+    reader::{self, Collector, Fresh},
     recommend,
     symbolizer::Symbolizer,
 };
@@ -24,6 +26,8 @@ pub struct Session {
     collector: Collector,
     symbolizer: Symbolizer,
     next_workload: u64,
+    /// The enforcer's policy for every run of this session (needs `Options::enforce`).
+    policy: Option<Policy>,
 }
 
 /// How one run ended.
@@ -47,8 +51,8 @@ pub struct Wait {
 }
 
 impl Session {
-    pub fn new() -> anyhow::Result<Session> {
-        let mut tracer = Tracer::load(Options::default())?;
+    pub fn new(options: Options) -> anyhow::Result<Session> {
+        let mut tracer = Tracer::load(options)?;
         let ring = tracer.take_events()?;
         let symbolizer = Symbolizer::from_kallsyms().context("reading /proc/kallsyms")?;
         Ok(Session {
@@ -57,7 +61,19 @@ impl Session {
             collector: Collector::default(),
             symbolizer,
             next_workload: 1,
+            policy: None,
         })
+    }
+
+    /// Confines every following run with `policy` from its first exec, reporting each denial
+    /// live on stderr.
+    pub fn enforce(&mut self, policy: Policy) {
+        self.policy = Some(policy);
+    }
+
+    /// The hook watching capability checks.
+    pub fn hook(&self) -> Option<Hook> {
+        self.tracer.hook()
     }
 
     /// Runs the command traced from its first instruction, until it and (if asked) every
@@ -71,7 +87,14 @@ impl Session {
         let workload = self.next_workload;
         self.next_workload += 1;
         let child = launch::spawn_suspended(spec)?;
-        if let Err(e) = self.tracer.register(child.pid.as_raw() as u32, workload) {
+        let registered = self
+            .tracer
+            .register(child.pid.as_raw() as u32, workload)
+            .and_then(|()| match self.policy {
+                Some(p) => self.tracer.set_policy(workload, p),
+                None => Ok(()),
+            });
+        if let Err(e) = registered {
             child.abort();
             return Err(e.into());
         }
@@ -82,7 +105,7 @@ impl Session {
             .enable_all()
             .build()?;
         let (exit_status, interrupted) = runtime.block_on(self.wait(pid, workload, wait))?;
-        let _ = self.collector.drain(&mut self.ring);
+        self.drain();
         Ok(Run {
             workload,
             exit_status,
@@ -105,7 +128,7 @@ impl Session {
                 _ = sigterm.recv() => Some(Signal::SIGTERM),
                 _ = sighup.recv() => Some(Signal::SIGHUP),
             };
-            let _ = self.collector.drain(&mut self.ring);
+            self.drain();
             if status.is_none() {
                 status = launch::try_wait(pid);
             }
@@ -135,6 +158,20 @@ impl Session {
                 return Ok((s, false));
             }
         }
+    }
+
+    /// Reads the events; denials are reported as they come.
+    fn drain(&mut self) {
+        for fresh in self.collector.drain(&mut self.ring) {
+            if let Fresh::Denial { record, .. } = fresh {
+                eprintln!("captrace: enforce: {}", record.line());
+            }
+        }
+    }
+
+    /// Exact totals of what the enforcer refused or reported in `workload`.
+    pub fn denial_summary(&self, workload: u64) -> anyhow::Result<Vec<String>> {
+        Ok(enforce::summary(&self.tracer.denials()?, workload))
     }
 
     fn kill_workload(&self, workload: u64) {
@@ -171,6 +208,7 @@ impl Session {
             argv,
             Some(run.exit_status),
             self.lost_events(),
+            self.hook(),
         ))
     }
 }
@@ -182,6 +220,7 @@ pub fn observed_profile(
     command: &[String],
     exit_status: Option<i32>,
     lost_events: u64,
+    hook: Option<Hook>,
 ) -> Profile {
     let namespaces = namespaces::summarize(ns_calls);
     let rec = recommend::recommend(&checks, &namespaces);
@@ -192,7 +231,9 @@ pub fn observed_profile(
     p.kernel = nix::sys::utsname::uname()
         .map(|u| u.release().to_string_lossy().into_owned())
         .unwrap_or_default();
-    p.hook = crate::loader::HOOK.to_string();
+    p.hook = hook
+        .map(|h| h.attach_point().to_string())
+        .unwrap_or_default();
     p.denied = rec.denied;
     p.nested_userns = rec.nested_userns;
     p.never_checked = rec.never_checked;

@@ -7,7 +7,11 @@ use aya::{
 };
 use serde::Serialize;
 
-use crate::{cli::DoctorArgs, container::cgroup2_mount, loader};
+use crate::{
+    cli::DoctorArgs,
+    container::cgroup2_mount,
+    loader::{Options, Tracer},
+};
 
 /// Everything `doctor` found.
 #[derive(Debug, Serialize)]
@@ -65,24 +69,26 @@ pub fn findings() -> Findings {
     let has = |c| caps::has_cap(None, caps::CapSet::Effective, c).unwrap_or(false);
     let bpf_privileges = has(caps::Capability::CAP_SYS_ADMIN)
         || (has(caps::Capability::CAP_BPF) && has(caps::Capability::CAP_PERFMON));
-    let hook = if tracepoint && supported("raw_tracepoint") {
-        Ok(loader::HOOK.to_string())
-    } else if supported("tracing (fentry/fexit)") || (supported("kprobe") && kprobes) {
-        Err("this kernel has fentry or kprobes but no capability:cap_capable tracepoint; captrace's fentry/kprobe hooks are not written yet".into())
-    } else {
-        Err("no usable hook: needs the capability:cap_capable tracepoint (Linux >= 6.14)".into())
+    // The final word is the kernel's: load and attach what `record` and `run --enforce` would.
+    let hook = match Tracer::load(Options::default()) {
+        Ok(t) => Ok(t
+            .hook()
+            .map(|h| format!("{} (--hook {})", h.attach_point(), h.name()))
+            .unwrap_or_default()),
+        Err(e) => Err(e.to_string()),
     };
     let enforcement = match (&lsm, supported("lsm")) {
-        (None, _) => {
-            Err("securityfs is not mounted: mount -t securityfs none /sys/kernel/security".into())
-        }
-        (Some(l), _) if !l.split(',').any(|x| x == "bpf") => Err(format!(
-            "BPF LSM is not active (lsm={l}); boot with bpf in lsm=..."
-        )),
         (Some(_), false) => {
             Err("BPF LSM is active but this kernel refuses lsm programs (BPF_PROG_LOAD)".into())
         }
-        (Some(_), true) => Ok("BPF LSM available (captrace's enforcer is not written yet)".into()),
+        _ => match Tracer::load(Options {
+            hook: None,
+            enforce: true,
+            ..Options::default()
+        }) {
+            Ok(_) => Ok("BPF LSM available: run --enforce and enforce work here".into()),
+            Err(e) => Err(e.to_string()),
+        },
     };
     // Per-CPU symbols sit at address 0 even when addresses are shown: look at text symbols.
     let kallsyms_addresses = fs::read_to_string("/proc/kallsyms").is_ok_and(|t| {

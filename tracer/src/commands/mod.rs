@@ -1,6 +1,7 @@
 //! One module per subcommand.
 pub mod caps;
 pub mod doctor;
+pub mod enforce;
 pub mod monitor;
 pub mod recommend;
 pub mod record;

@@ -62,6 +62,7 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<u8> {
             caps,
             unique: args.unique,
         },
+        args.hook.hook,
     )?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -8,6 +8,7 @@ use crate::{
     cli::RecordArgs,
     commands::monitor,
     launch::{self, Spec},
+    loader::Options,
     minimize,
     monitor::{Filter, Monitor},
     profile::Profile,
@@ -23,7 +24,10 @@ pub fn run(args: RecordArgs) -> anyhow::Result<u8> {
     launch::resolve(&args.command[0])?;
     check_output_dir(&args)?;
 
-    let mut session = Session::new()?;
+    let mut session = Session::new(Options {
+        hook: Some(args.hook.hook),
+        ..Options::default()
+    })?;
     let spec = Spec {
         argv: args.command.clone(),
         ..Default::default()
@@ -69,7 +73,7 @@ fn finish(args: &RecordArgs, profile: &Profile) -> anyhow::Result<()> {
 fn record_container(args: &RecordArgs, name: &str) -> anyhow::Result<u8> {
     check_output_dir(args)?;
     let (cgroup, found) = monitor::container_cgroup(name)?;
-    let mut mon = Monitor::start(vec![cgroup], Filter::default())?;
+    let mut mon = Monitor::start(vec![cgroup], Filter::default(), args.hook.hook)?;
     let short = &found.id[..12.min(found.id.len())];
     eprintln!(
         "captrace: recording container {} ({short}) until it exits or Ctrl-C",
@@ -104,6 +108,7 @@ fn record_container(args: &RecordArgs, name: &str) -> anyhow::Result<u8> {
         &command,
         None,
         mon.lost_events(),
+        mon.hook(),
     );
     finish(args, &profile)?;
     Ok(0)

@@ -8,7 +8,9 @@ use crate::{
     app::UsageError,
     capability::{self, Cap},
     cli::RunArgs,
+    enforce::{self, Mode},
     launch::{self, NsSet, Privileges, Sandbox, Spec, privileges},
+    loader::Options,
     profile::{Check, Profile},
     recommend,
     session::{Session, Wait},
@@ -98,13 +100,28 @@ fn environment(args: &RunArgs, user_home: &str) -> anyhow::Result<Option<Vec<Str
     Ok(Some(env))
 }
 
-/// Raw flags to a launch spec; every check happens here, before anything starts.
-pub fn spec(args: &RunArgs) -> anyhow::Result<Spec> {
-    let start: Vec<Cap> = match &args.profile {
+/// The capability set a profile (or Docker's defaults) with --cap-drop/--cap-add gives.
+pub fn requested_set(
+    profile: Option<&Path>,
+    drop: &[String],
+    add: &[String],
+    own: &BTreeSet<Cap>,
+) -> anyhow::Result<Vec<Cap>> {
+    let start: Vec<Cap> = match profile {
         Some(p) => Profile::read(p)?.cap_add,
         None => capability::docker_defaults().collect(),
     };
-    let caps = capability_set(&start, &args.cap_drop, &args.cap_add, &own_bounding_set())?;
+    capability_set(&start, drop, add, own)
+}
+
+/// Raw flags to a launch spec; every check happens here, before anything starts.
+pub fn spec(args: &RunArgs) -> anyhow::Result<Spec> {
+    let own = own_bounding_set();
+    let mut caps = requested_set(args.profile.as_deref(), &args.cap_drop, &args.cap_add, &own)?;
+    // Complain mode reports what the set would refuse: the workload must still hold it.
+    if args.enforce == Some(Mode::Complain) {
+        caps = own.into_iter().collect();
+    }
     let mut ns = match &args.ns {
         Some(list) => NsSet::parse(list).map_err(usage)?,
         None => NsSet::default(),
@@ -190,8 +207,21 @@ pub fn denial_lines(denied: &[Check]) -> Vec<String> {
 pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let spec = spec(&args)?;
     let levels = launch::supervisors(&spec);
-    let status = if args.audit {
-        let mut session = Session::new()?;
+    let status = if args.audit || args.enforce.is_some() {
+        let mut session = Session::new(Options {
+            hook: Some(args.hook.hook),
+            enforce: args.enforce.is_some(),
+            ..Options::default()
+        })?;
+        if let Some(mode) = args.enforce {
+            let allowed = requested_set(
+                args.profile.as_deref(),
+                &args.cap_drop,
+                &args.cap_add,
+                &own_bounding_set(),
+            )?;
+            session.enforce(enforce::policy(&allowed, mode, false));
+        }
         let run = session.run(
             &spec,
             Wait {
@@ -211,6 +241,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         }
         for line in denial_lines(&denied) {
             eprintln!("captrace: audit: {line}");
+        }
+        if args.enforce.is_some() {
+            let summary = session.denial_summary(run.workload)?;
+            if summary.is_empty() {
+                eprintln!("captrace: enforce: nothing outside the allowed set was asked for");
+            }
+            for line in summary {
+                eprintln!("captrace: enforce: total: {line}");
+            }
         }
         run.exit_status
     } else {

@@ -17,6 +17,7 @@ pub use output::{render_table, summary_lines};
 use crate::{
     capability::Cap,
     container::resolve::{self, Attribution, Resolver},
+    hook::{Hook, HookChoice},
     loader::{Options, Tracer},
     namespaces,
     profile::{Audit, Check, Namespaces, NsCallRecord, Origin, Scope, Verdict},
@@ -129,10 +130,12 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    pub fn start(cgroups: Vec<u64>, filter: Filter) -> anyhow::Result<Monitor> {
+    pub fn start(cgroups: Vec<u64>, filter: Filter, hook: HookChoice) -> anyhow::Result<Monitor> {
         let mut tracer = Tracer::load(Options {
             trace_all: true,
             cgroups,
+            hook: Some(hook),
+            ..Options::default()
         })?;
         let ring = tracer.take_events()?;
         let symbolizer = Symbolizer::from_kallsyms()?;
@@ -191,6 +194,7 @@ impl Monitor {
                         origin: check.origin,
                     });
                 }
+                Fresh::Denial { .. } => {}
                 Fresh::Ns {
                     workload,
                     ns_pid,
@@ -288,6 +292,10 @@ impl Monitor {
             out.insert(id, self.resolver.resolve(id, pid));
         }
         out
+    }
+
+    pub fn hook(&self) -> Option<Hook> {
+        self.tracer.hook()
     }
 
     pub fn lost_events(&self) -> u64 {

@@ -1,0 +1,236 @@
+//! `captrace enforce --pid PID | --container ID | --cgroup DIR`: confine what is already running,
+//! in the kernel, until Ctrl-C or until it is gone. Dropping the tracer removes the confinement.
+use std::{
+    collections::BTreeSet,
+    fs,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::{
+    app::UsageError,
+    capability::{self, Cap},
+    cli::EnforceArgs,
+    commands::{monitor::container_cgroup, run::requested_set},
+    enforce,
+    loader::{Options, Tracer},
+    reader::{Collector, Fresh},
+};
+
+/// The single workload id of an `enforce` instance.
+const WORKLOAD: u64 = 1;
+
+/// What is confined.
+enum Target {
+    /// A process tree, followed in the kernel as `record` follows its command.
+    Tree(u32),
+    /// Every process of a cgroup, present and future.
+    Cgroup {
+        id: u64,
+        dir: PathBuf,
+        label: String,
+    },
+}
+
+fn usage(msg: String) -> anyhow::Error {
+    UsageError(msg).into()
+}
+
+fn target(args: &EnforceArgs) -> anyhow::Result<Target> {
+    if let Some(pid) = args.pid {
+        if pid <= 0 || !Path::new(&format!("/proc/{pid}")).exists() {
+            return Err(usage(format!("--pid {pid}: no such process")));
+        }
+        return Ok(Target::Tree(pid as u32));
+    }
+    if let Some(name) = &args.container {
+        let (id, found) = container_cgroup(name)?;
+        let dir = crate::container::resolve::pid_cgroup_path(found.pid).unwrap_or_default();
+        return Ok(Target::Cgroup {
+            id,
+            dir: cgroup_dir(&dir),
+            label: format!(
+                "container {} ({})",
+                found.name,
+                &found.id[..12.min(found.id.len())]
+            ),
+        });
+    }
+    let dir = args.cgroup.clone().unwrap_or_default();
+    let on_cgroup2 = nix::sys::statfs::statfs(&dir)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
+    if !dir.is_dir() || !on_cgroup2 {
+        return Err(usage(format!(
+            "--cgroup {}: not a cgroup v2 directory",
+            dir.display()
+        )));
+    }
+    let id = fs::metadata(&dir)?.ino();
+    Ok(Target::Cgroup {
+        id,
+        label: format!("cgroup {}", dir.display()),
+        dir,
+    })
+}
+
+/// The directory of a cgroup v2 path (for noticing that the cgroup is gone).
+fn cgroup_dir(path: &str) -> PathBuf {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    crate::container::cgroup2_mount(&mountinfo)
+        .unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup"))
+        .join(path.trim_start_matches('/'))
+}
+
+/// Every thread of `pid` and of its descendants, as /proc shows them now.
+fn tree_threads(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut todo = vec![pid];
+    let mut seen = BTreeSet::new();
+    while let Some(p) = todo.pop() {
+        if !seen.insert(p) {
+            continue;
+        }
+        let Ok(tasks) = fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let Some(tid) = task
+                .file_name()
+                .to_str()
+                .and_then(|t| t.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            out.push(tid);
+            let children = fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            todo.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
+        }
+    }
+    out
+}
+
+/// Whether thread `tid` is running (not exited, not a zombie waiting to be reaped).
+fn alive(tid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{tid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next())
+            .is_some_and(|state| state != 'Z' && state != 'X')
+    })
+}
+
+/// Adopts the threads of the tree rooted at `pid`. A thread that exited before it was adopted
+/// never reaches the exit hook again, so its entry is removed here: a stale entry would outlive
+/// the tree and could confine whoever gets the thread id next.
+fn adopt_tree(tracer: &mut Tracer, pid: u32) -> anyhow::Result<()> {
+    // Twice: a child forked while the first walk ran is in the second (a fork after its parent
+    // was adopted is followed by the kernel).
+    for _ in 0..2 {
+        let tids: Vec<u32> = tree_threads(pid)
+            .into_iter()
+            .filter(|t| alive(*t))
+            .collect();
+        tracer.adopt(&tids, WORKLOAD)?;
+        let dead: Vec<u32> = tids.into_iter().filter(|t| !alive(*t)).collect();
+        tracer.forget(&dead)?;
+    }
+    Ok(())
+}
+
+fn comm(pid: u32) -> String {
+    fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|c| c.trim().to_string())
+        .unwrap_or_default()
+}
+
+pub fn run(args: EnforceArgs) -> anyhow::Result<u8> {
+    let every: BTreeSet<Cap> = capability::all().collect();
+    let allowed = requested_set(
+        args.profile.as_deref(),
+        &args.cap_drop,
+        &args.cap_add,
+        &every,
+    )?;
+    let target = target(&args)?;
+    let mut tracer = Tracer::load(Options {
+        hook: None,
+        enforce: true,
+        enforce_cgroups: match &target {
+            Target::Cgroup { id, .. } => vec![(*id, WORKLOAD)],
+            Target::Tree(_) => Vec::new(),
+        },
+        ..Options::default()
+    })?;
+    tracer.set_policy(WORKLOAD, enforce::policy(&allowed, args.mode, true))?;
+    let label = match &target {
+        Target::Tree(pid) => {
+            adopt_tree(&mut tracer, *pid)?;
+            format!("process {pid} ({}) and its descendants", comm(*pid))
+        }
+        Target::Cgroup { label, .. } => label.clone(),
+    };
+    let names: Vec<String> = allowed.iter().map(|c| c.name()).collect();
+    eprintln!(
+        "captrace: {} {label} to {}; Ctrl-C releases it",
+        match args.mode {
+            enforce::Mode::Enforce => "confining",
+            enforce::Mode::Complain => "watching (complain mode)",
+        },
+        if names.is_empty() {
+            "no capabilities".to_string()
+        } else {
+            names.join(",")
+        }
+    );
+    let mut ring = tracer.take_events()?;
+    let mut collector = Collector::default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let why = runtime.block_on(async {
+        let mut sigint = signal(SignalKind::interrupt())?;
+        let mut sigterm = signal(SignalKind::terminate())?;
+        let mut sighup = signal(SignalKind::hangup())?;
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            let stop = tokio::select! {
+                _ = tick.tick() => None,
+                _ = sigint.recv() => Some("interrupted"),
+                _ = sigterm.recv() => Some("terminated"),
+                _ = sighup.recv() => Some("hung up"),
+            };
+            for fresh in collector.drain(&mut ring) {
+                if let Fresh::Denial { record, .. } = fresh {
+                    println!("captrace: enforce: {}", record.line());
+                }
+            }
+            if let Some(why) = stop {
+                return anyhow::Ok(why);
+            }
+            let gone = match &target {
+                Target::Tree(_) => !tracer.tasks_of(WORKLOAD).into_iter().any(alive),
+                Target::Cgroup { dir, .. } => !dir.is_dir(),
+            };
+            if gone {
+                return Ok("the workload is gone");
+            }
+        }
+    })?;
+    for fresh in collector.drain(&mut ring) {
+        if let Fresh::Denial { record, .. } = fresh {
+            println!("captrace: enforce: {}", record.line());
+        }
+    }
+    for line in enforce::summary(&tracer.denials()?, WORKLOAD) {
+        eprintln!("captrace: enforce: total: {line}");
+    }
+    drop(tracer);
+    eprintln!("captrace: released {label} ({why})");
+    Ok(0)
+}
