@@ -6,13 +6,20 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{enforce::Mode, hook::HookChoice};
 
-/// Exit codes of captrace's own failures; otherwise captrace exits with the command's status.
+/// Exit codes of captrace's own failures (`app::Class`); otherwise captrace exits with the
+/// command's status.
 pub const EXIT_CODES_HELP: &str = "\
 Exit status: the traced command's own status (128+N if killed by signal N), or
-  2    bad usage (unknown flag or capability or namespace name, missing argument)
-  125  captrace itself failed (the message says why and what to do)
+  2    bad usage: unknown flag, capability, namespace, user, group or container; an empty
+       command; a capability captrace cannot grant; an output directory that does not exist
+  3    bad profile: unreadable, over 16 MiB, not JSON, wrong types, unknown capabilities
+  4    missing privileges: not root (or CAP_BPF and CAP_PERFMON), or in a user namespace
+  5    the kernel lacks what captrace needs: BTF, a hook on cap_capable (fentry, the
+       tracepoint or kprobes), BPF LSM for enforcement, or for monitor a mounted cgroup v2
+  125  captrace itself failed otherwise (the message says why and what to do)
   126  the command was found but cannot be executed
-  127  the command was not found";
+  127  the command was not found
+The command has not run when captrace exits 2, 3, 4, 5, 126 or 127.";
 
 #[derive(Debug, Parser)]
 #[command(name = "captrace", version, about = "Trace, recommend and enforce the Linux capabilities a workload needs", after_help = EXIT_CODES_HELP)]
@@ -35,12 +42,14 @@ pub enum Command {
     #[command(after_help = EXIT_CODES_HELP)]
     Run(RunArgs),
     /// Watch every capability check on the host, attributed to containers.
+    #[command(after_help = EXIT_CODES_HELP)]
     Monitor(MonitorArgs),
     /// Confine a running process tree or container in the kernel (BPF LSM) to a capability
     /// set, without restarting it, until Ctrl-C or until it exits.
     #[command(after_help = EXIT_CODES_HELP)]
     Enforce(EnforceArgs),
     /// Render a profile written by `record -o` in another syntax.
+    #[command(after_help = EXIT_CODES_HELP)]
     Recommend(RecommendArgs),
     /// List every capability this kernel knows.
     Caps(CapsArgs),

@@ -46,6 +46,12 @@ pub enum LoadError {
         "root (or CAP_BPF and CAP_PERFMON) is needed to load the kernel programs: run captrace with sudo"
     )]
     NotPrivileged,
+    /// captrace runs in a user namespace other than the host's: its capabilities there do
+    /// not reach BPF, which checks them against the initial user namespace.
+    #[error(
+        "running inside a user namespace (rootless container, unshare --user), where no capability allows loading BPF: run captrace as root on the host"
+    )]
+    UserNamespace,
     /// The binary was built without its eBPF object.
     #[error(
         "this captrace was built with AYA_BUILD_SKIP=1 and carries no kernel programs; rebuild it without that variable"
@@ -513,7 +519,18 @@ fn preflight() -> Result<(), LoadError> {
     if !(has_effective(CAP_SYS_ADMIN) || (has_effective(CAP_BPF) && has_effective(CAP_PERFMON))) {
         return Err(LoadError::NotPrivileged);
     }
+    if in_child_user_namespace() {
+        return Err(LoadError::UserNamespace);
+    }
     Ok(())
+}
+
+/// bpf() checks capabilities against the initial user namespace (`bpf_capable`,
+/// `perfmon_capable` use `capable`), whose proc inode number is fixed (`PROC_USER_INIT_INO`).
+fn in_child_user_namespace() -> bool {
+    const PROC_USER_INIT_INO: u64 = 0xEFFF_FFFD;
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata("/proc/self/ns/user").is_ok_and(|m| m.ino() != PROC_USER_INIT_INO)
 }
 
 fn kernel_btf() -> Result<btf_rs::Btf, LoadError> {

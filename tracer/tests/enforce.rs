@@ -416,7 +416,11 @@ fn without_bpf_lsm_enforcement_refuses_and_starts_nothing() {
         .output()
         .unwrap();
     let err = text(&out.stderr);
-    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "the kernel lacks a feature: {err}"
+    );
     assert_eq!(err.lines().count(), 1, "one line: {err}");
     assert!(
         err.contains("in-kernel enforcement needs BPF LSM") && err.contains("nothing was started"),
@@ -431,7 +435,7 @@ fn without_bpf_lsm_enforcement_refuses_and_starts_nothing() {
         .unwrap();
     let _ = sleeper.kill();
     let _ = sleeper.wait();
-    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(out.status.code(), Some(5));
     assert!(
         text(&out.stderr).contains("in-kernel enforcement needs BPF LSM"),
         "{}",

@@ -524,7 +524,7 @@ fn without_bpf_privileges_it_says_so_and_starts_nothing() {
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(125), "{drop:?}: {err}");
+        assert_eq!(out.status.code(), Some(4), "{drop:?}: {err}");
         assert!(
             err.starts_with("captrace: root (or CAP_BPF and CAP_PERFMON) is needed"),
             "{err}"

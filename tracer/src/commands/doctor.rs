@@ -5,11 +5,12 @@ use aya::{
     programs::{LsmAttachType, ProgramType},
     sys::is_program_supported,
 };
+use nix::sys::statfs::{FsType, TRACEFS_MAGIC, statfs};
 use serde::Serialize;
 
 use crate::{
     cli::DoctorArgs,
-    container::cgroup2_mount,
+    container::resolve::cgroup2_root,
     loader::{Options, Tracer},
 };
 
@@ -30,6 +31,8 @@ pub struct Findings {
     pub lsm: Option<String>,
     pub lockdown: Option<String>,
     pub cgroup2: Option<String>,
+    /// Where tracefs is mounted. captrace does not need it: raw tracepoints attach by name.
+    pub tracefs: Option<String>,
     pub kallsyms_addresses: bool,
     /// The hook captrace uses for capability checks, or why none.
     pub hook: Result<String, String>,
@@ -39,6 +42,20 @@ pub struct Findings {
 
 fn read(path: &str) -> Option<String> {
     fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+}
+
+/// The first mount point of file system type `fstype` that statfs confirms (a mount listed in
+/// mountinfo may be hidden under another).
+fn mounted(mountinfo: &str, fstype: &str, magic: FsType) -> Option<String> {
+    mountinfo
+        .lines()
+        .filter_map(|l| {
+            let (mount, fs) = l.split_once(" - ")?;
+            let point = mount.split(' ').nth(4)?;
+            (fs.split(' ').next() == Some(fstype)).then_some(point)
+        })
+        .find(|p| statfs(*p).is_ok_and(|s| s.filesystem_type() == magic))
+        .map(str::to_string)
 }
 
 fn probe(t: ProgramType) -> bool {
@@ -97,6 +114,7 @@ pub fn findings() -> Findings {
             .take(100)
             .any(|l| !l.starts_with("0000000000000000"))
     });
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     Findings {
         kernel: nix::sys::utsname::uname()
             .map(|u| u.release().to_string_lossy().into_owned())
@@ -109,10 +127,8 @@ pub fn findings() -> Findings {
         kprobes,
         lsm,
         lockdown: read("/sys/kernel/security/lockdown"),
-        cgroup2: fs::read_to_string("/proc/self/mountinfo")
-            .ok()
-            .and_then(|m| cgroup2_mount(&m))
-            .map(|p| p.display().to_string()),
+        cgroup2: cgroup2_root().ok().map(|p| p.display().to_string()),
+        tracefs: mounted(&mountinfo, "tracefs", TRACEFS_MAGIC),
         kallsyms_addresses,
         hook,
         enforcement,
@@ -151,7 +167,13 @@ pub fn render(f: &Findings) -> String {
         "cgroup v2: {}\n",
         f.cgroup2
             .as_deref()
-            .unwrap_or("not mounted (monitor attributes less)")
+            .unwrap_or("not mounted (record and run work; monitor needs it)")
+    );
+    out += &format!(
+        "tracefs: {} (captrace does not need it: raw tracepoints attach by name)\n",
+        f.tracefs
+            .as_deref()
+            .map_or("not mounted".to_string(), |p| format!("mounted at {p}"))
     );
     out += &format!(
         "kernel addresses in /proc/kallsyms: {}\n",

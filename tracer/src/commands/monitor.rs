@@ -19,6 +19,7 @@ use crate::{
 
 /// The cgroup id of a running docker or podman container.
 pub fn container_cgroup(id_or_name: &str) -> anyhow::Result<(u64, resolve::Inspected)> {
+    resolve::cgroup2_root()?;
     let found = resolve::find_container(id_or_name).ok_or_else(|| {
         UsageError(format!(
             "no running docker or podman container {id_or_name:?}"

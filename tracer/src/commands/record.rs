@@ -1,10 +1,10 @@
 //! `captrace record -- CMD...` and `captrace record --container X`.
 use std::{path::Path, time::Duration};
 
-use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
+    app::UsageError,
     cli::RecordArgs,
     commands::monitor,
     launch::{self, Spec},
@@ -62,9 +62,7 @@ fn finish(args: &RecordArgs, profile: &Profile) -> anyhow::Result<()> {
         eprint!("{}", report::render(profile));
     }
     if let Some(out) = &args.output {
-        profile
-            .write(out)
-            .with_context(|| format!("writing {}", out.display()))?;
+        profile.write(out)?;
     }
     Ok(())
 }
@@ -120,12 +118,14 @@ fn check_output_dir(args: &RecordArgs) -> anyhow::Result<()> {
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        anyhow::ensure!(
-            dir.is_dir(),
-            "cannot write profile {}: directory {} does not exist",
-            out.display(),
-            dir.display()
-        );
+        if !dir.is_dir() {
+            return Err(UsageError(format!(
+                "cannot write profile {}: directory {} does not exist",
+                out.display(),
+                dir.display()
+            ))
+            .into());
+        }
     }
     Ok(())
 }

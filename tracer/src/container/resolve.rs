@@ -16,6 +16,25 @@ use super::{
     parse_status,
 };
 
+/// No cgroup v2 hierarchy is mounted where captrace can see it.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cgroup v2 is not mounted, and monitor tells containers apart by their cgroup v2 id: mount it (mount -t cgroup2 none /sys/fs/cgroup, or /sys/fs/cgroup/unified on a hybrid host; in a pod, mount the host's /sys/fs/cgroup)"
+)]
+pub struct NoCgroup2;
+
+/// Where the cgroup v2 hierarchy is mounted, checked with statfs: mountinfo still lists a
+/// mount that another one hides.
+pub fn cgroup2_root() -> Result<PathBuf, NoCgroup2> {
+    use nix::sys::statfs::{CGROUP2_SUPER_MAGIC, statfs};
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").map_err(|_| NoCgroup2)?;
+    let root = cgroup2_mount(&mountinfo).ok_or(NoCgroup2)?;
+    match statfs(&root) {
+        Ok(s) if s.filesystem_type() == CGROUP2_SUPER_MAGIC => Ok(root),
+        _ => Err(NoCgroup2),
+    }
+}
+
 /// Who a cgroup belongs to.
 #[derive(Clone, Debug, Serialize)]
 pub struct Attribution {

@@ -29,7 +29,7 @@ pub use privileges::{Privileges, User};
 pub use sandbox::{NsSet, Sandbox, Stage};
 
 /// The command cannot be started. Exit codes follow the shell: 127 not found, 126 not
-/// executable.
+/// executable (`app::Class` has them all).
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
     /// No such command on PATH or at the given path.
@@ -44,16 +44,11 @@ pub enum ExecError {
     /// An empty command line.
     #[error("no command given: put it after --, e.g. captrace record -- chown 1000 FILE")]
     Empty,
-}
-
-impl ExecError {
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            ExecError::NotFound(_) => 127,
-            ExecError::NotExecutable(..) | ExecError::Empty => 126,
-            ExecError::Setup(..) => 125,
-        }
-    }
+    /// The kernel refused to set up the namespaces or credentials: captrace lacks privileges.
+    #[error(
+        "{0} failed: Operation not permitted; setting a workload's capabilities and namespaces needs root: run captrace with sudo"
+    )]
+    NotPermitted(&'static str),
 }
 
 /// Finds the program as execvp would, so a missing command fails before anything starts.
@@ -366,6 +361,7 @@ impl Suspended {
         Err(match (stage, errno) {
             (Stage::Exec, libc::ENOENT) => ExecError::NotFound(program),
             (Stage::Exec, _) => ExecError::NotExecutable(program, reason),
+            (stage, libc::EPERM) => ExecError::NotPermitted(stage.describe()),
             (stage, _) => ExecError::Setup(stage.describe(), reason),
         })
     }
@@ -454,11 +450,22 @@ mod tests {
         ));
         assert!(matches!(resolve("/tmp"), Err(ExecError::NotExecutable(..))));
         assert!(matches!(resolve(""), Err(ExecError::Empty)));
-        assert_eq!(ExecError::NotFound("x".into()).exit_code(), 127);
-        assert_eq!(
-            ExecError::NotExecutable("x".into(), "y".into()).exit_code(),
-            126
-        );
+    }
+
+    #[test]
+    fn a_child_that_is_never_released_never_runs() {
+        // What captrace's death before `resume` looks like to the child: the go pipe closes.
+        let dir = tempfile::tempdir().unwrap();
+        let ran = dir.path().join("ran");
+        let spec = Spec {
+            argv: vec!["touch".into(), ran.display().to_string()],
+            ..Default::default()
+        };
+        let child = spawn_suspended(&spec).unwrap();
+        let pid = child.pid;
+        drop(child);
+        assert_eq!(exit_status(waitpid(pid, None).unwrap()), Some(125));
+        assert!(!ran.exists());
     }
 
     #[test]

@@ -131,6 +131,8 @@ pub struct Monitor {
 
 impl Monitor {
     pub fn start(cgroups: Vec<u64>, filter: Filter, hook: HookChoice) -> anyhow::Result<Monitor> {
+        // Checks are counted per cgroup v2 id; without the hierarchy none can be attributed.
+        resolve::cgroup2_root()?;
         let mut tracer = Tracer::load(Options {
             trace_all: true,
             cgroups,

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: each test file does `mod support;`.
 #![allow(dead_code)] // every test binary uses a different subset
 
+pub mod bpf;
 mod docker;
 mod podman;
 
@@ -8,8 +9,12 @@ use std::{
     fs,
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
-    process::Command,
+    process::{Command, Output},
+    thread,
+    time::{Duration, Instant},
 };
+
+use captrace::profile::Profile;
 
 #[allow(unused_imports)] // test binaries without containers
 pub use docker::Docker;
@@ -67,4 +72,64 @@ pub fn busybox_rootfs(dir: &Path) {
     fs::write(dir.join("etc/group"), "root:x:0:\nuser:x:1000:\n").expect("writing /etc/group");
     fs::set_permissions(dir.join("tmp"), fs::Permissions::from_mode(0o1777))
         .expect("chmod 1777 /tmp");
+}
+
+/// A shell command that proves it ran by creating `dir/ran`, and that path. `dir` is made
+/// world-writable so the proof works for an unprivileged uid too.
+pub fn marker(dir: &Path) -> (PathBuf, String) {
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o777)).expect("chmod 777");
+    let ran = dir.join("ran");
+    (ran.clone(), format!("touch {}", ran.display()))
+}
+
+/// `captrace ARGS...` run by `wrapper` (e.g. `setpriv ... --`), which execs into it.
+pub fn wrapped(wrapper: &[&str], args: &[&str]) -> Command {
+    let mut c = Command::new(wrapper[0]);
+    c.args(&wrapper[1..]).arg(captrace_bin()).args(args);
+    c
+}
+
+/// `captrace ARGS...` in a private mount namespace after `setup` (shell commands that mount
+/// or unmount there without touching the host's mounts), exec'd by the same process.
+pub fn in_private_mounts(setup: &str, args: &[&str]) -> Command {
+    let mut c = Command::new("unshare");
+    c.args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(format!("set -e; {setup}; exec \"$0\" \"$@\""))
+        .arg(captrace_bin())
+        .args(args);
+    c
+}
+
+/// Polls `ok` every 50 ms; panics naming `what` after `limit`.
+pub fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !ok() {
+        assert!(t.elapsed() < limit, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `captrace record -o P -- ARGS...` and the profile it wrote (read without the size limit:
+/// a flood of namespace calls makes a large one).
+pub fn record(args: &[&str]) -> (Output, Profile) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("p.json");
+    let out = Command::new(captrace_bin())
+        .args(["record", "-o", p.to_str().unwrap(), "--"])
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let text = fs::read_to_string(&p).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    let profile = Profile::from_json(&text, "p.json").unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    (out, profile)
+}
+
+/// The exact number of checks of `cap` in `syscall`.
+pub fn count(p: &Profile, cap: &str, syscall: &str) -> u64 {
+    p.checks
+        .iter()
+        .filter(|c| c.cap.name() == cap && c.syscall.as_deref() == Some(syscall))
+        .map(|c| c.count)
+        .sum()
 }
