@@ -39,7 +39,7 @@ pub fn available() -> Result<(), String> {
         Ok(l) => l.trim().to_string(),
         Err(_) => {
             return Err(format!(
-                "cannot read {LSM_LIST} (securityfs not mounted? mount -t securityfs none /sys/kernel/security)"
+                "securityfs is not mounted (no {LSM_LIST}): mount -t securityfs none /sys/kernel/security"
             ));
         }
     };

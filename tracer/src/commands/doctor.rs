@@ -90,7 +90,7 @@ pub fn findings() -> Findings {
     let hook = match Tracer::load(Options::default()) {
         Ok(t) => Ok(t
             .hook()
-            .map(|h| format!("{} (--hook {})", h.attach_point(), h.name()))
+            .map(|h| h.attach_point().to_string())
             .unwrap_or_default()),
         Err(e) => Err(e.to_string()),
     };
