@@ -31,8 +31,8 @@ enum Task {
     #[command(hide = true)]
     BenchLoad(bench::load::LoadArgs),
     /// Run a command on real Debian kernels (6.1, 6.12, newest trixie) in qemu: the hooks this
-    /// host's kernel refuses (kprobe, fentry, BPF LSM). Kernels are cached in $CAPTRACE_VM_CACHE
-    /// (default /var/cache/captrace/vm).
+    /// host's kernel refuses (kprobe, fentry, BPF LSM); `--suite` runs the kernel-tier tests on
+    /// each kernel's hooks. Kernels are cached in $CAPTRACE_VM_CACHE (/var/cache/captrace/vm).
     VmTest(vm::VmArgs),
 }
 

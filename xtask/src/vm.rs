@@ -1,4 +1,5 @@
-//! `cargo xtask vm-test`: run a command on real Debian kernels (6.1, 6.12 and the newest of trixie) in qemu, to test the hooks this host's kernel
+//! `cargo xtask vm-test`: run a command, or the kernel-tier test suite (`suite`), on real Debian
+//! kernels (6.1, 6.12 and the newest of trixie) in qemu, to test the hooks this host's kernel
 //! refuses (kprobe, fentry, BPF LSM).
 //!
 //! Recipe (see shared/VM.md): qemu with TCG (the machine's KVM is nested and unusable); the
@@ -21,6 +22,7 @@ mod initramfs;
 mod kernel;
 pub mod packages;
 mod sources;
+mod suite;
 mod vmlinux;
 
 use guest::{Machine, Outcome};
@@ -38,7 +40,12 @@ const DEFAULT_JOB: &str = "uname -r\n\
 The command runs as root in the guest, in the host's current directory, on the host's root file \
 system (read-only 9p under a tmpfs overlay: writes succeed and are forgotten). Its output goes \
 to stdout; the guest's console to target/vm/<kernel>.log. Kernels and initramfs images are \
-cached in $CAPTRACE_VM_CACHE (default /var/cache/captrace/vm).")]
+cached in $CAPTRACE_VM_CACHE (default /var/cache/captrace/vm).
+
+--suite builds the kernel-tier tests (cargo test --release --no-run -p tracer --test record, and \
+--test enforce if tracer/tests/enforce.rs exists), boots each kernel once and runs in it the \
+record tests once per hook of that kernel (CAPTRACE_HOOK=<hook>), then the enforce tests; it \
+prints a summary per kernel, hook and binary and fails if any of them failed.")]
 pub struct VmArgs {
     /// Kernel to boot (repeatable; default: all three, in turn). trixie = the newest trixie or
     /// trixie-backports kernel (>= 6.14).
@@ -47,7 +54,8 @@ pub struct VmArgs {
     /// Resolve the kernels, show their versions and whether they are cached, and exit.
     #[arg(long)]
     list: bool,
-    /// Seconds a guest may run before it is killed (and counted as failed).
+    /// Seconds a guest may run before it is killed (and counted as failed); with --suite, each
+    /// test binary's limit in the guest.
     #[arg(long, default_value_t = 600, value_name = "SECONDS")]
     timeout: u64,
     /// Extra kernel command line parameters (appended: they override the defaults).
@@ -59,6 +67,9 @@ pub struct VmArgs {
     /// Do not install missing Debian packages (qemu-system-x86, kmod, cpio, ...).
     #[arg(long)]
     no_apt: bool,
+    /// Run the kernel-tier test suite on each kernel instead of a command.
+    #[arg(long, conflicts_with_all = ["command", "list"])]
+    suite: bool,
     /// The command to run in the guest (default: uname, bpftool's program types, captrace caps).
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
@@ -122,7 +133,7 @@ pub fn run(args: &VmArgs) -> anyhow::Result<()> {
     let runs = cache::runs_dir()?;
     guest::remove_stale_shares(&runs);
     println!("cache: {} (${})", cache.display(), cache::ENV);
-    let machine = Machine {
+    let mut machine = Machine {
         cache,
         runs,
         cwd: std::env::current_dir().context("no current directory")?,
@@ -130,6 +141,9 @@ pub fn run(args: &VmArgs) -> anyhow::Result<()> {
         append: args.append.clone(),
         refresh: args.refresh,
     };
+    if args.suite {
+        return suite::run(&mut machine, &specs);
+    }
 
     let job = match args.command.as_slice() {
         [] => DEFAULT_JOB.to_owned(),
