@@ -19,10 +19,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Install what this machine lacks (nightly + rust-src, bpf-linker, Debian packages) and
-    /// mount tracefs/securityfs. Idempotent: checks before installing.
+    /// Install what this machine lacks (nightly + rust-src, bpf-linker, Debian packages, qemu
+    /// for vm-test) and mount tracefs/securityfs. Idempotent: checks before installing.
     Setup(setup::SetupArgs),
-    /// Run setup, build, the tests (serially), clippy and rustfmt: what CI runs.
+    /// Run setup, build, the tests (serially), the tests on Debian kernels in qemu, clippy and
+    /// rustfmt: what CI runs.
     Test(test::TestArgs),
     /// Measure what tracing costs (hook overhead against an empty program and bpftrace,
     /// start-up, fork storm, a real workload); writes target/bench/report.json.
@@ -31,7 +32,8 @@ enum Task {
     #[command(hide = true)]
     BenchLoad(bench::load::LoadArgs),
     /// Run a command on real Debian kernels (6.1, 6.12, newest trixie) in qemu: the hooks this
-    /// host's kernel refuses (kprobe, fentry, BPF LSM). Kernels are cached under target/vm.
+    /// host's kernel refuses (kprobe, fentry, BPF LSM); `--suite` runs the kernel-tier tests on
+    /// each kernel's hooks. Kernels are cached in $CAPTRACE_VM_CACHE (/var/cache/captrace/vm).
     VmTest(vm::VmArgs),
 }
 
@@ -71,5 +73,15 @@ mod tests {
         };
         assert_eq!(args.extra, ["-p", "x", "--", "-q"]);
         assert!(args.setup.no_apt);
+        assert!(!args.no_vm, "CI runs the VM stage unless told not to");
+    }
+
+    #[test]
+    fn the_vm_stage_can_be_skipped_locally() {
+        let cli = super::Cli::try_parse_from(["xtask", "test", "--no-vm"]).unwrap();
+        let super::Task::Test(args) = cli.task else {
+            panic!("not test")
+        };
+        assert!(args.no_vm);
     }
 }

@@ -3,7 +3,10 @@ use std::{fs, process::Command};
 
 use anyhow::{Context as _, bail};
 
-use crate::cmd::{self, cargo, header, stdout_of, succeeds};
+use crate::{
+    cmd::{self, cargo, header, stdout_of, succeeds},
+    vm,
+};
 
 const BPF_LINKER_VERSION: &str = "0.10.4";
 
@@ -52,6 +55,12 @@ pub fn run(args: &SetupArgs) -> anyhow::Result<()> {
         println!("skipped (--no-apt)");
     } else {
         debian_packages()?;
+    }
+    header("setup: Debian packages for the VM tests (qemu)");
+    if args.no_apt {
+        println!("skipped (--no-apt)");
+    } else {
+        vm::packages::install()?;
     }
     header("setup: pseudo file systems");
     mounts()

@@ -1,8 +1,11 @@
-//! `cargo xtask test`: setup, release build, tests (serially), clippy, rustfmt, and a short
-//! run of every fuzz target.
-use std::process::Command;
+//! `cargo xtask test`: setup, release build, tests (serially), the kernel-tier tests on Debian
+//! kernels in qemu (`vm-test --suite`), clippy, rustfmt, and a short run of every fuzz target.
+use std::{
+    process::Command,
+    time::{Duration, Instant},
+};
 
-use anyhow::bail;
+use anyhow::{Context as _, bail};
 
 use crate::{
     cmd::{self, cargo, header},
@@ -17,6 +20,10 @@ pub struct TestArgs {
     /// Do not run `cargo xtask setup` first.
     #[arg(long)]
     no_setup: bool,
+    /// Do not run the kernel-tier tests on Debian kernels in qemu (`cargo xtask vm-test
+    /// --suite`, several minutes under TCG). CI runs them; a failed boot or a missing qemu fails.
+    #[arg(long)]
+    pub no_vm: bool,
     #[command(flatten)]
     pub setup: setup::SetupArgs,
     /// Passed to `cargo test`; after a second `--`, to the test binaries (which always get
@@ -36,22 +43,41 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
     cmd::run(cargo().args(["build", "--release"]))?;
 
     // Steps after the build all run, so one CI log shows every failure.
-    let steps = [
-        ("test", test_command(&args.extra)),
+    let mut steps = vec![("test", test_command(&args.extra))];
+    if args.no_vm {
+        println!("\nvm: SKIPPED (--no-vm): the fentry/kprobe hooks are not tested");
+    } else {
+        steps.push(("vm", vm_command(args.setup.no_apt)?));
+    }
+    steps.extend([
         ("clippy", clippy_command()),
         ("rustfmt", fmt_command()),
         ("fuzz", fuzz_command()),
-    ];
+    ]);
     let mut failed = Vec::new();
+    let mut times: Vec<(&str, Duration)> = Vec::new();
     for (name, mut command) in steps {
         header(name);
+        let started = Instant::now();
         if let Err(e) = cmd::run(&mut command) {
             eprintln!("{name} FAILED: {e:#}");
             failed.push(name);
         }
+        times.push((name, started.elapsed()));
     }
 
     header("summary");
+    for (name, time) in &times {
+        let state = if failed.contains(name) {
+            "FAILED"
+        } else {
+            "ok"
+        };
+        println!("{name:<8} {state:<7} {:>7.1} s", time.as_secs_f64());
+    }
+    if args.no_vm {
+        println!("vm       SKIPPED (--no-vm)");
+    }
     if failed.is_empty() {
         println!("all steps passed");
         Ok(())
@@ -81,6 +107,19 @@ fn test_command(extra: &[String]) -> Command {
         .args(["--", "--test-threads=1"])
         .args(harness_args);
     command
+}
+
+/// `cargo xtask vm-test --suite` on every kernel, one after the other (two guests at once halve
+/// TCG's speed), run by this same xtask binary.
+fn vm_command(no_apt: bool) -> anyhow::Result<Command> {
+    let xtask = std::env::current_exe().context("cannot find the running xtask binary")?;
+    let mut command = Command::new(xtask);
+    command.current_dir(cmd::workspace_root());
+    command.args(["vm-test", "--suite"]);
+    if no_apt {
+        command.arg("--no-apt");
+    }
+    Ok(command)
 }
 
 fn clippy_command() -> Command {

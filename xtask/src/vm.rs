@@ -1,55 +1,36 @@
-//! `cargo xtask vm-test`: run a command on real Debian kernels (6.1, 6.12 and the newest of
-//! trixie) in qemu, to test the hooks this host's kernel refuses (kprobe, fentry, BPF LSM).
+//! `cargo xtask vm-test`: run a command, or the kernel-tier test suite (`suite`), on real Debian
+//! kernels (6.1, 6.12 and the newest of trixie) in qemu, to test the hooks this host's kernel
+//! refuses (kprobe, fentry, BPF LSM).
 //!
 //! Recipe (see shared/VM.md): qemu with TCG (the machine's KVM is nested and unusable); the
 //! kernel packages from Debian's archive, resolved and downloaded by apt through private lists
-//! (`kernel`, `sources`), extracted into `target/vm/kernels/<release>` and booted uncompressed
-//! through their PVH entry (`vmlinux`); a 1.4 MB busybox initramfs (`initramfs`); the host's root
-//! file system shared read-only over 9p under a tmpfs overlay, so the guest sees every binary
-//! and file of the host and forgets its writes; a second, writable 9p share carries the job
-//! script, its output (copied to stdout as it grows) and its exit status. A guest that never
-//! reports a status fails; one that fails before the job starts is booted again. Kernels, their
-//! unpacked images and the initramfs images are cached under `target/vm`.
-use std::{
-    fs,
-    io::{Read as _, Seek as _, SeekFrom, Write as _},
-    path::{Path, PathBuf},
-    process::{Command, ExitStatus, Stdio},
-    thread,
-    time::{Duration, Instant},
-};
+//! (`kernel`, `sources`), extracted into the cache outside the clone (`cache`,
+//! `$CAPTRACE_VM_CACHE`, default `/var/cache/captrace/vm`) and booted uncompressed through their
+//! PVH entry (`vmlinux`); a 1.4 MB busybox initramfs (`initramfs`); the host's root file system
+//! shared read-only over 9p under a tmpfs overlay, so the guest sees every binary and file of
+//! the host and forgets its writes; a second, writable 9p share carries the job script, its
+//! output (copied to stdout as it grows) and its exit status (`guest`).
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 
-use crate::cmd::{self, header};
+use crate::cmd::header;
 
+mod cache;
+mod guest;
 mod initramfs;
 mod kernel;
-mod packages;
+pub mod packages;
 mod sources;
+mod suite;
 mod vmlinux;
 
-use initramfs::{HOST_TAG, SHARE_MOUNT, SHARE_TAG};
-use kernel::{Kernel, SPECS, Spec};
-
-const CMDLINE: &str = "console=ttyS0 rdinit=/init panic=-1 softlockup_panic=1 quiet \
-                       mitigations=off lsm=lockdown,capability,landlock,yama,apparmor,bpf";
+use guest::{Machine, Outcome};
+use kernel::{Origin, SPECS, Spec};
 
 const DEFAULT_JOB: &str = "uname -r\n\
     bpftool feature probe kernel | grep -E \"program_type (tracing|lsm|kprobe)\"\n\
     ./target/release/captrace caps | head -3\n";
-
-/// Boots that fail before the job starts are tried again, up to this many boots in all: under
-/// TCG a guest kernel occasionally crashes while patching its own code early in boot (seen: an
-/// `Oops: int3` in `set_next_task_fair` on 7.3, about one boot in 30).
-const BOOT_ATTEMPTS: u32 = 3;
-
-/// A guest whose job has not started by then counts as a failed boot.
-const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// PATH of the job in the guest.
-const GUEST_PATH: &str =
-    "/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  \
@@ -58,7 +39,13 @@ const GUEST_PATH: &str =
     cargo xtask vm-test --kernel trixie -- ./target/release/captrace caps\n\n\
 The command runs as root in the guest, in the host's current directory, on the host's root file \
 system (read-only 9p under a tmpfs overlay: writes succeed and are forgotten). Its output goes \
-to stdout; the guest's console to target/vm/<kernel>.log.")]
+to stdout; the guest's console to target/vm/<kernel>.log. Kernels and initramfs images are \
+cached in $CAPTRACE_VM_CACHE (default /var/cache/captrace/vm).
+
+--suite builds the kernel-tier tests (cargo test --release --no-run -p tracer --test record, and \
+--test enforce if tracer/tests/enforce.rs exists), boots each kernel once and runs in it the \
+record tests once per hook of that kernel (CAPTRACE_HOOK=<hook>), then the enforce tests; it \
+prints a summary per kernel, hook and binary and fails if any of them failed.")]
 pub struct VmArgs {
     /// Kernel to boot (repeatable; default: all three, in turn). trixie = the newest trixie or
     /// trixie-backports kernel (>= 6.14).
@@ -67,18 +54,22 @@ pub struct VmArgs {
     /// Resolve the kernels, show their versions and whether they are cached, and exit.
     #[arg(long)]
     list: bool,
-    /// Seconds a guest may run before it is killed (and counted as failed).
+    /// Seconds a guest may run before it is killed (and counted as failed); with --suite, each
+    /// test binary's limit in the guest.
     #[arg(long, default_value_t = 600, value_name = "SECONDS")]
     timeout: u64,
     /// Extra kernel command line parameters (appended: they override the defaults).
     #[arg(long, value_name = "PARAMS")]
     append: Option<String>,
-    /// Refresh the private apt lists under target/vm/apt even if they are recent.
+    /// Refresh the private apt lists (in the cache) even if they are recent.
     #[arg(long)]
     refresh: bool,
     /// Do not install missing Debian packages (qemu-system-x86, kmod, cpio, ...).
     #[arg(long)]
     no_apt: bool,
+    /// Run the kernel-tier test suite on each kernel instead of a command.
+    #[arg(long, conflicts_with_all = ["command", "list"])]
+    suite: bool,
     /// The command to run in the guest (default: uname, bpftool's program types, captrace caps).
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
@@ -108,29 +99,18 @@ impl KernelName {
     }
 }
 
-/// What one kernel's run came to.
-struct Outcome {
-    name: &'static str,
-    release: Option<String>,
-    boot: Option<Duration>,
-    total: Option<Duration>,
-    /// Boots it took (more than 1 after a guest failed before the job started).
-    attempts: u32,
-    result: anyhow::Result<()>,
-}
-
 pub fn run(args: &VmArgs) -> anyhow::Result<()> {
     let specs: Vec<Spec> = if args.kernels.is_empty() {
         SPECS.to_vec()
     } else {
         args.kernels.iter().map(|k| k.spec()).collect()
     };
-    let vm_dir = cmd::workspace_root().join("target/vm");
-    fs::create_dir_all(&vm_dir).with_context(|| format!("creating {}", vm_dir.display()))?;
+    let cache = cache::dir()?;
 
     if args.list {
+        println!("cache: {}", cache.display());
         for spec in specs {
-            let k = kernel::resolve(spec, &vm_dir, args.refresh)?;
+            let k = kernel::resolve(spec, &cache, args.refresh)?;
             let state = if k.vmlinuz().is_some() {
                 "cached"
             } else {
@@ -150,46 +130,45 @@ pub fn run(args: &VmArgs) -> anyhow::Result<()> {
     } else {
         packages::install()?;
     }
-    remove_stale_shares(&vm_dir);
-    let run = Run {
-        args,
-        script: match args.command.as_slice() {
-            [] => DEFAULT_JOB.to_owned(),
-            words => {
-                words
-                    .iter()
-                    .map(|w| shell_quote(w))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-                    + "\n"
-            }
-        },
+    let runs = cache::runs_dir()?;
+    guest::remove_stale_shares(&runs);
+    println!("cache: {} (${})", cache.display(), cache::ENV);
+    let mut machine = Machine {
+        cache,
+        runs,
         cwd: std::env::current_dir().context("no current directory")?,
-        vm_dir,
+        timeout: Duration::from_secs(args.timeout),
+        append: args.append.clone(),
+        refresh: args.refresh,
     };
-    let outcomes: Vec<Outcome> = specs.into_iter().map(|spec| run.kernel(spec)).collect();
+    if args.suite {
+        return suite::run(&mut machine, &specs);
+    }
+
+    let job = match args.command.as_slice() {
+        [] => DEFAULT_JOB.to_owned(),
+        words => {
+            words
+                .iter()
+                .map(|w| shell_quote(w))
+                .collect::<Vec<_>>()
+                .join(" ")
+                + "\n"
+        }
+    };
+    let outcomes: Vec<Outcome> = specs
+        .into_iter()
+        .map(|spec| machine.kernel(spec, &job))
+        .collect();
 
     header("vm-test: summary");
-    let secs =
-        |d: Option<Duration>| d.map_or("-".to_owned(), |d| format!("{:.1} s", d.as_secs_f64()));
     for o in &outcomes {
         let status = match &o.result {
             Ok(()) => "ok".to_owned(),
             // The first line: details (such as the console's last lines) were shown above.
-            Err(e) => format!("FAILED: {}", format!("{e:#}").lines().next().unwrap_or("")),
+            Err(e) => format!("FAILED: {}", first_line(e)),
         };
-        let boots = if o.attempts > 1 {
-            format!(" (boots: {})", o.attempts)
-        } else {
-            String::new()
-        };
-        println!(
-            "{:<7} {:<24} boot {:>7}  total {:>7}  job: {status}{boots}",
-            o.name,
-            o.release.as_deref().unwrap_or("?"),
-            secs(o.boot),
-            secs(o.total),
-        );
+        println!("{}  job: {status}", kernel_line(o));
     }
     let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
     if failed > 0 {
@@ -198,276 +177,33 @@ pub fn run(args: &VmArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One job, run on each kernel in turn.
-struct Run<'a> {
-    args: &'a VmArgs,
-    /// The job's shell script.
-    script: String,
-    /// Where the job runs in the guest: the host's current directory.
-    cwd: PathBuf,
-    vm_dir: PathBuf,
-}
-
-impl Run<'_> {
-    fn kernel(&self, spec: Spec) -> Outcome {
-        header(&format!("vm-test: kernel {}", spec.name));
-        let mut outcome = Outcome {
-            name: spec.name,
-            release: None,
-            boot: None,
-            total: None,
-            attempts: 0,
-            result: Ok(()),
-        };
-        outcome.result = self.prepare_and_boot(spec, &mut outcome);
-        if let Err(e) = &outcome.result {
-            eprintln!("vm-test {}: FAILED: {e:#}", spec.name);
-        }
-        outcome
-    }
-
-    fn prepare_and_boot(&self, spec: Spec, outcome: &mut Outcome) -> anyhow::Result<()> {
-        let kernel = kernel::ensure(spec, &self.vm_dir, self.args.refresh)?;
-        outcome.release = Some(kernel.release.clone());
-        let image = vmlinux::ensure(&kernel)?;
-        let initrd = initramfs::ensure(&kernel, &self.vm_dir)?;
-        let share = self
-            .vm_dir
-            .join(format!("share-{}-{}", spec.name, std::process::id()));
-        if share.exists() {
-            fs::remove_dir_all(&share)?;
-        }
-        fs::create_dir_all(&share)?;
-        let result = self.boot(&kernel, &image, &initrd, &share, outcome);
-        fs::remove_dir_all(&share).ok();
-        result
-    }
-
-    /// Boots `kernel`, streams the job's output to stdout while it runs, and checks its status.
-    /// A guest that fails before the job starts is booted again (see `BOOT_ATTEMPTS`).
-    fn boot(
-        &self,
-        kernel: &Kernel,
-        image: &Path,
-        initrd: &Path,
-        share: &Path,
-        outcome: &mut Outcome,
-    ) -> anyhow::Result<()> {
-        initramfs::write_executable(&share.join("job.sh"), &self.script)?;
-        initramfs::write_executable(&share.join("run.sh"), &run_script(kernel, &self.cwd))?;
-        let log_path = self.vm_dir.join(format!("{}.log", kernel.spec.name));
-        let mut log = fs::File::create(&log_path)
-            .with_context(|| format!("creating {}", log_path.display()))?;
-        let mut qemu = self.qemu(image, initrd, share);
-        println!("+ {}", cmd::display(&qemu));
-        println!("console: {}", log_path.display());
-
-        for attempt in 1..=BOOT_ATTEMPTS {
-            if attempt > 1 {
-                writeln!(log, "\n=== vm-test: boot attempt {attempt} ===")?;
-            }
-            let guest = self.run_guest(&mut qemu, &log, share)?;
-            outcome.boot = guest.boot;
-            outcome.total = Some(guest.total);
-            outcome.attempts = attempt;
-            if guest.boot.is_some() || attempt == BOOT_ATTEMPTS {
-                return verdict(&guest, share, &log_path);
-            }
-            eprintln!(
-                "vm-test {}: the guest failed before the job started (see {}); booting again",
-                kernel.spec.name,
-                log_path.display()
-            );
-        }
-        unreachable!("the last attempt returns")
-    }
-
-    fn qemu(&self, image: &Path, initrd: &Path, share: &Path) -> Command {
-        let mut cmdline = CMDLINE.to_owned();
-        if let Some(extra) = &self.args.append {
-            cmdline = format!("{cmdline} {extra}");
-        }
-        let mut qemu = Command::new("qemu-system-x86_64");
-        qemu.args(["-accel", "tcg,thread=multi", "-cpu", "max"])
-            .args(["-m", "2G", "-smp", "2"])
-            .args(["-nodefaults", "-no-user-config", "-display", "none"])
-            .args(["-serial", "stdio", "-no-reboot", "-nic", "none"])
-            .arg("-kernel")
-            .arg(image)
-            .arg("-initrd")
-            .arg(initrd)
-            .args(["-append", &cmdline])
-            .arg("-virtfs")
-            .arg(format!(
-                "local,path=/,mount_tag={HOST_TAG},security_model=none,readonly=on,multidevs=remap"
-            ))
-            .arg("-virtfs")
-            .arg(format!(
-                "local,path={},mount_tag={SHARE_TAG},security_model=none,multidevs=remap",
-                share.display()
-            ))
-            .stdin(Stdio::null());
-        qemu
-    }
-
-    /// Runs qemu once, its console to `log`, copying the job's output to stdout as it grows.
-    fn run_guest(&self, qemu: &mut Command, log: &fs::File, share: &Path) -> anyhow::Result<Guest> {
-        for file in ["started", "output", "status"] {
-            fs::remove_file(share.join(file)).ok();
-        }
-        let timeout = Duration::from_secs(self.args.timeout);
-        let start = Instant::now();
-        let mut child = qemu
-            .stdout(log.try_clone()?)
-            .stderr(log.try_clone()?)
-            .spawn()
-            .context("cannot start qemu-system-x86_64 (package qemu-system-x86)")?;
-        let mut output = Tail::new(share.join("output"));
-        let started = share.join("started");
-        let mut boot = None;
-        let exit = loop {
-            output.copy_to_stdout();
-            if boot.is_none() && started.exists() {
-                boot = Some(start.elapsed());
-            }
-            if let Some(status) = child.try_wait()? {
-                break Some(status);
-            }
-            let limit = if boot.is_some() {
-                timeout
-            } else {
-                timeout.min(BOOT_TIMEOUT)
-            };
-            if start.elapsed() > limit {
-                child.kill().ok();
-                child.wait().ok();
-                break None;
-            }
-            thread::sleep(Duration::from_millis(50));
-        };
-        output.copy_to_stdout();
-        Ok(Guest {
-            boot,
-            total: start.elapsed(),
-            exit,
-        })
-    }
-}
-
-/// One run of qemu.
-struct Guest {
-    /// From qemu's start to the job's start, if it started.
-    boot: Option<Duration>,
-    total: Duration,
-    /// qemu's exit status; `None` if it was killed at the time limit.
-    exit: Option<ExitStatus>,
-}
-
-/// The job's exit status (from the share) as a result.
-fn verdict(guest: &Guest, share: &Path, log_path: &Path) -> anyhow::Result<()> {
-    let Some(exit) = guest.exit else {
-        let what = if guest.boot.is_some() {
-            "the job"
-        } else {
-            "the boot"
-        };
-        bail!(
-            "{what} timed out after {:.0} s (console: {})",
-            guest.total.as_secs_f64(),
-            log_path.display()
-        );
+/// A kernel's name, release, origin, boot and total times, and boots if more than one.
+fn kernel_line(o: &Outcome) -> String {
+    let origin = match o.origin {
+        Some(Origin::Cache) => "cached",
+        Some(Origin::Downloaded) => "downloaded",
+        None => "-",
     };
-    let status = fs::read_to_string(share.join("status")).ok();
-    let Some(status) = status.as_deref().map(str::trim).filter(|s| !s.is_empty()) else {
-        eprintln!("--- last lines of {}:", log_path.display());
-        eprintln!("{}", last_lines(log_path, 15));
-        bail!(
-            "the guest reported no exit status (qemu {exit}, console: {})",
-            log_path.display()
-        );
+    let boots = if o.attempts > 1 {
+        format!(" (boots: {})", o.attempts)
+    } else {
+        String::new()
     };
-    match status.parse::<i32>() {
-        Ok(0) => Ok(()),
-        Ok(code) => bail!("exit status {code}"),
-        Err(_) => bail!("unreadable exit status {status:?}"),
-    }
+    format!(
+        "{:<7} {:<24} {origin:<10} boot {:>7}  total {:>7}{boots}",
+        o.name,
+        o.release.as_deref().unwrap_or("?"),
+        secs(o.boot),
+        secs(o.total),
+    )
 }
 
-/// The script init runs in the guest's root: binds the kernel's modules and config where
-/// modprobe and bpftool look, runs the job in `cwd`, and records its output and status in the
-/// share.
-fn run_script(kernel: &Kernel, cwd: &Path) -> String {
-    let quote = |p: &Path| shell_quote(&p.to_string_lossy());
-    let release = &kernel.release;
-    let mut script = format!(
-        "# generated by `cargo xtask vm-test`\n\
-         export PATH={GUEST_PATH} HOME=/root TERM=dumb\n\
-         mkdir -p /lib/modules/{release} && mount -o bind,ro {} /lib/modules/{release}\n",
-        quote(&kernel.modules_dir())
-    );
-    if let Some(config) = kernel.config() {
-        script += &format!(
-            "mkdir -p /boot && touch /boot/config-{release} && mount -o bind,ro {} /boot/config-{release}\n",
-            quote(&config)
-        );
-    }
-    script += &format!(
-        "cat /proc/uptime >{SHARE_MOUNT}/started\n\
-         echo \"vm: job starting, uptime $(cut -d' ' -f1 /proc/uptime) s\" >/dev/console\n\
-         (cd {} && exec sh {SHARE_MOUNT}/job.sh) >{SHARE_MOUNT}/output 2>&1 </dev/null\n\
-         echo $? >{SHARE_MOUNT}/status\n\
-         echo \"vm: job exited with $(cat {SHARE_MOUNT}/status)\" >/dev/console\n",
-        quote(cwd)
-    );
-    script
+fn secs(d: Option<Duration>) -> String {
+    d.map_or("-".to_owned(), |d| format!("{:.1} s", d.as_secs_f64()))
 }
 
-/// Removes the shares (`share-<kernel>-<pid>`) of vm-test runs that are gone (interrupted).
-fn remove_stale_shares(vm_dir: &Path) {
-    let Ok(entries) = fs::read_dir(vm_dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let pid = name
-            .strip_prefix("share-")
-            .and_then(|rest| rest.rsplit_once('-'))
-            .map(|(_, pid)| pid);
-        if pid.is_some_and(|pid| !Path::new("/proc").join(pid).exists()) {
-            fs::remove_dir_all(entry.path()).ok();
-        }
-    }
-}
-
-/// Follows a file that another process appends to.
-struct Tail {
-    path: PathBuf,
-    offset: u64,
-}
-
-impl Tail {
-    fn new(path: PathBuf) -> Self {
-        Self { path, offset: 0 }
-    }
-
-    fn copy_to_stdout(&mut self) {
-        let Ok(mut file) = fs::File::open(&self.path) else {
-            return;
-        };
-        let mut buf = Vec::new();
-        if file.seek(SeekFrom::Start(self.offset)).is_ok() && file.read_to_end(&mut buf).is_ok() {
-            self.offset += buf.len() as u64;
-            let mut stdout = std::io::stdout().lock();
-            stdout.write_all(&buf).ok();
-            stdout.flush().ok();
-        }
-    }
-}
-
-fn last_lines(path: &Path, n: usize) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+fn first_line(e: &anyhow::Error) -> String {
+    format!("{e:#}").lines().next().unwrap_or("").to_owned()
 }
 
 /// `word` quoted for sh.

@@ -24,8 +24,13 @@ pub const SHARE_TAG: &str = "vmshare";
 /// Where the share is mounted in the guest's root.
 pub const SHARE_MOUNT: &str = "/run/vm";
 
-/// The `/init` of the initramfs. It runs `SHARE_MOUNT/run.sh` chrooted into the host's root
-/// (read-only 9p under a tmpfs overlay), then powers off.
+/// The `/init` of the initramfs. It makes the host's root (read-only 9p under a tmpfs overlay)
+/// the guest's root, runs `SHARE_MOUNT/run.sh` there, then powers off.
+///
+/// The new root is entered with `switch_root` (moved onto `/`), not `chroot`: a chrooted process
+/// may not create user namespaces (`create_user_ns` fails with EPERM when `current_chrooted()`),
+/// so `unshare --user` failed in the guest. After the switch, the host's `/bin/busybox` (the one
+/// copied into this image) powers off.
 ///
 /// The host root is mounted with `cache=loose`: the host's files are taken not to change during
 /// a run, which makes running binaries over 9p about twice as fast. The overlay keeps its
@@ -70,17 +75,16 @@ mount -t debugfs debugfs $r/sys/kernel/debug
 mount -t securityfs securityfs $r/sys/kernel/security
 mount -t bpf bpf $r/sys/fs/bpf
 mount -t cgroup2 cgroup2 $r/sys/fs/cgroup
-chroot $r /bin/sh {SHARE_MOUNT}/run.sh || echo "vm-init: run.sh failed"
-sync
-poweroff -f
+exec switch_root $r /bin/busybox sh -c \
+    '/bin/sh {SHARE_MOUNT}/run.sh || echo "vm-init: run.sh failed"; sync; /bin/busybox poweroff -f'
 "#
     )
 }
 
-/// Builds `vm_dir/initramfs-<release>.cpio.gz` unless it is there and was built from the same
+/// Builds `cache/initramfs-<release>.cpio.gz` unless it is there and was built from the same
 /// init script and modules.
-pub fn ensure(kernel: &Kernel, vm_dir: &Path) -> anyhow::Result<PathBuf> {
-    let image = vm_dir.join(format!("initramfs-{}.cpio.gz", kernel.release));
+pub fn ensure(kernel: &Kernel, cache: &Path) -> anyhow::Result<PathBuf> {
+    let image = cache.join(format!("initramfs-{}.cpio.gz", kernel.release));
     let stamp_path = image.with_extension("gz.stamp");
     let modules = module_files(kernel)?;
     let init = init_script();
@@ -92,7 +96,7 @@ pub fn ensure(kernel: &Kernel, vm_dir: &Path) -> anyhow::Result<PathBuf> {
 
     // Per process: another vm-test may be building the same image.
     let pid = std::process::id();
-    let staging = vm_dir.join(format!(".initramfs-{}.d-{pid}", kernel.release));
+    let staging = cache.join(format!(".initramfs-{}.d-{pid}", kernel.release));
     let partial = image.with_extension(format!("gz.partial-{pid}"));
     let result = build(&staging, &partial, &modules, &init);
     fs::remove_dir_all(&staging).ok();
@@ -248,6 +252,10 @@ mod tests {
         ] {
             assert!(init.contains(&format!("mount -t {fs} ")), "{fs}");
         }
-        assert!(init.ends_with("poweroff -f\n"));
+        assert!(
+            init.contains("exec switch_root "),
+            "not chroot: user namespaces"
+        );
+        assert!(init.trim_end().ends_with("poweroff -f'"));
     }
 }

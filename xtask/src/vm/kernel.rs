@@ -76,7 +76,7 @@ pub struct Kernel {
     pub suite: String,
     /// `name=version` of each package to download.
     pub packages: Vec<String>,
-    /// The extracted tree: `target/vm/kernels/<release>`.
+    /// The extracted tree: `<cache>/kernels/<release>`.
     pub dir: PathBuf,
 }
 
@@ -126,19 +126,44 @@ fn modules_base(dir: &Path, release: &str) -> PathBuf {
     }
 }
 
-/// Resolves the newest kernel of `spec` and makes sure it is extracted under `vm_dir/kernels`.
+/// Where a kernel came from in this run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Already extracted in the cache: nothing downloaded.
+    Cache,
+    /// Downloaded from the mirror and extracted into the cache.
+    Downloaded,
+}
+
+/// Resolves the newest kernel of `spec` and makes sure it is extracted under `cache/kernels`.
 /// Downloads nothing when the kernel's image is already there.
-pub fn ensure(spec: Spec, vm_dir: &Path, refresh: bool) -> anyhow::Result<Kernel> {
-    let apt = PrivateApt::new(spec.release, spec.suites, vm_dir)?;
+pub fn ensure(spec: Spec, cache: &Path, refresh: bool) -> anyhow::Result<(Kernel, Origin)> {
+    let apt = PrivateApt::new(spec.release, spec.suites, cache)?;
     let mut updated = apt.update_if_stale(refresh)?;
     loop {
-        let kernel = apt.resolve(spec, vm_dir)?;
+        let kernel = apt.resolve(spec, cache)?;
         if let Some(vmlinuz) = kernel.vmlinuz() {
-            println!("kernel {}: cached ({})", kernel.release, vmlinuz.display());
-            return Ok(kernel);
+            println!(
+                "kernel {}: from the cache ({})",
+                kernel.release,
+                vmlinuz.display()
+            );
+            return Ok((kernel, Origin::Cache));
         }
+        println!(
+            "kernel {}: not in the cache, downloading {}",
+            kernel.release,
+            kernel.packages.join(" ")
+        );
         match fetch(&apt, &kernel) {
-            Ok(()) => return Ok(kernel),
+            Ok(()) => {
+                println!(
+                    "kernel {}: downloaded into {}",
+                    kernel.release,
+                    kernel.dir.display()
+                );
+                return Ok((kernel, Origin::Downloaded));
+            }
             // Lists that name a version the mirror no longer has: refresh once and retry.
             Err(e) if !updated => {
                 eprintln!("download failed ({e:#}); refreshing the package lists");
@@ -151,21 +176,21 @@ pub fn ensure(spec: Spec, vm_dir: &Path, refresh: bool) -> anyhow::Result<Kernel
 }
 
 /// Resolves without downloading the kernel (lists may be refreshed).
-pub fn resolve(spec: Spec, vm_dir: &Path, refresh: bool) -> anyhow::Result<Kernel> {
-    let apt = PrivateApt::new(spec.release, spec.suites, vm_dir)?;
+pub fn resolve(spec: Spec, cache: &Path, refresh: bool) -> anyhow::Result<Kernel> {
+    let apt = PrivateApt::new(spec.release, spec.suites, cache)?;
     apt.update_if_stale(refresh)?;
-    apt.resolve(spec, vm_dir)
+    apt.resolve(spec, cache)
 }
 
-/// apt with its own sources, lists, cache and (empty) dpkg status under `target/vm/apt/<release>`.
+/// apt with its own sources, lists, cache and (empty) dpkg status under `<cache>/apt/<release>`.
 struct PrivateApt {
     dir: PathBuf,
     sources_changed: bool,
 }
 
 impl PrivateApt {
-    fn new(release: &str, suffixes: &[&str], vm_dir: &Path) -> anyhow::Result<Self> {
-        let dir = vm_dir.join("apt").join(release);
+    fn new(release: &str, suffixes: &[&str], cache: &Path) -> anyhow::Result<Self> {
+        let dir = cache.join("apt").join(release);
         for sub in ["lists/partial", "cache/archives/partial"] {
             fs::create_dir_all(dir.join(sub))
                 .with_context(|| format!("creating {}", dir.join(sub).display()))?;
@@ -265,7 +290,7 @@ impl PrivateApt {
             .unwrap_or_default())
     }
 
-    fn resolve(&self, spec: Spec, vm_dir: &Path) -> anyhow::Result<Kernel> {
+    fn resolve(&self, spec: Spec, cache: &Path) -> anyhow::Result<Kernel> {
         let suites: Vec<String> = spec
             .suites
             .iter()
@@ -298,7 +323,7 @@ impl PrivateApt {
         }
         Ok(Kernel {
             spec,
-            dir: vm_dir.join("kernels").join(&release),
+            dir: cache.join("kernels").join(&release),
             release,
             version,
             suite,
@@ -378,9 +403,9 @@ fn prune(kernel: &Kernel, kernels: &Path) {
         }
         println!("removing superseded kernel {release}");
         fs::remove_dir_all(entry.path()).ok();
-        if let Some(vm_dir) = kernels.parent() {
+        if let Some(cache) = kernels.parent() {
             for suffix in ["cpio.gz", "cpio.gz.stamp"] {
-                fs::remove_file(vm_dir.join(format!("initramfs-{release}.{suffix}"))).ok();
+                fs::remove_file(cache.join(format!("initramfs-{release}.{suffix}"))).ok();
             }
         }
     }

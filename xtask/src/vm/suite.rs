@@ -1,0 +1,393 @@
+//! `cargo xtask vm-test --suite`: the kernel-tier tests that run in a guest, on each kernel's own
+//! hooks. The test binaries are built once on the host (release); each kernel is booted once and
+//! runs the record tests once per hook of `HOOKS` (`CAPTRACE_HOOK=<hook>`), then the enforce
+//! tests. Each binary's output goes to stdout as it runs; its exit status, wall time, cargo's
+//! `test result:` line and the names of its failed tests come back in the share's `results`.
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail};
+
+use super::{first_line, guest::Machine, kernel::Spec, kernel_line, shell_quote};
+use crate::cmd::{self, cargo, header};
+
+/// The hooks the record tests run on, per kernel (`--kernel` name). The host's own run of the
+/// tests covers the `capability:cap_capable` tracepoint.
+pub const HOOKS: &[(&str, &[&str])] = &[
+    ("6.1", &["fentry", "kprobe"]),
+    ("6.12", &["fentry", "kprobe"]),
+    ("trixie", &["fentry", "kprobe"]),
+];
+
+/// The test targets of the `tracer` package that run in a guest: (name, once per hook). A
+/// target whose source file is missing is left out.
+const TARGETS: &[(&str, bool)] = &[("record", true), ("enforce", false)];
+
+/// Environment of every test binary in the guest: TCG runs code several times slower than the
+/// host, and timing bounds in the tests scale by this.
+const GUEST_ENV: &[(&str, &str)] = &[
+    ("CAPTRACE_TEST_SLOW", "1"),
+    ("RUST_BACKTRACE", "1"),
+    // Every guest boots with bpf in lsm=: the enforce tests must run there.
+    ("CAPTRACE_EXPECT_LSM", "1"),
+];
+
+/// A built test binary.
+#[derive(Debug)]
+struct Binary {
+    /// The cargo target name (`record`).
+    name: String,
+    path: PathBuf,
+    /// The package's directory: where `cargo test` would run the binary.
+    dir: PathBuf,
+    per_hook: bool,
+}
+
+/// One run of a test binary in the guest.
+#[derive(Debug, PartialEq)]
+struct Entry {
+    /// `record/fentry`, `enforce`.
+    label: String,
+    hook: Option<&'static str>,
+}
+
+/// What the guest reported about one entry.
+#[derive(Debug, Default, PartialEq)]
+struct Report {
+    status: Option<i32>,
+    secs: Option<f64>,
+    /// The counts of cargo's `test result:` line (`13 passed; 1 failed`), if it printed one.
+    counts: String,
+    failed_tests: Vec<String>,
+}
+
+pub fn run(machine: &mut Machine, specs: &[Spec]) -> anyhow::Result<()> {
+    header("vm-test --suite: build the test binaries (release)");
+    let binaries = build()?;
+    for b in &binaries {
+        println!("{}: {}", b.name, b.path.display());
+    }
+
+    let per_binary = machine.timeout;
+    let mut results = Vec::new();
+    for &spec in specs {
+        let entries = entries(spec.name, &binaries)?;
+        // The guest's own limit: every binary at its limit, plus the boot.
+        machine.timeout = per_binary * u32::try_from(entries.len())? + Duration::from_secs(120);
+        let job = job_script(&entries, &binaries, per_binary);
+        let outcome = machine.kernel(spec, &job);
+        let reports = entries
+            .iter()
+            .map(|e| report(&outcome.results, &e.label))
+            .collect::<Vec<_>>();
+        results.push((outcome, entries, reports));
+    }
+    machine.timeout = per_binary;
+
+    header("vm-test --suite: summary");
+    let mut failures = 0;
+    for (outcome, entries, reports) in &results {
+        println!("{}", kernel_line(outcome));
+        if let Err(e) = &outcome.result
+            && reports.iter().all(|r| r.status.is_none())
+        {
+            println!("        FAILED: {}", first_line(e));
+            failures += entries.len().max(1);
+            continue;
+        }
+        for (entry, r) in entries.iter().zip(reports) {
+            let passed = r.status == Some(0);
+            if !passed {
+                failures += 1;
+            }
+            println!(
+                "        {:<16} {:<11} {:>8}  {}",
+                entry.label,
+                verdict(r),
+                r.secs.map_or("-".to_owned(), |s| format!("{s:.1} s")),
+                r.counts
+            );
+            for test in &r.failed_tests {
+                println!("            failed: {test}");
+            }
+        }
+        if let Err(e) = &outcome.result
+            && reports.iter().all(|r| r.status == Some(0))
+        {
+            // Every binary passed but the guest did not end well (e.g. killed at the limit).
+            println!("        guest FAILED: {}", first_line(e));
+            failures += 1;
+        }
+    }
+    if failures > 0 {
+        bail!("{failures} suite run(s) failed (see the summary above)");
+    }
+    println!("all suite runs passed");
+    Ok(())
+}
+
+fn verdict(r: &Report) -> String {
+    match r.status {
+        Some(0) => "passed".to_owned(),
+        // `timeout` exits with 124 when it killed the binary at its limit.
+        Some(124) => "TIMEOUT".to_owned(),
+        Some(code) => format!("FAILED({code})"),
+        None => "NOT RUN".to_owned(),
+    }
+}
+
+/// Builds the guest-runnable test binaries with `--message-format=json` and finds them.
+fn build() -> anyhow::Result<Vec<Binary>> {
+    let tests_dir = cmd::workspace_root().join("tracer/tests");
+    let targets: Vec<(&str, bool)> = TARGETS
+        .iter()
+        .copied()
+        .filter(|(name, _)| tests_dir.join(format!("{name}.rs")).is_file())
+        .collect();
+    let mut command = cargo();
+    command.args(["test", "--release", "--no-run", "-p", "tracer"]);
+    for (name, _) in &targets {
+        command.args(["--test", name]);
+    }
+    command
+        .arg("--message-format=json")
+        .stderr(Stdio::inherit());
+    println!("+ {}", cmd::display(&command));
+    let out = command
+        .output()
+        .with_context(|| format!("cannot start `{}`", cmd::display(&command)))?;
+    if !out.status.success() {
+        bail!("`{}` failed ({})", cmd::display(&command), out.status);
+    }
+    let found = executables(&String::from_utf8_lossy(&out.stdout));
+    targets
+        .into_iter()
+        .map(|(name, per_hook)| {
+            let (path, dir) = found
+                .iter()
+                .find(|(n, ..)| n == name)
+                .map(|(_, p, d)| (p.clone(), d.clone()))
+                .with_context(|| format!("cargo built no test executable named {name}"))?;
+            Ok(Binary {
+                name: name.to_owned(),
+                path,
+                dir,
+                per_hook,
+            })
+        })
+        .collect()
+}
+
+/// (target name, executable, package directory) of each test executable in cargo's JSON
+/// messages.
+fn executables(messages: &str) -> Vec<(String, PathBuf, PathBuf)> {
+    messages
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["profile"]["test"] == true)
+        .filter_map(|m| {
+            let name = m["target"]["name"].as_str()?.to_owned();
+            let exe = PathBuf::from(m["executable"].as_str()?);
+            let dir = Path::new(m["manifest_path"].as_str()?).parent()?.to_owned();
+            Some((name, exe, dir))
+        })
+        .collect()
+}
+
+/// The runs on the kernel named `kernel`: each per-hook binary once per hook, then the others.
+fn entries(kernel: &str, binaries: &[Binary]) -> anyhow::Result<Vec<Entry>> {
+    let hooks = HOOKS
+        .iter()
+        .find(|(k, _)| *k == kernel)
+        .map(|(_, h)| *h)
+        .with_context(|| format!("no hooks listed for kernel {kernel} in suite::HOOKS"))?;
+    let mut entries = Vec::new();
+    for b in binaries.iter().filter(|b| b.per_hook) {
+        entries.extend(hooks.iter().map(|&hook| Entry {
+            label: format!("{}/{hook}", b.name),
+            hook: Some(hook),
+        }));
+    }
+    entries.extend(binaries.iter().filter(|b| !b.per_hook).map(|b| Entry {
+        label: b.name.clone(),
+        hook: None,
+    }));
+    Ok(entries)
+}
+
+/// The guest's job: every entry in turn, each under `timeout`, output to stdout and to its own
+/// file; a `results` line per entry (`entry`, label, status, seconds, cargo's summary) and one
+/// per failed test (`failed`, label, test). Exits non-zero if any entry failed.
+fn job_script(entries: &[Entry], binaries: &[Binary], limit: Duration) -> String {
+    let env: Vec<String> = GUEST_ENV
+        .iter()
+        .map(|(k, v)| format!("{k}={}", shell_quote(v)))
+        .collect();
+    let ci = std::env::var("CI")
+        .map(|v| format!(" CI={}", shell_quote(&v)))
+        .unwrap_or_default();
+    let mut script = format!(
+        r#"# generated by `cargo xtask vm-test --suite`
+export {env}{ci}
+results=$VM_SHARE/results
+failed=0
+echo "kernel $(uname -r)"
+# run LABEL HOOK DIR BINARY
+run() {{
+    label=$1 hook=$2 dir=$3 bin=$4
+    log=$VM_SHARE/$(echo "$label" | tr / -).out
+    echo "=== vm-test --suite: $label"
+    t0=$(cut -d' ' -f1 /proc/uptime)
+    {{
+        (
+            cd "$dir" || exit 125
+            if [ -n "$hook" ]; then export CAPTRACE_HOOK="$hook"; fi
+            exec timeout -k 10 {limit} "$bin" --test-threads=1
+        )
+        echo $? >"$log.status"
+    }} 2>&1 | tee "$log"
+    t1=$(cut -d' ' -f1 /proc/uptime)
+    status=$(cat "$log.status")
+    secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN {{ printf "%.1f", b - a }}')
+    summary=$(grep '^test result:' "$log" | tail -n 1)
+    printf 'entry\t%s\t%s\t%s\t%s\n' "$label" "$status" "$secs" "$summary" >>"$results"
+    sed -n 's/^test \(.*\) \.\.\. FAILED$/\1/p' "$log" | while read -r t; do
+        printf 'failed\t%s\t%s\n' "$label" "$t"
+    done >>"$results"
+    echo "=== vm-test --suite: $label: status $status, $secs s"
+    [ "$status" = 0 ] || failed=1
+}}
+"#,
+        env = env.join(" "),
+        limit = limit.as_secs(),
+    );
+    for e in entries {
+        let name = e.label.split('/').next().unwrap_or(&e.label);
+        let Some(b) = binaries.iter().find(|b| b.name == name) else {
+            continue;
+        };
+        let quote = |p: &Path| shell_quote(&p.to_string_lossy());
+        script += &format!(
+            "run {} {} {} {}\n",
+            shell_quote(&e.label),
+            shell_quote(e.hook.unwrap_or("")),
+            quote(&b.dir),
+            quote(&b.path)
+        );
+    }
+    script += "exit $failed\n";
+    script
+}
+
+/// The guest's report on `label`, from the `results` text.
+fn report(results: &str, label: &str) -> Report {
+    let mut report = Report::default();
+    for line in results.lines() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        match fields.as_slice() {
+            ["entry", l, status, secs, summary @ ..] if *l == label => {
+                report.status = status.trim().parse().ok().or(Some(-1));
+                report.secs = secs.parse().ok();
+                report.counts = counts(&summary.join("\t"));
+            }
+            ["failed", l, test] if *l == label => report.failed_tests.push((*test).to_owned()),
+            _ => {}
+        }
+    }
+    report
+}
+
+/// `13 passed; 1 failed` from `test result: FAILED. 13 passed; 1 failed; 0 ignored; ...`.
+fn counts(result_line: &str) -> String {
+    let counts = result_line.split_once(". ").map_or("", |(_, c)| c);
+    counts
+        .split("; ")
+        .filter(|c| c.ends_with(" passed") || c.ends_with(" failed"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vm::kernel::SPECS;
+
+    fn binaries() -> Vec<Binary> {
+        let binary = |name: &str, per_hook| Binary {
+            name: name.to_owned(),
+            path: PathBuf::from(format!("/w/target/release/deps/{name}-0123")),
+            dir: PathBuf::from("/w/tracer"),
+            per_hook,
+        };
+        vec![binary("record", true), binary("enforce", false)]
+    }
+
+    #[test]
+    fn every_kernel_has_hooks() {
+        for spec in SPECS {
+            let hooks = HOOKS.iter().find(|(k, _)| *k == spec.name);
+            assert!(hooks.is_some_and(|(_, h)| !h.is_empty()), "{}", spec.name);
+        }
+    }
+
+    #[test]
+    fn runs_record_per_hook_then_enforce_once() {
+        let labels: Vec<String> = entries("6.1", &binaries())
+            .unwrap()
+            .into_iter()
+            .map(|e| e.label)
+            .collect();
+        assert_eq!(labels, ["record/fentry", "record/kprobe", "enforce"]);
+        assert!(entries("5.10", &binaries()).is_err());
+    }
+
+    #[test]
+    fn the_job_sets_the_hook_and_runs_each_binary() {
+        let b = binaries();
+        let script = job_script(&entries("trixie", &b).unwrap(), &b, Duration::from_secs(60));
+        assert!(script.contains("CAPTRACE_TEST_SLOW=1"));
+        assert!(script.contains("export CAPTRACE_HOOK=\"$hook\""));
+        assert!(script.contains("timeout -k 10 60 \"$bin\" --test-threads=1"));
+        assert!(
+            script.contains(
+                "run record/kprobe kprobe /w/tracer /w/target/release/deps/record-0123\n"
+            )
+        );
+        assert!(script.contains("run enforce '' /w/tracer /w/target/release/deps/enforce-0123\n"));
+        assert!(script.ends_with("exit $failed\n"));
+    }
+
+    #[test]
+    fn reads_the_guest_results() {
+        let results = "entry\trecord/fentry\t101\t80.5\ttest result: FAILED. 12 passed; 2 failed; 0 ignored\n\
+                       failed\trecord/fentry\tno_follow_daemons_stops_with_the_command\n\
+                       failed\trecord/fentry\tnamespace_creation_is_reported\n\
+                       entry\trecord/kprobe\t0\t70.0\ttest result: ok. 14 passed; 0 failed\n";
+        let r = report(results, "record/fentry");
+        assert_eq!(r.status, Some(101));
+        assert_eq!(r.secs, Some(80.5));
+        assert_eq!(r.counts, "12 passed; 2 failed");
+        assert_eq!(r.failed_tests.len(), 2);
+        assert_eq!(verdict(&r), "FAILED(101)");
+        assert_eq!(verdict(&report(results, "record/kprobe")), "passed");
+        assert_eq!(verdict(&report(results, "enforce")), "NOT RUN");
+    }
+
+    #[test]
+    fn finds_test_executables_in_cargo_messages() {
+        let messages = r#"{"reason":"compiler-artifact","target":{"name":"record","kind":["test"]},"profile":{"test":true},"executable":"/w/target/release/deps/record-0123","manifest_path":"/w/tracer/Cargo.toml"}
+{"reason":"compiler-artifact","target":{"name":"captrace","kind":["bin"]},"profile":{"test":false},"executable":"/w/target/release/captrace","manifest_path":"/w/tracer/Cargo.toml"}
+{"reason":"build-finished","success":true}"#;
+        assert_eq!(
+            executables(messages),
+            [(
+                "record".to_owned(),
+                PathBuf::from("/w/target/release/deps/record-0123"),
+                PathBuf::from("/w/tracer")
+            )]
+        );
+    }
+}
