@@ -85,7 +85,7 @@ static NS_PENDING: HashMap<u32, NsCall> =
 
 /// Cgroup ids to trace when `Config::filter_cgroups` is set (monitor --container).
 #[map]
-static CGROUPS: HashMap<u64, u8> = HashMap::with_max_entries(capacity::CGROUPS, 0);
+static CGROUPS: HashMap<u64, u8> = HashMap::with_max_entries(capacity::CGROUPS, NO_PREALLOC);
 
 /// `cap_capable` arguments between its kprobe and its kretprobe, per thread.
 #[map]
@@ -94,11 +94,12 @@ static CHECKS_PENDING: HashMap<u32, PendingCheck> =
 
 /// Workload id → the enforcer's policy.
 #[map]
-static POLICIES: HashMap<u64, Policy> = HashMap::with_max_entries(capacity::POLICIES, 0);
+static POLICIES: HashMap<u64, Policy> = HashMap::with_max_entries(capacity::POLICIES, NO_PREALLOC);
 
 /// Cgroup id → workload id, for cgroups the enforcer confines (`enforce --container`).
 #[map]
-static ENFORCE_CGROUPS: HashMap<u64, u64> = HashMap::with_max_entries(capacity::ENFORCE_CGROUPS, 0);
+static ENFORCE_CGROUPS: HashMap<u64, u64> =
+    HashMap::with_max_entries(capacity::ENFORCE_CGROUPS, NO_PREALLOC);
 
 /// Exact counts of what the enforcer refused or reported, per CPU (verdict: denied when
 /// refused, granted when only reported).

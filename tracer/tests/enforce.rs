@@ -21,11 +21,15 @@ fn captrace() -> Command {
     Command::new(support::captrace_bin())
 }
 
-/// Whether BPF LSM enforcement works here, per `captrace doctor`.
+/// Whether BPF LSM enforcement works here, per `captrace doctor` (asked once: it loads every
+/// program, which takes seconds in a VM).
 fn lsm_available() -> bool {
-    let out = captrace().args(["doctor", "--json"]).output().unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["enforcement"].get("Ok").is_some()
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        let out = captrace().args(["doctor", "--json"]).output().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["enforcement"].get("Ok").is_some()
+    })
 }
 
 /// True when the test may go on; false (said on stderr) on a kernel without BPF LSM, unless

@@ -15,11 +15,13 @@ use super::{first_line, guest::Machine, kernel::Spec, kernel_line, shell_quote};
 use crate::cmd::{self, cargo, header};
 
 /// The hooks the record tests run on, per kernel (`--kernel` name). The host's own run of the
-/// tests covers the `capability:cap_capable` tracepoint.
+/// tests covers the `capability:cap_capable` tracepoint. Each pass costs 60-90 s under TCG with
+/// one vCPU, so kprobe (the fallback for kernels without trampolines) runs on the oldest
+/// kernel only; every hook passed on every kernel when this table was written.
 pub const HOOKS: &[(&str, &[&str])] = &[
     ("6.1", &["fentry", "kprobe"]),
-    ("6.12", &["fentry", "kprobe"]),
-    ("trixie", &["fentry", "kprobe"]),
+    ("6.12", &["fentry"]),
+    ("trixie", &["fentry"]),
 ];
 
 /// The test targets of the `tracer` package that run in a guest: (name, once per hook). A
