@@ -349,7 +349,7 @@ mod tests {
     #[test]
     fn the_job_sets_the_hook_and_runs_each_binary() {
         let b = binaries();
-        let script = job_script(&entries("trixie", &b).unwrap(), &b, Duration::from_secs(60));
+        let script = job_script(&entries("6.1", &b).unwrap(), &b, Duration::from_secs(60));
         assert!(script.contains("CAPTRACE_TEST_SLOW=1"));
         assert!(script.contains("export CAPTRACE_HOOK=\"$hook\""));
         assert!(script.contains("timeout -k 10 60 \"$bin\" --test-threads=1"));
