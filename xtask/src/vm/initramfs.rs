@@ -60,7 +60,8 @@ mkdir -p /rw/upper /rw/work
 mount -t overlay -o lowerdir=/host,upperdir=/rw/upper,workdir=/rw/work overlay /newroot ||
     die "cannot mount the overlay"
 r=/newroot
-mount -t tmpfs -o mode=1777 tmpfs $r/tmp
+# No tmpfs over /tmp: the host's /tmp must stay visible (the clone under test may live there, as
+# CI's does); writes land in the overlay's tmpfs like everywhere else.
 mount -t tmpfs -o mode=0755 tmpfs $r/run
 mkdir -p $r{SHARE_MOUNT}
 mount -t 9p -o "$o" {SHARE_TAG} $r{SHARE_MOUNT} || die "cannot mount the share"
