@@ -227,7 +227,9 @@ impl Tracer {
                 .insert(cgroup, workload, 0)
                 .map_err(map_err("ENFORCE_CGROUPS"))?;
         }
-        tracer.attach()?;
+        // Namespace calls are reported by the tracing commands only; the enforcer alone does not
+        // need a program on every syscall of the host.
+        tracer.attach(opts.hook.is_some())?;
         if let Some(choice) = opts.hook {
             tracer.attach_hook(choice, has_tracepoint, &mut aya_btf)?;
         }
@@ -321,8 +323,11 @@ impl Tracer {
     /// Attaches the process-following programs as raw tracepoints: those detach at once, where
     /// each perf tracepoint waits for an RCU grace period (perf_trace_event_unreg, ~70 ms
     /// here). On error the links made so far are dropped with `self`.
-    fn attach(&mut self) -> Result<(), LoadError> {
+    fn attach(&mut self, namespaces: bool) -> Result<(), LoadError> {
         for (name, point) in PROGRAMS {
+            if !namespaces && [names::PROG_SYS_ENTER, names::PROG_SYS_EXIT].contains(name) {
+                continue;
+            }
             let err = |source| LoadError::Program { name, source };
             let p: &mut RawTracePoint = self
                 .ebpf
