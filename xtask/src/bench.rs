@@ -45,7 +45,8 @@
 //!   `real_workload_ratio_after_start` (diagnostic) takes captrace's fixed start-up cost
 //!   (record_true_ms − true_ms) out of the recorded time.
 //! - **monitor throughput** (`monitor_*`; see `bench/monitor.rs`): per round, a fresh agent as
-//!   above, then `xtask bench-load paced`: 4 processes in a private UTS namespace, moved into a
+//!   above, idle for a while (`monitor_cpu_pct_idle`), then a short warm-up (its first sight
+//!   of checks can cost it one-time work), then `xtask bench-load paced`: 4 processes in a private UTS namespace, moved into a
 //!   cgroup v2 of their own (one per step, under the hierarchy found in `/proc/self/mountinfo`)
 //!   before they start, calling `sethostname` together at a target rate for a few seconds, at
 //!   rising rates (quick: 10k, 100k, 1M checks/s, then as fast as they can; full: 10k, 30k, 100k,
@@ -422,8 +423,8 @@ Definitions (all figures are medians over interleaved rounds; the bench never as
 - profile: one more loop per tracer with BPF run-time stats on: ns/run and runs/call of each program.
 - runs marked * had another process's tracing BPF programs loaded (waited for first, within a budget);
   they are left out of a median when the same series has clean runs.
-- monitor throughput: {monitor_rounds} rounds of a fresh `captrace monitor` and {procs} processes in a cgroup v2 of
-  their own (one per step) calling sethostname at rising rates ({ladder}); monitor_max_checks_per_s = highest
+- monitor throughput: {monitor_rounds} rounds of a fresh `captrace monitor` (idle, then warmed up) and {procs} processes
+  in a cgroup v2 of their own (one per step) calling sethostname at rising rates ({ladder}); monitor_max_checks_per_s = highest
   achieved rate before the first step whose per-cgroup SYS_ADMIN count (its /metrics) differs from the calls
   made; monitor_cpu_pct_at_100k = its utime+stime over the 100k/s step, % of one CPU; monitor_rss_mb = its VmHWM.{monitor}",
             calls = p.calls,
