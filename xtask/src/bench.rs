@@ -53,8 +53,9 @@
 //!   300k, 1M, 3M, unpaced). The agent's count of the cgroup's SYS_ADMIN checks (from its
 //!   `/metrics`) is compared with the calls the processes made. `monitor_max_checks_per_s` = the
 //!   highest achieved rate (calls / wall time of the step) before the first step whose count
-//!   differs; `monitor_cpu_pct_at_100k` = the agent's utime+stime (`/proc/PID/stat`) over the
-//!   100k step's wall time, in % of one CPU (its BPF programs run in the callers' context and
+//!   differs; `monitor_cpu_pct_at_100k` = the agent's CPU time (user + system, all threads:
+//!   the run time in `/proc/PID/task/*/schedstat`, which `/proc/PID/stat`'s utime+stime are
+//!   scaled from but give only in 10 ms ticks) over the 100k step's wall time, in % of one CPU (its BPF programs run in the callers' context and
 //!   are in the hook overhead, not here); `monitor_rss_mb` = the agent's VmHWM at the end of
 //!   the round. Medians over rounds (quick 2, full 3).
 //! - **profile**: one more pass of each traced variant with BPF run-time statistics on
@@ -426,7 +427,7 @@ Definitions (all figures are medians over interleaved rounds; the bench never as
 - monitor throughput: {monitor_rounds} rounds of a fresh `captrace monitor` (idle, then warmed up) and {procs} processes
   in a cgroup v2 of their own (one per step) calling sethostname at rising rates ({ladder}); monitor_max_checks_per_s = highest
   achieved rate before the first step whose per-cgroup SYS_ADMIN count (its /metrics) differs from the calls
-  made; monitor_cpu_pct_at_100k = its utime+stime over the 100k/s step, % of one CPU; monitor_rss_mb = its VmHWM.{monitor}",
+  made; monitor_cpu_pct_at_100k = its CPU time over the 100k/s step, % of one CPU; monitor_rss_mb = its VmHWM.{monitor}",
             calls = p.calls,
             rounds = p.rounds,
             startup = p.startup_rounds,

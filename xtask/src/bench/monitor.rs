@@ -47,8 +47,7 @@ impl MonitorPlan {
         if self.quick { &LADDER_QUICK } else { &LADDER }
     }
 
-    /// Seconds of calling at `rate`: longer at the rate whose CPU use is reported, which
-    /// `/proc/PID/stat` gives in 10 ms ticks.
+    /// Seconds of calling at `rate`: longer at the rate whose CPU use is reported.
     fn seconds(&self, rate: u64) -> f64 {
         match (self.quick, rate == CPU_RATE) {
             (true, false) => 1.0,
@@ -151,9 +150,26 @@ impl Agent {
         http_get(self.addr, "/metrics")
     }
 
-    /// CPU time the agent has used so far (user + system, all threads), in seconds.
+    /// CPU time the agent has used so far (user + system, all threads), in seconds: the sum of
+    /// its threads' run time in ns (`/proc/PID/task/*/schedstat`), which `/proc/PID/stat`'s
+    /// utime+stime are scaled from (cputime_adjust()) but give only in 10 ms ticks, too coarse for
+    /// an agent that runs a few ms per second; those ticks when schedstat is missing.
     pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
-        let path = format!("/proc/{}/stat", self.pid());
+        let pid = self.pid();
+        let run_ns: Option<u64> = fs::read_dir(format!("/proc/{pid}/task"))
+            .ok()
+            .map(|tasks| {
+                tasks
+                    .flatten()
+                    .filter_map(|t| fs::read_to_string(t.path().join("schedstat")).ok())
+                    .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+                    .sum()
+            })
+            .filter(|ns| *ns > 0);
+        if let Some(ns) = run_ns {
+            return Ok(ns as f64 / 1e9);
+        }
+        let path = format!("/proc/{pid}/stat");
         let stat = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
         let ticks = cpu_ticks(&stat).with_context(|| format!("no utime/stime in {path}"))?;
         // SAFETY: plain libc call.
