@@ -11,18 +11,21 @@
 //!   with CLOCK_MONOTONIC and printing ns/call. `bench-load setuid` does the same with
 //!   `setuid(0)` as root (one audited CAP_SETUID check per call).
 //! - **ns/call** of a variant = wall time of the N-call loop / N, median of the rounds; each
-//!   round runs, in turn: untraced; floor; floor_tp; record; bpftrace (monitor: not measured yet;
-//!   its keys are null).
+//!   round runs, in turn: untraced; floor; floor_tp; record; monitor; bpftrace.
 //! - **floor**: an empty program (`r0 = 0; exit`) on the hook captrace uses,
 //!   `raw_tracepoint/cap_capable`, loaded and attached by the bench itself through bpf(2)
 //!   (Debian's bpftrace 0.17 rejects `rawtracepoint:` probes). **floor_tp**: for reference, an
 //!   empty bpftrace program on `tracepoint:capability:cap_capable`.
 //! - **record**: `captrace record -- <loop>` (captrace's report goes to stderr).
+//! - **monitor**: `captrace monitor --json --metrics 127.0.0.1:PORT` in the background (host-wide:
+//!   every process's checks are counted per cgroup), started before the loop and ready once it
+//!   serves its first counts, stopped with SIGINT after it.
 //! - **bpftrace**: `bpftrace -e 'tracepoint:capability:cap_capable { @[args->cap] = count(); }'`
 //!   in the background, attached (seen in `bpftool perf list`) before the loop starts,
 //!   stopped with SIGINT after it.
 //! - **added ns** of a variant = its ns/call − untraced ns/call.
 //!   `overhead_ratio_record` = added(record) / added(floor);
+//!   `overhead_ratio_monitor` = added(monitor) / added(floor);
 //!   `overhead_ratio_bpftrace` = added(bpftrace) / added(floor);
 //!   `overhead_ratio_floor` = floor / untraced. Targets: record ≤ 1.5 and below bpftrace.
 //!   The same keys with a `_cpu` suffix use the loop thread's CPU time
@@ -41,6 +44,20 @@
 //!   `real_workload_ratio` = recorded / untraced. Target ≤ 1.03.
 //!   `real_workload_ratio_after_start` (diagnostic) takes captrace's fixed start-up cost
 //!   (record_true_ms − true_ms) out of the recorded time.
+//! - **monitor throughput** (`monitor_*`; see `bench/monitor.rs`): per round, a fresh agent as
+//!   above, idle for a while (`monitor_cpu_pct_idle`), then a short warm-up (its first sight
+//!   of checks can cost it one-time work), then `xtask bench-load paced`: 4 processes in a private UTS namespace, moved into a
+//!   cgroup v2 of their own (one per step, under the hierarchy found in `/proc/self/mountinfo`)
+//!   before they start, calling `sethostname` together at a target rate for a few seconds, at
+//!   rising rates (quick: 10k, 100k, 1M checks/s, then as fast as they can; full: 10k, 30k, 100k,
+//!   300k, 1M, 3M, unpaced). The agent's count of the cgroup's SYS_ADMIN checks (from its
+//!   `/metrics`) is compared with the calls the processes made. `monitor_max_checks_per_s` = the
+//!   highest achieved rate (calls / wall time of the step) before the first step whose count
+//!   differs; `monitor_cpu_pct_at_100k` = the agent's CPU time (user + system, all threads:
+//!   the run time in `/proc/PID/task/*/schedstat`, which `/proc/PID/stat`'s utime+stime are
+//!   scaled from but give only in 10 ms ticks) over the 100k step's wall time, in % of one CPU (its BPF programs run in the callers' context and
+//!   are in the hook overhead, not here); `monitor_rss_mb` = the agent's VmHWM at the end of
+//!   the round. Medians over rounds (quick 2, full 3).
 //! - **profile**: one more pass of each traced variant with BPF run-time statistics on
 //!   (`BPF_ENABLE_STATS`), reading `run_cnt`/`run_time_ns` of every program the tracer holds from
 //!   `/proc/PID/fdinfo` just before and after the timed loop: ns per run and runs per loop call
@@ -71,14 +88,14 @@ use crate::cmd::{self, cargo, header, workspace_root};
 
 mod bpf;
 pub mod load;
+mod monitor;
 
 /// bpftrace's probe, the anchor most users would pick.
 const BPFTRACE_ANCHOR: &str = "tracepoint:capability:cap_capable { @[args->cap] = count(); }";
 /// An empty bpftrace program on the tracepoint (reference only).
 const BPFTRACE_EMPTY: &str = "tracepoint:capability:cap_capable { }";
-/// Why the monitor figures are null: `captrace monitor` is not measured yet.
-const MONITOR_MISSING: &str = "n/a (captrace monitor not built yet)";
-const MONITOR_UNMEASURED: &str = "n/a (captrace monitor exists; this bench does not drive it yet)";
+/// Why the monitor figures are null when they are.
+const MONITOR_MISSING: &str = "n/a (this captrace has no monitor command)";
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -115,6 +132,7 @@ struct Plan {
     startup_rounds: usize,
     files: u32,
     children: u32,
+    monitor: monitor::MonitorPlan,
 }
 
 /// The loops of the hook-overhead comparison.
@@ -198,7 +216,7 @@ impl Variant {
             Variant::Floor => "empty raw_tracepoint/cap_capable program",
             Variant::FloorTp => "empty bpftrace tracepoint:capability:cap_capable",
             Variant::Record => "captrace record -- <loop>",
-            Variant::Monitor => "captrace monitor (not measured)",
+            Variant::Monitor => "captrace monitor (host-wide) running",
             Variant::Bpftrace => "bpftrace count map keyed by cap",
         }
     }
@@ -212,8 +230,8 @@ struct Bench {
     load_exe: PathBuf,
     dir: PathBuf,
     bpftrace: bool,
-    /// What the monitor figures say instead of a number.
-    monitor_na: &'static str,
+    /// Why the monitor figures are null, when `captrace monitor` cannot be run.
+    monitor_na: Option<&'static str>,
     /// Figures for report.json; None is written as null.
     report: BTreeMap<String, Option<f64>>,
     notes: Vec<String>,
@@ -269,14 +287,14 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         startup_rounds: if args.quick { 5 } else { 15 },
         files: args.files.max(1),
         children: args.children.max(1),
+        monitor: monitor::MonitorPlan {
+            rounds: args.rounds.unwrap_or(if args.quick { 2 } else { 3 }).max(1),
+            quick: args.quick,
+        },
     };
     let bpftrace = cmd::succeeds(Command::new("bpftrace").arg("--version"));
     let has_monitor = cmd::succeeds(Command::new(&captrace).args(["monitor", "--help"]));
-    let monitor_na = if has_monitor {
-        MONITOR_UNMEASURED
-    } else {
-        MONITOR_MISSING
-    };
+    let monitor_na = (!has_monitor).then_some(MONITOR_MISSING);
     let mut bench = Bench {
         plan,
         captrace,
@@ -388,13 +406,15 @@ impl Bench {
 Definitions (all figures are medians over interleaved rounds; the bench never asserts):
 - loop: unshare(CLONE_NEWUTS) once, then {calls} x sethostname(\"x\") (one audited CAP_SYS_ADMIN
   check each); also {calls} x setuid(0) as root (CAP_SETUID). ns/call = loop wall time (CLOCK_MONOTONIC)
-  / calls; {rounds} rounds, each running in turn: untraced, floor, floor_tp, record, bpftrace.
+  / calls; {rounds} rounds, each running in turn: untraced, floor, floor_tp, record, monitor, bpftrace.
 - floor: empty program on raw_tracepoint/cap_capable (captrace's hook), attached via bpf(2);
   floor_tp: empty bpftrace program on tracepoint:capability:cap_capable (reference).
 - bpftrace: bpftrace -e '{BPFTRACE_ANCHOR}'
 - added = ns/call - untraced ns/call; overhead_ratio_record = added(record)/added(floor) (target <= 1.5
   and below overhead_ratio_bpftrace = added(bpftrace)/added(floor)); overhead_ratio_floor = floor/untraced.
   *_cpu keys: the same from the loop thread's CPU time (cross-check); setuid_* keys: the setuid(0) loop.
+- monitor: `captrace monitor --json --metrics 127.0.0.1:PORT` (host-wide) running, ready (first counts
+  served) before the loop starts; overhead_ratio_monitor = added(monitor)/added(floor).
 - record_true_ms: wall time of `captrace record -- true` vs plain `true`, {startup} rounds (target <= 100 ms).
 - fork storm: {children} short-lived children under `captrace record -o`, one sethostname each; counted
   = sum of the profile's SYS_ADMIN/sethostname counts (target: all).
@@ -404,13 +424,21 @@ Definitions (all figures are medians over interleaved rounds; the bench never as
 - profile: one more loop per tracer with BPF run-time stats on: ns/run and runs/call of each program.
 - runs marked * had another process's tracing BPF programs loaded (waited for first, within a budget);
   they are left out of a median when the same series has clean runs.
-- monitor: {monitor}.",
+- monitor throughput: {monitor_rounds} rounds of a fresh `captrace monitor` (idle, then warmed up) and {procs} processes
+  in a cgroup v2 of their own (one per step) calling sethostname at rising rates ({ladder}); monitor_max_checks_per_s = highest
+  achieved rate before the first step whose per-cgroup SYS_ADMIN count (its /metrics) differs from the calls
+  made; monitor_cpu_pct_at_100k = its CPU time over the 100k/s step, % of one CPU; monitor_rss_mb = its VmHWM.{monitor}",
             calls = p.calls,
             rounds = p.rounds,
             startup = p.startup_rounds,
             children = p.children,
             files = p.files,
-            monitor = self.monitor_na,
+            monitor_rounds = p.monitor.rounds,
+            procs = monitor::PROCS,
+            ladder = p.monitor.describe_ladder(),
+            monitor = self
+                .monitor_na
+                .map_or(String::new(), |why| format!("\n- monitor: {why}")),
         );
     }
 
@@ -426,7 +454,7 @@ Definitions (all figures are medians over interleaved rounds; the bench never as
                 let mut line = format!("round {round}/{} {:<12}", self.plan.rounds, lp.name());
                 for variant in Variant::ALL {
                     let failed = failures.get(&(lp, variant)).map_or(0, Vec::len);
-                    if variant == Variant::Monitor || failed >= 2 {
+                    if failed >= 2 {
                         continue;
                     }
                     match self.measure(|b| b.hook_run(lp, variant, None)) {
@@ -589,7 +617,16 @@ Definitions (all figures are medians over interleaved rounds; the bench never as
                 tracer.stop();
                 out?
             }
-            Variant::Monitor => bail!("{}", self.monitor_na),
+            Variant::Monitor => {
+                if let Some(why) = self.monitor_na {
+                    bail!("{why}");
+                }
+                let agent = monitor::Agent::start(&self.captrace, &self.dir, 600.0)?;
+                with_stats(&mut load, agent.pid().to_string());
+                let out = run_stdout(&mut load);
+                agent.stop()?;
+                out?
+            }
         };
         value_of(&stdout, "ns_per_call")
             .zip(value_of(&stdout, "cpu_ns_per_call"))
@@ -617,6 +654,7 @@ Definitions (all figures are medians over interleaved rounds; the bench never as
             Variant::Floor,
             Variant::FloorTp,
             Variant::Record,
+            Variant::Monitor,
             Variant::Bpftrace,
         ] {
             let out = self.dir.join(format!("profile-{}.json", variant.name()));
@@ -693,20 +731,6 @@ Definitions (all figures are medians over interleaved rounds; the bench never as
         );
         self.set("true_ms", median(&plain.usable()));
         self.set("record_true_ms", median(&recorded.usable()));
-    }
-
-    // ---- 3. monitor throughput ----------------------------------------------------------------
-
-    fn monitor_throughput(&mut self) {
-        header("3. monitor throughput");
-        println!("{}", self.monitor_na);
-        for key in [
-            "monitor_max_checks_per_s",
-            "monitor_cpu_pct_at_100k",
-            "monitor_rss_mb",
-        ] {
-            self.set(key, None);
-        }
     }
 
     // ---- 4. fork storm ------------------------------------------------------------------------
@@ -967,7 +991,8 @@ Definitions (all figures are medians over interleaved rounds; the bench never as
                 rows.push(Row::plain(&key, self.get(&key), 2));
             }
         }
-        rows.push(Row::monitor("overhead_ratio_monitor", self.monitor_na));
+        rows.push(self.monitor_row("overhead_ratio_monitor", 2));
+        rows.push(self.monitor_row("overhead_ratio_monitor_cpu", 2));
         rows.push(Row::plain("true_ms", v("true_ms"), 1));
         rows.push(Row::target(
             "record_true_ms".into(),
@@ -976,12 +1001,25 @@ Definitions (all figures are medians over interleaved rounds; the bench never as
             "<= 100",
             v("record_true_ms").map(|ms| ms <= 100.0),
         ));
-        for key in [
-            "monitor_max_checks_per_s",
-            "monitor_cpu_pct_at_100k",
-            "monitor_rss_mb",
+        for (key, decimals) in [
+            ("monitor_max_checks_per_s", 0),
+            ("monitor_cpu_pct_at_100k", 1),
+            ("monitor_cpu_pct_idle", 1),
+            ("monitor_rss_mb", 1),
         ] {
-            rows.push(Row::monitor(key, self.monitor_na));
+            rows.push(self.monitor_row(key, decimals));
+        }
+        if self.monitor_na.is_none() {
+            let (exact, steps) = (v("monitor_steps_exact"), v("monitor_steps"));
+            rows.push(Row {
+                metric: "monitor_steps_exact".into(),
+                value: match (exact, steps) {
+                    (Some(e), Some(n)) => format!("{e:.0}/{n:.0}"),
+                    _ => "null".into(),
+                },
+                target: "all counted exactly".into(),
+                met: exact.zip(steps).map(|(e, n)| e == n && n > 0.0),
+            });
         }
         let (tracked, total) = (v("fork_storm_tracked"), v("fork_storm_total"));
         rows.push(Row {
@@ -1071,6 +1109,16 @@ impl Row {
             value: "n/a".into(),
             target: why.trim_start_matches("n/a ").into(),
             met: None,
+        }
+    }
+}
+
+impl Bench {
+    /// A row of a monitor figure, or why there is none.
+    fn monitor_row(&self, key: &str, decimals: usize) -> Row {
+        match self.monitor_na {
+            Some(why) => Row::monitor(key, why),
+            None => Row::plain(key, self.get(key), decimals),
         }
     }
 }

@@ -28,7 +28,7 @@ enum Task {
     /// Measure what tracing costs (hook overhead against an empty program and bpftrace,
     /// start-up, fork storm, a real workload); writes target/bench/report.json.
     Bench(bench::BenchArgs),
-    /// Load generator the bench runs (sethostname/setuid loops, fork storm).
+    /// Load generator the bench runs (sethostname/setuid loops, fork storm, paced callers).
     #[command(hide = true)]
     BenchLoad(bench::load::LoadArgs),
     /// Run a command on real Debian kernels (6.1, 6.12, newest trixie) in qemu: the hooks this

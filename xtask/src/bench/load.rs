@@ -1,7 +1,12 @@
 //! `xtask bench-load`: the load generators `cargo xtask bench` runs (hidden; run directly for a
 //! quick look). Each prints `key value` lines on stdout, which the bench parses; anything a
 //! tracer wrapped around it prints goes to stderr.
-use std::{fs, path::PathBuf, time::Instant};
+use std::{
+    fs,
+    io::Write as _,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context as _, bail};
 use serde_json::json;
@@ -24,6 +29,11 @@ enum LoadKind {
     /// Unshare a UTS namespace, then fork N short-lived children in batches; each calls
     /// `sethostname("x")` once and exits. Prints `children`, `ok` and `ms`.
     ForkStorm(StormArgs),
+    /// Unshare a UTS namespace, fork N processes (moved into a cgroup v2 first, if given) that
+    /// call `sethostname("x")` together at a target rate for a fixed time. Prints `procs`,
+    /// `calls` (all made), `failed`, `ms` (from their release to the last one's exit) and
+    /// `checks_per_s`.
+    Paced(PacedArgs),
 }
 
 #[derive(clap::Args)]
@@ -51,6 +61,22 @@ struct StormArgs {
     batch: u32,
 }
 
+#[derive(clap::Args)]
+struct PacedArgs {
+    /// Processes making the calls.
+    #[arg(long, default_value_t = 4)]
+    procs: u32,
+    /// Calls per second, all processes together; 0: as fast as they can.
+    #[arg(long, default_value_t = 100_000)]
+    rate: u64,
+    /// How long they call.
+    #[arg(long, default_value_t = 2.0)]
+    seconds: f64,
+    /// A cgroup v2 directory to put the processes in before they start.
+    #[arg(long, value_name = "DIR")]
+    cgroup: Option<PathBuf>,
+}
+
 pub fn run(args: &LoadArgs) -> anyhow::Result<()> {
     match &args.kind {
         LoadKind::Sethostname(a) => {
@@ -65,6 +91,7 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<()> {
             unsafe { libc::setuid(0) }
         }),
         LoadKind::ForkStorm(a) => fork_storm(a),
+        LoadKind::Paced(a) => paced(a),
     }
 }
 
@@ -211,4 +238,152 @@ fn fork_storm(args: &StormArgs) -> anyhow::Result<()> {
     println!("ok {ok}");
     println!("ms {:.1}", start.elapsed().as_secs_f64() * 1e3);
     Ok(())
+}
+
+/// A pipe's (read, write) ends.
+fn pipe() -> anyhow::Result<(libc::c_int, libc::c_int)> {
+    let mut fds = [0; 2];
+    // SAFETY: valid out-array of two descriptors.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("pipe");
+    }
+    Ok((fds[0], fds[1]))
+}
+
+fn paced(args: &PacedArgs) -> anyhow::Result<()> {
+    let procs = args.procs.max(1);
+    let per_proc = (args.rate > 0).then(|| args.rate as f64 / f64::from(procs));
+    let duration = Duration::from_secs_f64(args.seconds.max(0.0));
+    // Opened before forking: the children must make no call but their sethostname, so that the
+    // cgroup's count is exactly what they report.
+    let mut cgroup_procs = args
+        .cgroup
+        .as_ref()
+        .map(|dir| {
+            let path = dir.join("cgroup.procs");
+            fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .with_context(|| format!("opening {}", path.display()))
+        })
+        .transpose()?;
+    unshare_uts()?;
+    // The children wait on `release` until it is closed, and report their counts on `results`.
+    let (release_r, release_w) = pipe()?;
+    let (results_r, results_w) = pipe()?;
+    let mut pids = Vec::new();
+    for _ in 0..procs {
+        // SAFETY: this process is single-threaded; the child makes only raw syscalls and reads
+        // the clock until `_exit` (no allocation, no locks).
+        match unsafe { libc::fork() } {
+            -1 => {
+                let e = std::io::Error::last_os_error();
+                kill_all(&pids);
+                return Err(e).context("fork");
+            }
+            0 => unsafe {
+                libc::close(release_w);
+                libc::close(results_r);
+                let mut byte = 0u8;
+                // Returns 0 (end of file) once the parent closes its end.
+                while libc::read(release_r, (&raw mut byte).cast(), 1) < 0 {}
+                let (made, failed) = paced_calls(per_proc, duration);
+                let report = [made, failed];
+                let len = size_of_val(&report);
+                // One write under PIPE_BUF: never interleaved with another child's.
+                let written = libc::write(results_w, report.as_ptr().cast(), len);
+                libc::_exit(i32::from(written != len as isize));
+            },
+            pid => pids.push(pid),
+        }
+    }
+    // SAFETY: the parent's copies of the children's ends.
+    unsafe {
+        libc::close(release_r);
+        libc::close(results_w);
+    }
+    if let Some(file) = &mut cgroup_procs {
+        for &pid in &pids {
+            // One PID per write(2): cgroup.procs takes one at a time.
+            if let Err(e) = file.write_all(pid.to_string().as_bytes()) {
+                kill_all(&pids);
+                return Err(e).context("moving the callers into the cgroup");
+            }
+        }
+    }
+    let start = Instant::now();
+    // SAFETY: our own descriptor; closing it releases every child at once.
+    unsafe { libc::close(release_w) };
+    let mut ok_exits = 0;
+    for _ in &pids {
+        let mut status = 0;
+        // SAFETY: plain syscall with a valid out-pointer.
+        if unsafe { libc::wait(&mut status) } < 0 {
+            return Err(std::io::Error::last_os_error()).context("wait");
+        }
+        ok_exits += u32::from(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    }
+    let elapsed = start.elapsed();
+    let (mut calls, mut failed, mut reports) = (0u64, 0u64, 0u32);
+    let mut report = [0u64; 2];
+    // SAFETY: reading whole reports into a buffer of their size; the write ends are all closed.
+    while unsafe { libc::read(results_r, report.as_mut_ptr().cast(), size_of_val(&report)) }
+        == size_of_val(&report) as isize
+    {
+        calls += report[0];
+        failed += report[1];
+        reports += 1;
+    }
+    // SAFETY: our own descriptor.
+    unsafe { libc::close(results_r) };
+    if ok_exits != procs || reports != procs {
+        bail!("of {procs} callers, {ok_exits} exited cleanly and {reports} reported");
+    }
+    println!("procs {procs}");
+    println!("calls {calls}");
+    println!("failed {failed}");
+    println!("ms {:.1}", elapsed.as_secs_f64() * 1e3);
+    println!("checks_per_s {:.0}", calls as f64 / elapsed.as_secs_f64());
+    Ok(())
+}
+
+/// Calls `sethostname` at `rate` per second (None: back to back) for `duration`, in bursts that
+/// catch up with the schedule every millisecond or so. Returns (calls made, calls failed).
+fn paced_calls(rate: Option<f64>, duration: Duration) -> (u64, u64) {
+    // A burst is capped so that a process that cannot keep up still stops near the deadline.
+    const BURST: u64 = 4096;
+    let start = Instant::now();
+    let (mut made, mut failed) = (0u64, 0u64);
+    loop {
+        let now = start.elapsed();
+        if now >= duration {
+            return (made, failed);
+        }
+        let due = rate.map_or(u64::MAX, |r| (now.as_secs_f64() * r) as u64);
+        let burst = due.saturating_sub(made).min(BURST);
+        for _ in 0..burst {
+            // SAFETY: a valid 1-byte buffer.
+            failed += u64::from(unsafe { libc::sethostname(c"x".as_ptr(), 1) } != 0);
+        }
+        made += burst;
+        if let Some(r) = rate
+            && made >= due
+        {
+            // Sleeping at least a millisecond keeps the sleeps themselves from setting the pace.
+            let now = start.elapsed();
+            let next = Duration::from_secs_f64((made + 1) as f64 / r);
+            let wait = next.saturating_sub(now).max(Duration::from_millis(1));
+            std::thread::sleep(wait.min(duration.saturating_sub(now)));
+        }
+    }
+}
+
+fn kill_all(pids: &[libc::pid_t]) {
+    for &pid in pids {
+        // SAFETY: our own unreaped children.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+    }
 }
