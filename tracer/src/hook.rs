@@ -32,6 +32,15 @@ impl Hook {
     /// Best first.
     pub const ALL: [Hook; 3] = [Hook::Fentry, Hook::Tracepoint, Hook::Kprobe];
 
+    /// Short name, as `--hook` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::Fentry => "fentry",
+            Hook::Tracepoint => "tracepoint",
+            Hook::Kprobe => "kprobe",
+        }
+    }
+
     /// What the report and the profile call it.
     pub fn attach_point(self) -> &'static str {
         match self {
@@ -39,11 +48,6 @@ impl Hook {
             Hook::Tracepoint => "raw_tracepoint/cap_capable",
             Hook::Kprobe => "kprobe/cap_capable",
         }
-    }
-
-    /// Whether the hook reads `cap_capable`'s `opts` (audit known exactly).
-    pub fn reads_opts(self) -> bool {
-        !matches!(self, Hook::Tracepoint)
     }
 }
 
@@ -77,17 +81,6 @@ impl fmt::Display for Refusals {
             .map(|(h, why)| format!("{}: {why}", h.name()))
             .collect();
         f.write_str(&parts.join("; "))
-    }
-}
-
-impl Hook {
-    /// Short name, as `--hook` spells it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Hook::Fentry => "fentry",
-            Hook::Tracepoint => "tracepoint",
-            Hook::Kprobe => "kprobe",
-        }
     }
 }
 

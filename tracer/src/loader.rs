@@ -9,7 +9,7 @@ use aya::{
         HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues, RingBuf,
         StackTraceMap,
     },
-    programs::{FExit, KProbe, Lsm, RawTracePoint},
+    programs::{FExit, KProbe, Lsm, ProgramError, RawTracePoint},
     util::nr_cpus,
 };
 use syscalls::Sysno;
@@ -235,7 +235,9 @@ impl Tracer {
         }
         if opts.enforce {
             let btf = aya_btf.get().map_err(LoadError::Btf)?;
-            tracer.attach_enforcer(btf)?;
+            tracer.attach_lsm(btf).map_err(|e| {
+                LoadError::NoEnforcement(format!("the lsm/capable program: {}", describe(e)))
+            })?;
         }
         tracing::debug!(elapsed = ?t.elapsed(), hook = ?tracer.hook, "programs attached");
         Ok(tracer)
@@ -256,13 +258,17 @@ impl Tracer {
         let mut refusals = Refusals::default();
         for &hook in choice.candidates() {
             let attached = match hook {
-                Hook::Fentry => btf.get().and_then(|b| self.attach_fexit(b)),
+                Hook::Fentry => btf
+                    .get()
+                    .and_then(|b| self.attach_fexit(b).map_err(describe)),
                 Hook::Tracepoint if !has_tracepoint => Err(
                     "this kernel has no capability:cap_capable tracepoint (added in Linux 6.14)"
                         .to_string(),
                 ),
-                Hook::Tracepoint => self.attach_raw_tp(names::PROG_CAP_CAPABLE_RAW_TP, CAP_CAPABLE),
-                Hook::Kprobe => self.attach_kprobes(),
+                Hook::Tracepoint => self
+                    .attach_raw_tp(names::PROG_CAP_CAPABLE_RAW_TP, CAP_CAPABLE)
+                    .map_err(describe),
+                Hook::Kprobe => self.attach_kprobes().map_err(describe),
             };
             match attached {
                 Ok(()) => {
@@ -278,45 +284,40 @@ impl Tracer {
         Err(LoadError::NoHook(refusals))
     }
 
-    fn attach_raw_tp(&mut self, name: &str, point: &str) -> Result<(), String> {
+    fn attach_raw_tp(&mut self, name: &str, point: &str) -> Result<(), ProgramError> {
         let p: &mut RawTracePoint = program(&mut self.ebpf, name)?;
-        p.load().map_err(describe)?;
-        let id = p.attach(point).map_err(describe)?;
-        self.links
-            .push(Box::new(p.take_link(id).map_err(describe)?));
+        p.load()?;
+        let id = p.attach(point)?;
+        self.links.push(Box::new(p.take_link(id)?));
         Ok(())
     }
 
-    fn attach_fexit(&mut self, btf: &Btf) -> Result<(), String> {
+    fn attach_fexit(&mut self, btf: &Btf) -> Result<(), ProgramError> {
         let p: &mut FExit = program(&mut self.ebpf, names::PROG_CAP_CAPABLE_FEXIT)?;
-        p.load(CAP_CAPABLE, btf).map_err(describe)?;
-        let id = p.attach().map_err(describe)?;
-        self.links
-            .push(Box::new(p.take_link(id).map_err(describe)?));
+        p.load(CAP_CAPABLE, btf)?;
+        let id = p.attach()?;
+        self.links.push(Box::new(p.take_link(id)?));
         Ok(())
     }
 
-    fn attach_kprobes(&mut self) -> Result<(), String> {
+    fn attach_kprobes(&mut self) -> Result<(), ProgramError> {
         for name in [
             names::PROG_CAP_CAPABLE_KRETPROBE,
             names::PROG_CAP_CAPABLE_KPROBE,
         ] {
             let p: &mut KProbe = program(&mut self.ebpf, name)?;
-            p.load().map_err(describe)?;
-            let id = p.attach(CAP_CAPABLE, 0).map_err(describe)?;
-            self.links
-                .push(Box::new(p.take_link(id).map_err(describe)?));
+            p.load()?;
+            let id = p.attach(CAP_CAPABLE, 0)?;
+            self.links.push(Box::new(p.take_link(id)?));
         }
         Ok(())
     }
 
-    fn attach_enforcer(&mut self, btf: &Btf) -> Result<(), LoadError> {
-        let err = |why: String| LoadError::NoEnforcement(format!("the lsm/capable program: {why}"));
-        let p: &mut Lsm = program(&mut self.ebpf, names::PROG_ENFORCE_CAPABLE).map_err(err)?;
-        p.load("capable", btf).map_err(|e| err(describe(e)))?;
-        let id = p.attach().map_err(|e| err(describe(e)))?;
-        let link = p.take_link(id).map_err(|e| err(describe(e)))?;
-        self.links.push(Box::new(link));
+    fn attach_lsm(&mut self, btf: &Btf) -> Result<(), ProgramError> {
+        let p: &mut Lsm = program(&mut self.ebpf, names::PROG_ENFORCE_CAPABLE)?;
+        p.load("capable", btf)?;
+        let id = p.attach()?;
+        self.links.push(Box::new(p.take_link(id)?));
         Ok(())
     }
 
@@ -328,16 +329,8 @@ impl Tracer {
             if !namespaces && [names::PROG_SYS_ENTER, names::PROG_SYS_EXIT].contains(name) {
                 continue;
             }
-            let err = |source| LoadError::Program { name, source };
-            let p: &mut RawTracePoint = self
-                .ebpf
-                .program_mut(name)
-                .expect("program in object")
-                .try_into()
-                .map_err(err)?;
-            p.load().map_err(err)?;
-            let id = p.attach(point).map_err(err)?;
-            self.links.push(Box::new(p.take_link(id).map_err(err)?));
+            self.attach_raw_tp(name, point)
+                .map_err(|source| LoadError::Program { name, source })?;
         }
         Ok(())
     }
@@ -478,21 +471,20 @@ impl Tracer {
     }
 }
 
-/// A program of the object, as its type.
-fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, String>
+/// A program of the object, as its type (every name is in the object `build.rs` made).
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, ProgramError>
 where
-    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
 {
     ebpf.program_mut(name)
-        .ok_or_else(|| format!("program {name} missing from the object"))?
+        .expect("program in object")
         .try_into()
-        .map_err(describe)
 }
 
 /// A program error in one line: for a refused load, the errno and the verifier's last word.
-fn describe(e: aya::programs::ProgramError) -> String {
+fn describe(e: ProgramError) -> String {
     use std::error::Error as _;
-    if let aya::programs::ProgramError::LoadError {
+    if let ProgramError::LoadError {
         io_error,
         verifier_log,
     } = &e

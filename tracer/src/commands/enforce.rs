@@ -8,6 +8,7 @@ use std::{
     time::Duration,
 };
 
+use aya::maps::{MapData, RingBuf};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
@@ -149,6 +150,15 @@ fn comm(pid: u32) -> String {
         .unwrap_or_default()
 }
 
+/// Prints each denial the kernel reported since the last call, on stdout.
+fn print_denials(collector: &mut Collector, ring: &mut RingBuf<MapData>) {
+    for fresh in collector.drain(ring) {
+        if let Fresh::Denial { record, .. } = fresh {
+            println!("captrace: enforce: {}", record.line());
+        }
+    }
+}
+
 pub fn run(args: EnforceArgs) -> anyhow::Result<u8> {
     let every: BTreeSet<Cap> = capability::all().collect();
     let allowed = requested_set(
@@ -205,11 +215,7 @@ pub fn run(args: EnforceArgs) -> anyhow::Result<u8> {
                 _ = sigterm.recv() => Some("terminated"),
                 _ = sighup.recv() => Some("hung up"),
             };
-            for fresh in collector.drain(&mut ring) {
-                if let Fresh::Denial { record, .. } = fresh {
-                    println!("captrace: enforce: {}", record.line());
-                }
-            }
+            print_denials(&mut collector, &mut ring);
             if let Some(why) = stop {
                 return anyhow::Ok(why);
             }
@@ -222,11 +228,7 @@ pub fn run(args: EnforceArgs) -> anyhow::Result<u8> {
             }
         }
     })?;
-    for fresh in collector.drain(&mut ring) {
-        if let Fresh::Denial { record, .. } = fresh {
-            println!("captrace: enforce: {}", record.line());
-        }
-    }
+    print_denials(&mut collector, &mut ring);
     for line in enforce::summary(&tracer.denials()?, WORKLOAD) {
         eprintln!("captrace: enforce: total: {line}");
     }

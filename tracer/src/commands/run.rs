@@ -114,14 +114,25 @@ pub fn requested_set(
     capability_set(&start, drop, add, own)
 }
 
-/// Raw flags to a launch spec; every check happens here, before anything starts.
-pub fn spec(args: &RunArgs) -> anyhow::Result<Spec> {
-    let own = own_bounding_set();
-    let mut caps = requested_set(args.profile.as_deref(), &args.cap_drop, &args.cap_add, &own)?;
+/// The set the flags ask for: the workload's capabilities, and the enforcer's allowed set.
+fn allowed_set(args: &RunArgs) -> anyhow::Result<Vec<Cap>> {
+    requested_set(
+        args.profile.as_deref(),
+        &args.cap_drop,
+        &args.cap_add,
+        &own_bounding_set(),
+    )
+}
+
+/// Raw flags and the allowed set to a launch spec; every check happens here, before anything
+/// starts.
+pub fn spec(args: &RunArgs, allowed: &[Cap]) -> anyhow::Result<Spec> {
     // Complain mode reports what the set would refuse: the workload must still hold it.
-    if args.enforce == Some(Mode::Complain) {
-        caps = own.into_iter().collect();
-    }
+    let caps: Vec<Cap> = if args.enforce == Some(Mode::Complain) {
+        own_bounding_set().into_iter().collect()
+    } else {
+        allowed.to_vec()
+    };
     let mut ns = match &args.ns {
         Some(list) => NsSet::parse(list).map_err(usage)?,
         None => NsSet::default(),
@@ -205,7 +216,8 @@ pub fn denial_lines(denied: &[Check]) -> Vec<String> {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<u8> {
-    let spec = spec(&args)?;
+    let allowed = allowed_set(&args)?;
+    let spec = spec(&args, &allowed)?;
     let levels = launch::supervisors(&spec);
     let status = if args.audit || args.enforce.is_some() {
         let mut session = Session::new(Options {
@@ -214,12 +226,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             ..Options::default()
         })?;
         if let Some(mode) = args.enforce {
-            let allowed = requested_set(
-                args.profile.as_deref(),
-                &args.cap_drop,
-                &args.cap_add,
-                &own_bounding_set(),
-            )?;
             session.enforce(enforce::policy(&allowed, mode, false));
         }
         let run = session.run(
