@@ -41,11 +41,12 @@ impl Hook {
         }
     }
 
-    /// What the report and the profile call it.
+    /// What the report and the profile call it (the tracepoint is `raw_tracepoint/cap_capable`
+    /// instead when the kernel's BTF could not serve a tp_btf program).
     pub fn attach_point(self) -> &'static str {
         match self {
             Hook::Fentry => "fexit/cap_capable",
-            Hook::Tracepoint => "raw_tracepoint/cap_capable",
+            Hook::Tracepoint => "tp_btf/cap_capable",
             Hook::Kprobe => "kprobe/cap_capable",
         }
     }

@@ -9,7 +9,7 @@ use aya::{
         HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues, RingBuf,
         StackTraceMap,
     },
-    programs::{FExit, KProbe, Lsm, ProgramError, RawTracePoint},
+    programs::{BtfTracePoint, FExit, KProbe, Lsm, ProgramError, RawTracePoint},
     util::nr_cpus,
 };
 use syscalls::Sysno;
@@ -29,14 +29,12 @@ const BTF_VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 /// The kernel function every hook watches.
 const CAP_CAPABLE: &str = "cap_capable";
 
-/// The programs that follow processes and namespace calls, and the raw tracepoint each
-/// attaches to (present on every kernel captrace supports).
+/// The programs that follow processes, and the raw tracepoint each attaches to (present on
+/// every kernel captrace supports).
 const PROGRAMS: &[(&str, &str)] = &[
     (names::PROG_FORK, "sched_process_fork"),
     (names::PROG_EXIT, "sched_process_exit"),
     (names::PROG_EXEC, "sched_process_exec"),
-    (names::PROG_SYS_ENTER, "sys_enter"),
-    (names::PROG_SYS_EXIT, "sys_exit"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -124,22 +122,24 @@ pub struct Tracer {
     nr_cpus: usize,
     /// Owned links; dropping one detaches it.
     links: Vec<Box<dyn Send>>,
-    hook: Option<Hook>,
+    /// The hook watching capability checks and the program attached to it
+    /// (`tp_btf/cap_capable`).
+    hook: Option<(Hook, &'static str)>,
 }
 
-/// aya's parse of the kernel's BTF (fentry and LSM programs name their attach point by BTF
-/// id). It takes tens of milliseconds, so it runs on another thread while the object loads,
-/// and only when a program may need it.
+/// aya's parse of the kernel's BTF (tp_btf, fentry and LSM programs name their attach point by
+/// BTF id). It takes tens of milliseconds, so it runs on another thread while the object loads.
 struct KernelBtf {
     parsing: Option<JoinHandle<Result<Btf, String>>>,
     parsed: Option<Result<Btf, String>>,
 }
 
 impl KernelBtf {
-    fn start(needed: bool) -> KernelBtf {
+    fn start() -> KernelBtf {
         KernelBtf {
-            parsing: needed
-                .then(|| std::thread::spawn(|| Btf::from_sys_fs().map_err(|e| e.to_string()))),
+            parsing: Some(std::thread::spawn(|| {
+                Btf::from_sys_fs().map_err(|e| e.to_string())
+            })),
             parsed: None,
         }
     }
@@ -185,10 +185,7 @@ impl Tracer {
         let has_tracepoint = btf
             .resolve_ids_by_name("btf_trace_cap_capable")
             .is_ok_and(|ids| !ids.is_empty());
-        let wants_fentry = opts
-            .hook
-            .is_some_and(|h| h.candidates().contains(&Hook::Fentry));
-        let mut aya_btf = KernelBtf::start(opts.enforce || wants_fentry);
+        let mut aya_btf = KernelBtf::start();
         let config = config(&btf, &opts)?;
         tracing::debug!(elapsed = ?t.elapsed(), "config read");
         // The programs use no CO-RE relocations (offsets come from CONFIG), so aya need not
@@ -229,7 +226,10 @@ impl Tracer {
         }
         // Namespace calls are reported by the tracing commands only; the enforcer alone does not
         // need a program on every syscall of the host.
-        tracer.attach(opts.hook.is_some())?;
+        tracer.attach()?;
+        if opts.hook.is_some() {
+            tracer.attach_sys_exit(&mut aya_btf)?;
+        }
         if let Some(choice) = opts.hook {
             tracer.attach_hook(choice, has_tracepoint, &mut aya_btf)?;
         }
@@ -243,9 +243,10 @@ impl Tracer {
         Ok(tracer)
     }
 
-    /// The hook watching capability checks, if any.
-    pub fn hook(&self) -> Option<Hook> {
-        self.hook
+    /// The program watching capability checks, as the report names it
+    /// (`tp_btf/cap_capable`), if any.
+    pub fn hook_point(&self) -> Option<&'static str> {
+        self.hook.map(|(_, point)| point)
     }
 
     /// Attaches the first hook of `choice` that this kernel accepts.
@@ -260,19 +261,35 @@ impl Tracer {
             let attached = match hook {
                 Hook::Fentry => btf
                     .get()
-                    .and_then(|b| self.attach_fexit(b).map_err(describe)),
+                    .and_then(|b| self.attach_fexit(b).map_err(describe))
+                    .map(|()| hook.attach_point()),
                 Hook::Tracepoint if !has_tracepoint => Err(
                     "this kernel has no capability:cap_capable tracepoint (added in Linux 6.14)"
                         .to_string(),
                 ),
                 Hook::Tracepoint => self
-                    .attach_raw_tp(names::PROG_CAP_CAPABLE_RAW_TP, CAP_CAPABLE)
-                    .map_err(describe),
-                Hook::Kprobe => self.attach_kprobes().map_err(describe),
+                    .attach_tracepoint(
+                        btf,
+                        names::PROG_CAP_CAPABLE_TP_BTF,
+                        names::PROG_CAP_CAPABLE_RAW_TP,
+                        CAP_CAPABLE,
+                    )
+                    .map_err(describe)
+                    .map(|btf| {
+                        if btf {
+                            hook.attach_point()
+                        } else {
+                            "raw_tracepoint/cap_capable"
+                        }
+                    }),
+                Hook::Kprobe => self
+                    .attach_kprobes()
+                    .map_err(describe)
+                    .map(|()| hook.attach_point()),
             };
             match attached {
-                Ok(()) => {
-                    self.hook = Some(hook);
+                Ok(point) => {
+                    self.hook = Some((hook, point));
                     return Ok(());
                 }
                 Err(why) => {
@@ -282,6 +299,51 @@ impl Tracer {
             }
         }
         Err(LoadError::NoHook(refusals))
+    }
+
+    /// Attaches `typed` as a tp_btf program on `point` (its arguments are BTF pointers, read
+    /// without helper calls), or `raw` as a raw tracepoint when the kernel's BTF cannot serve.
+    /// True when the typed one runs.
+    fn attach_tracepoint(
+        &mut self,
+        btf: &mut KernelBtf,
+        typed: &str,
+        raw: &str,
+        point: &str,
+    ) -> Result<bool, ProgramError> {
+        let why = match btf.get() {
+            Ok(b) => match self.attach_tp_btf(b, typed, point) {
+                Ok(()) => return Ok(true),
+                Err(e) => describe(e),
+            },
+            Err(e) => e,
+        };
+        tracing::debug!(program = typed, %why, "tp_btf refused, using the raw tracepoint");
+        self.attach_raw_tp(raw, point)?;
+        Ok(false)
+    }
+
+    fn attach_tp_btf(&mut self, btf: &Btf, name: &str, point: &str) -> Result<(), ProgramError> {
+        let p: &mut BtfTracePoint = program(&mut self.ebpf, name)?;
+        p.load(point, btf)?;
+        let id = p.attach()?;
+        self.links.push(Box::new(p.take_link(id)?));
+        Ok(())
+    }
+
+    /// The namespace-call program, on every syscall's return.
+    fn attach_sys_exit(&mut self, btf: &mut KernelBtf) -> Result<(), LoadError> {
+        self.attach_tracepoint(
+            btf,
+            names::PROG_SYS_EXIT_TP_BTF,
+            names::PROG_SYS_EXIT,
+            "sys_exit",
+        )
+        .map(|_| ())
+        .map_err(|source| LoadError::Program {
+            name: names::PROG_SYS_EXIT,
+            source,
+        })
     }
 
     fn attach_raw_tp(&mut self, name: &str, point: &str) -> Result<(), ProgramError> {
@@ -324,11 +386,8 @@ impl Tracer {
     /// Attaches the process-following programs as raw tracepoints: those detach at once, where
     /// each perf tracepoint waits for an RCU grace period (perf_trace_event_unreg, ~70 ms
     /// here). On error the links made so far are dropped with `self`.
-    fn attach(&mut self, namespaces: bool) -> Result<(), LoadError> {
+    fn attach(&mut self) -> Result<(), LoadError> {
         for (name, point) in PROGRAMS {
-            if !namespaces && [names::PROG_SYS_ENTER, names::PROG_SYS_EXIT].contains(name) {
-                continue;
-            }
             self.attach_raw_tp(name, point)
                 .map_err(|source| LoadError::Program { name, source })?;
         }

@@ -26,7 +26,7 @@ pub struct Profile {
     pub exit_status: Option<i32>,
     #[serde(default)]
     pub kernel: String,
-    /// The kernel hook that observed the checks (e.g. `raw_tracepoint/cap_capable`).
+    /// The kernel hook that observed the checks (e.g. `tp_btf/cap_capable`).
     #[serde(default)]
     pub hook: String,
     /// Every distinct check observed.

@@ -10,7 +10,6 @@ use tracer_common::{Policy, stat};
 
 use crate::{
     enforce,
-    hook::Hook,
     launch::{self, Spec},
     loader::{Options, Tracer},
     namespaces,
@@ -71,9 +70,9 @@ impl Session {
         self.policy = Some(policy);
     }
 
-    /// The hook watching capability checks.
-    pub fn hook(&self) -> Option<Hook> {
-        self.tracer.hook()
+    /// The program watching capability checks.
+    pub fn hook_point(&self) -> Option<&'static str> {
+        self.tracer.hook_point()
     }
 
     /// Runs the command traced from its first instruction, until it and (if asked) every
@@ -118,12 +117,16 @@ impl Session {
         let mut sigint = signal(SignalKind::interrupt())?;
         let mut sigterm = signal(SignalKind::terminate())?;
         let mut sighup = signal(SignalKind::hangup())?;
+        // The command's exit wakes the loop at once; the tick drains events and notices
+        // daemons that are not our children.
+        let mut sigchld = signal(SignalKind::child())?;
         let mut tick = tokio::time::interval(Duration::from_millis(20));
         let started = Instant::now();
         let mut status = None;
         loop {
             let forwarded = tokio::select! {
                 _ = tick.tick() => None,
+                _ = sigchld.recv() => None,
                 _ = sigint.recv() => Some(Signal::SIGINT),
                 _ = sigterm.recv() => Some(Signal::SIGTERM),
                 _ = sighup.recv() => Some(Signal::SIGHUP),
@@ -208,7 +211,7 @@ impl Session {
             argv,
             Some(run.exit_status),
             self.lost_events(),
-            self.hook(),
+            self.hook_point(),
         ))
     }
 }
@@ -220,7 +223,7 @@ pub fn observed_profile(
     command: &[String],
     exit_status: Option<i32>,
     lost_events: u64,
-    hook: Option<Hook>,
+    hook: Option<&str>,
 ) -> Profile {
     let namespaces = namespaces::summarize(ns_calls);
     let rec = recommend::recommend(&checks, &namespaces);
@@ -231,9 +234,7 @@ pub fn observed_profile(
     p.kernel = nix::sys::utsname::uname()
         .map(|u| u.release().to_string_lossy().into_owned())
         .unwrap_or_default();
-    p.hook = hook
-        .map(|h| h.attach_point().to_string())
-        .unwrap_or_default();
+    p.hook = hook.unwrap_or_default().to_string();
     p.denied = rec.denied;
     p.nested_userns = rec.nested_userns;
     p.never_checked = rec.never_checked;

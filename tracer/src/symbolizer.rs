@@ -1,67 +1,78 @@
 //! Kernel stack addresses to function names, from `/proc/kallsyms`.
-use std::{fs, io, sync::OnceLock};
+use std::{
+    fs,
+    io::{self, BufRead, BufReader},
+    sync::{Mutex, OnceLock},
+    thread::JoinHandle,
+};
 
 /// A sorted table of kernel text symbols.
 pub struct Symbolizer {
-    /// Read on first use: parsing 120k lines costs tens of milliseconds that a short
-    /// recording should not pay before its command starts.
-    syms: OnceLock<Vec<(u64, String)>>,
+    /// The kernel takes tens of milliseconds to produce /proc/kallsyms (120k lines here) and
+    /// parsing it more: a thread reads it while the workload runs, and the first lookup
+    /// waits for it.
+    reading: Mutex<Option<JoinHandle<Table>>>,
+    table: OnceLock<Table>,
+}
+
+/// Text symbols sorted by address; the names live in one string (a String per symbol would
+/// double the memory of a long-running monitor).
+#[derive(Default)]
+struct Table {
+    /// (address, start of the name in `names`, its length)
+    syms: Vec<(u64, u32, u32)>,
+    names: String,
 }
 
 const KALLSYMS: &str = "/proc/kallsyms";
 
 impl Symbolizer {
-    /// `/proc/kallsyms`, read when first needed. Addresses read as zero when `kptr_restrict`
-    /// hides them; the symbolizer is then empty and every frame prints as an address.
+    /// Starts reading `/proc/kallsyms`: call it once the programs are attached, so their own
+    /// symbols are in it. Addresses read as zero when `kptr_restrict` hides them; the table is
+    /// then empty and every frame prints as an address.
     pub fn from_kallsyms() -> io::Result<Self> {
         fs::metadata(KALLSYMS)?;
+        let reading = std::thread::Builder::new()
+            .name("kallsyms".into())
+            .spawn(|| match fs::File::open(KALLSYMS) {
+                Ok(f) => Table::read(BufReader::new(f)),
+                Err(e) => {
+                    tracing::warn!("cannot read {KALLSYMS}: {e}; call paths show as addresses");
+                    Table::default()
+                }
+            })?;
         Ok(Symbolizer {
-            syms: OnceLock::new(),
+            reading: Mutex::new(Some(reading)),
+            table: OnceLock::new(),
         })
     }
 
-    fn syms(&self) -> &[(u64, String)] {
-        self.syms
-            .get_or_init(|| match fs::read_to_string(KALLSYMS) {
-                Ok(text) => Self::table(&text),
-                Err(e) => {
-                    tracing::warn!("cannot read {KALLSYMS}: {e}; call paths show as addresses");
-                    Vec::new()
-                }
-            })
+    fn table(&self) -> &Table {
+        self.table.get_or_init(|| {
+            let handle = self.reading.lock().ok().and_then(|mut h| h.take());
+            handle.and_then(|h| h.join().ok()).unwrap_or_default()
+        })
     }
 
     pub fn parse(text: &str) -> Self {
-        let syms = OnceLock::new();
-        let _ = syms.set(Self::table(text));
-        Symbolizer { syms }
-    }
-
-    fn table(text: &str) -> Vec<(u64, String)> {
-        let mut syms: Vec<(u64, String)> = text
-            .lines()
-            .filter_map(|line| {
-                let mut it = line.split_whitespace();
-                let addr = u64::from_str_radix(it.next()?, 16).ok()?;
-                let kind = it.next()?;
-                let name = it.next()?;
-                (addr != 0 && matches!(kind, "t" | "T" | "w" | "W"))
-                    .then(|| (addr, name.to_string()))
-            })
-            .collect();
-        syms.sort_unstable_by_key(|(a, _)| *a);
-        syms
+        let table = OnceLock::new();
+        let _ = table.set(Table::read(text.as_bytes()));
+        Symbolizer {
+            reading: Mutex::new(None),
+            table,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.syms().is_empty()
+        self.table().syms.is_empty()
     }
 
     /// The function containing `addr`.
     pub fn lookup(&self, addr: u64) -> Option<&str> {
-        let syms = self.syms();
-        let i = syms.partition_point(|(a, _)| *a <= addr);
-        (i > 0).then(|| syms[i - 1].1.as_str())
+        let t = self.table();
+        let i = t.syms.partition_point(|(a, _, _)| *a <= addr);
+        let (_, start, len) = *t.syms.get(i.checked_sub(1)?)?;
+        t.names.get(start as usize..(start + len) as usize)
     }
 
     /// Names of the frames, innermost first; unknown addresses as hex.
@@ -74,6 +85,38 @@ impl Symbolizer {
                     .unwrap_or_else(|| format!("{a:#x}"))
             })
             .collect()
+    }
+}
+
+impl Table {
+    /// Reads `ADDRESS TYPE NAME [MODULE]` lines, keeping text symbols with an address.
+    fn read(mut input: impl BufRead) -> Table {
+        let mut table = Table::default();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match input.read_line(&mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let mut it = line.split_whitespace();
+            let (Some(addr), Some(kind), Some(name)) = (it.next(), it.next(), it.next()) else {
+                continue;
+            };
+            let Ok(addr) = u64::from_str_radix(addr, 16) else {
+                continue;
+            };
+            if addr == 0 || !matches!(kind, "t" | "T" | "w" | "W") {
+                continue;
+            }
+            let start = table.names.len() as u32;
+            table.names.push_str(name);
+            table.syms.push((addr, start, name.len() as u32));
+        }
+        table.syms.sort_unstable_by_key(|(a, _, _)| *a);
+        table.syms.shrink_to_fit();
+        table.names.shrink_to_fit();
+        table
     }
 }
 

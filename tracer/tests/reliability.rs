@@ -312,10 +312,7 @@ fn neither_tracefs_nor_securityfs_is_needed_and_doctor_says_so() {
     let hidden = doctor(&mut support::in_private_mounts(hide, &["doctor", "--json"]));
     assert_eq!(hidden["tracefs"], serde_json::Value::Null, "{hidden}");
     assert_eq!(hidden["lsm"], serde_json::Value::Null, "{hidden}");
-    assert_eq!(
-        hidden["hook"]["Ok"], "raw_tracepoint/cap_capable",
-        "{hidden}"
-    );
+    assert_eq!(hidden["hook"]["Ok"], "tp_btf/cap_capable", "{hidden}");
     let enforcement = hidden["enforcement"]["Err"].as_str().unwrap_or_default();
     assert!(
         enforcement.contains("securityfs is not mounted"),

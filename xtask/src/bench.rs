@@ -12,8 +12,9 @@
 //!   `setuid(0)` as root (one audited CAP_SETUID check per call).
 //! - **ns/call** of a variant = wall time of the N-call loop / N, median of the rounds; each
 //!   round runs, in turn: untraced; floor; floor_tp; record; monitor; bpftrace.
-//! - **floor**: an empty program (`r0 = 0; exit`) on the hook captrace uses,
-//!   `raw_tracepoint/cap_capable`, loaded and attached by the bench itself through bpf(2)
+//! - **floor**: an empty program (`r0 = 0; exit`) on the tracepoint captrace uses,
+//!   `raw_tracepoint/cap_capable` (captrace's tp_btf program is dispatched the same way,
+//!   through bpf_trace_run), loaded and attached by the bench itself through bpf(2)
 //!   (Debian's bpftrace 0.17 rejects `rawtracepoint:` probes). **floor_tp**: for reference, an
 //!   empty bpftrace program on `tracepoint:capability:cap_capable`.
 //! - **record**: `captrace record -- <loop>` (captrace's report goes to stderr).
@@ -31,6 +32,9 @@
 //!   The same keys with a `_cpu` suffix use the loop thread's CPU time
 //!   (CLOCK_THREAD_CPUTIME_ID) instead of wall time: a cross-check, not the definition.
 //!   `setuid_`-prefixed ratios are the same for the setuid(0) loop.
+//! - **syscall tax**: `bench-load getppid` makes no capability check; `getppid_record_added_ns`
+//!   and `getppid_monitor_added_ns` are what captrace's program on every syscall's return
+//!   costs every process of the host while it runs.
 //! - **record_true_ms**: median wall time of `captrace record -- true` (stderr to /dev/null),
 //!   interleaved with plain `true` (`true_ms`). Target ≤ 100 ms.
 //! - **fork storm**: `captrace record -o P.json -- xtask bench-load fork-storm`: 10,000 children
@@ -64,7 +68,7 @@
 //!   of each program (informational: statistics slow every program down a little).
 //!
 //! - **foreign tracers**: on a shared machine another test run may have tracing BPF programs
-//!   loaded (captrace's global `sys_enter`/`sys_exit` programs slow every process). Before each
+//!   loaded (captrace's global `sys_exit` program slows every process). Before each
 //!   timed run the bench waits, within a budget (20 s quick, 120 s full), until `bpftool prog
 //!   show` lists none; runs that still saw one are marked `*` and left out of a median when the
 //!   same series has clean runs (`contaminated_runs`). `{loop}_untraced_spread_pct` shows how
@@ -140,15 +144,18 @@ struct Plan {
 enum Loop {
     Sethostname,
     Setuid,
+    /// No capability check: what a tracer adds to every syscall of the host.
+    Getppid,
 }
 
 impl Loop {
-    const ALL: [Loop; 2] = [Loop::Sethostname, Loop::Setuid];
+    const ALL: [Loop; 3] = [Loop::Sethostname, Loop::Setuid, Loop::Getppid];
 
     fn name(self) -> &'static str {
         match self {
             Loop::Sethostname => "sethostname",
             Loop::Setuid => "setuid",
+            Loop::Getppid => "getppid",
         }
     }
 }
@@ -239,7 +246,7 @@ struct Bench {
 }
 
 /// Guards against tracers someone else loaded: on a shared machine, another test run of
-/// captrace attaches `sys_enter`/`sys_exit` programs that slow every syscall of every process,
+/// captrace attaches a `sys_exit` program that slows every syscall of every process,
 /// the untraced runs included.
 struct Quiet {
     /// How long, in all, the bench may still wait for foreign tracing programs to go away.
@@ -508,6 +515,7 @@ Definitions (all figures are medians over interleaved rounds; the bench never as
             );
             if let (Some(spread), Some(floor)) =
                 (spread, self.get(&format!("{}_floor_added_ns", lp.name())))
+                && lp != Loop::Getppid
                 && floor > 0.0
                 && spread > floor
             {
@@ -528,6 +536,7 @@ Definitions (all figures are medians over interleaved rounds; the bench never as
         let prefix = match lp {
             Loop::Sethostname => "",
             Loop::Setuid => "setuid_",
+            Loop::Getppid => "getppid_",
         };
         let untraced = ns(Variant::Untraced);
         let added = |v: Variant| ns(v).zip(untraced).map(|(a, b)| a - b);
@@ -539,6 +548,10 @@ Definitions (all figures are medians over interleaved rounds; the bench never as
                     added(v),
                 );
             }
+        }
+        // No check is made: there is no floor to compare with, only the added ns.
+        if lp == Loop::Getppid {
+            return;
         }
         // Undefined (null) when the floor added nothing measurable.
         if let Some(f) = added(Variant::Floor).filter(|f| *f <= 0.0) {
@@ -703,7 +716,7 @@ Definitions (all figures are medians over interleaved rounds; the bench never as
         }
         println!(
             "(ns/call = time inside the programs per loop call; runs can exceed one per call because \
-             sys_enter/sys_exit programs also run for every other process's syscalls)"
+             sys_exit program also runs for every other process's syscalls)"
         );
     }
 
@@ -903,8 +916,16 @@ Definitions (all figures are medians over interleaved rounds; the bench never as
     fn print_table(&self) {
         header("hook overhead: ns per call (median)");
         println!(
-            "{:<10} {:>12} {:>10} {:>9} {:>12} {:>10} {:>9}  what",
-            "variant", "sethostname", "added", "x floor", "setuid(0)", "added", "x floor"
+            "{:<10} {:>12} {:>10} {:>9} {:>12} {:>10} {:>9} {:>10} {:>8}  what",
+            "variant",
+            "sethostname",
+            "added",
+            "x floor",
+            "setuid(0)",
+            "added",
+            "x floor",
+            "getppid",
+            "added"
         );
         for v in Variant::ALL {
             let mut line = format!("{:<10}", v.name());
@@ -915,6 +936,10 @@ Definitions (all figures are medians over interleaved rounds; the bench never as
                 let ratio = added
                     .zip(floor)
                     .and_then(|(a, f)| (v != Variant::Untraced && f > 0.0).then_some(a / f));
+                if lp == Loop::Getppid {
+                    let _ = write!(line, " {:>10} {:>8}", fmt_opt(ns, 1), fmt_opt(added, 1));
+                    continue;
+                }
                 let _ = write!(
                     line,
                     " {:>12} {:>10} {:>9}",
@@ -964,6 +989,8 @@ Definitions (all figures are medians over interleaved rounds; the bench never as
             Row::plain("record ns/call", v("sethostname_record_ns"), 1),
             Row::plain("bpftrace ns/call", v("sethostname_bpftrace_ns"), 1),
             Row::plain("overhead_ratio_floor", v("overhead_ratio_floor"), 3),
+            Row::plain("getppid_record_added_ns", v("getppid_record_added_ns"), 1),
+            Row::plain("getppid_monitor_added_ns", v("getppid_monitor_added_ns"), 1),
         ];
         for (prefix, lp) in [("", Loop::Sethostname), ("setuid_", Loop::Setuid)] {
             let record = v(&format!("{prefix}overhead_ratio_record"));

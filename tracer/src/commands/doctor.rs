@@ -88,10 +88,7 @@ pub fn findings() -> Findings {
         || (has(caps::Capability::CAP_BPF) && has(caps::Capability::CAP_PERFMON));
     // The final word is the kernel's: load and attach what `record` and `run --enforce` would.
     let hook = match Tracer::load(Options::default()) {
-        Ok(t) => Ok(t
-            .hook()
-            .map(|h| h.attach_point().to_string())
-            .unwrap_or_default()),
+        Ok(t) => Ok(t.hook_point().unwrap_or_default().to_string()),
         Err(e) => Err(e.to_string()),
     };
     let enforcement = match (&lsm, supported("lsm")) {

@@ -106,7 +106,7 @@ fn record_container(args: &RecordArgs, name: &str) -> anyhow::Result<u8> {
         &command,
         None,
         mon.lost_events(),
-        mon.hook(),
+        mon.hook_point(),
     );
     finish(args, &profile)?;
     Ok(0)

@@ -17,7 +17,7 @@ pub use output::{render_table, summary_lines};
 use crate::{
     capability::Cap,
     container::resolve::{self, Attribution, Resolver},
-    hook::{Hook, HookChoice},
+    hook::HookChoice,
     loader::{Options, Tracer},
     namespaces,
     profile::{Audit, Check, Namespaces, NsCallRecord, Origin, Scope, Verdict},
@@ -296,8 +296,8 @@ impl Monitor {
         out
     }
 
-    pub fn hook(&self) -> Option<Hook> {
-        self.tracer.hook()
+    pub fn hook_point(&self) -> Option<&'static str> {
+        self.tracer.hook_point()
     }
 
     pub fn lost_events(&self) -> u64 {

@@ -64,7 +64,6 @@ pub const OUR_TRACEPOINTS: &[&str] = &[
     "sched_process_exec",
     "sched_process_exit",
     "sched_process_fork",
-    "sys_enter",
     "sys_exit",
 ];
 

@@ -26,6 +26,9 @@ enum LoadKind {
     Sethostname(LoopArgs),
     /// Call `setuid(0)` N times as root (one audited CAP_SETUID check each); prints the same.
     Setuid(LoopArgs),
+    /// Call `getppid()` N times: no capability check, so what it measures is what a tracer
+    /// adds to every syscall of the host. Prints the same.
+    Getppid(LoopArgs),
     /// Unshare a UTS namespace, then fork N short-lived children in batches; each calls
     /// `sethostname("x")` once and exits. Prints `children`, `ok` and `ms`.
     ForkStorm(StormArgs),
@@ -89,6 +92,11 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<()> {
         LoadKind::Setuid(a) => timed_loop(a, || {
             // SAFETY: plain syscall.
             unsafe { libc::setuid(0) }
+        }),
+        LoadKind::Getppid(a) => timed_loop(a, || {
+            // SAFETY: plain syscall; it cannot fail.
+            unsafe { libc::syscall(libc::SYS_getppid) };
+            0
         }),
         LoadKind::ForkStorm(a) => fork_storm(a),
         LoadKind::Paced(a) => paced(a),
