@@ -33,6 +33,7 @@ static CONFIG: Config = Config {
     task_pid_off: 0,
     userns_level_off: 0,
     task_real_cred_off: 0,
+    task_comm_off: 0,
     task_thread_pid_off: 0,
     pid_level_off: 0,
     pid_numbers_off: 0,
@@ -287,7 +288,7 @@ fn on_check<M: Kmem, C: StackIdContext>(
         origin: if borrowed::<M>(cfg, c.cred) {
             origin::BORROWED
         } else {
-            origin_of(cfg)
+            origin_of::<M>(cfg)
         },
         opts: c.opts,
         _pad: 0,
@@ -494,14 +495,15 @@ pub fn enforce_capable(ctx: LsmContext) -> i32 {
 }
 
 /// In monitor mode, checks made by a container runtime's init (before it execs the workload,
-/// with the runtime's privileges) are kept apart from the workload's.
+/// with the runtime's privileges) are kept apart from the workload's. The name is read from
+/// `task->comm` (a direct load with BTF pointers, cheaper than `bpf_get_current_comm`).
 #[inline(always)]
-fn origin_of(cfg: &Config) -> u8 {
+fn origin_of<M: Kmem>(cfg: &Config) -> u8 {
     if cfg.trace_all == 0 {
         return origin::WORKLOAD;
     }
-    match bpf_get_current_comm() {
-        Ok(comm) if origin::is_runtime_comm(&comm) => origin::RUNTIME,
+    match M::read::<[u8; 16]>(M::current_task(), cfg.task_comm_off) {
+        Some(comm) if origin::is_runtime_comm(&comm) => origin::RUNTIME,
         _ => origin::WORKLOAD,
     }
 }

@@ -43,8 +43,10 @@ const HOOK_FRAMES: &[&str] = &["cap_capable"];
 /// and the fexit trampoline (`bpf_prog_<tag>_<name>`, `bpf_trampoline_<id>`).
 const MACHINERY_PREFIXES: &[&str] = &["bpf_prog_", "bpf_trampoline_", "__bpf_trace_"];
 
+/// A leading frame with no symbol is code made at run time (a BPF program or trampoline that
+/// the cached symbol table cannot know): machinery too. Kernel text always has a symbol.
 fn is_machinery(frame: &str) -> bool {
-    MACHINERY_PREFIXES.iter().any(|p| frame.starts_with(p))
+    MACHINERY_PREFIXES.iter().any(|p| frame.starts_with(p)) || frame.starts_with("0x")
 }
 
 /// The verdict on one call path, and the rule that gave it.
@@ -227,6 +229,12 @@ mod tests {
         let c = classify(&stack(
             "bpf_prog_66803a51709917ae_cap_capable_fexit bpf_trampoline_6442524968 \
              security_vm_enough_memory_mm __mmap_region",
+        ));
+        assert_eq!(c.audit, Audit::Noaudit);
+        assert_eq!(c.callers[0], "security_vm_enough_memory_mm");
+        // With a cached symbol table the program and trampoline have no name.
+        let c = classify(&stack(
+            "0xffffffffc0009010 0xffffffffc000b000 security_vm_enough_memory_mm __mmap_region",
         ));
         assert_eq!(c.audit, Audit::Noaudit);
         assert_eq!(c.callers[0], "security_vm_enough_memory_mm");

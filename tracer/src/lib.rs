@@ -1,6 +1,7 @@
 //! captrace: trace the Linux capabilities a workload uses, recommend the minimal set, and
 //! render it for the runtimes people use.
 pub mod app;
+pub mod attach_btf;
 pub mod capability;
 pub mod classifier;
 pub mod cli;

@@ -1,7 +1,6 @@
 //! Loads and attaches the kernel programs, after checking that this kernel and this process
 //! can run them. Dropping the `Tracer` detaches everything; nothing is pinned, so a captrace
 //! that dies leaves nothing attached either (the kernel drops links with their last fd).
-use std::thread::JoinHandle;
 
 use aya::{
     Btf, Ebpf, EbpfLoader,
@@ -16,6 +15,7 @@ use syscalls::Sysno;
 use tracer_common::{Config, PathKey, Policy, UsageKey, names, stat};
 
 use crate::{
+    attach_btf::{self, Target},
     enforce,
     hook::{Hook, HookChoice, Refusals},
     syscall,
@@ -28,6 +28,14 @@ const BTF_VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 
 /// The kernel function every hook watches.
 const CAP_CAPABLE: &str = "cap_capable";
+
+/// What the tp_btf, fexit and lsm programs attach to.
+const ATTACH_TARGETS: &[Target] = &[
+    Target::Tracepoint(CAP_CAPABLE),
+    Target::Tracepoint("sys_exit"),
+    Target::Function(CAP_CAPABLE),
+    Target::Function("bpf_lsm_capable"),
+];
 
 /// The programs that follow processes, and the raw tracepoint each attaches to (present on
 /// every kernel captrace supports).
@@ -127,40 +135,8 @@ pub struct Tracer {
     hook: Option<(Hook, &'static str)>,
 }
 
-/// aya's parse of the kernel's BTF (tp_btf, fentry and LSM programs name their attach point by
-/// BTF id). It takes tens of milliseconds, so it runs on another thread while the object loads.
-struct KernelBtf {
-    parsing: Option<JoinHandle<Result<Btf, String>>>,
-    parsed: Option<Result<Btf, String>>,
-}
-
-impl KernelBtf {
-    fn start() -> KernelBtf {
-        KernelBtf {
-            parsing: Some(std::thread::spawn(|| {
-                Btf::from_sys_fs().map_err(|e| e.to_string())
-            })),
-            parsed: None,
-        }
-    }
-
-    fn get(&mut self) -> Result<&Btf, String> {
-        if self.parsed.is_none() {
-            let result = match self.parsing.take() {
-                Some(h) => h
-                    .join()
-                    .unwrap_or_else(|_| Err("BTF parser panicked".into())),
-                None => Btf::from_sys_fs().map_err(|e| e.to_string()),
-            };
-            self.parsed = Some(result);
-        }
-        match self.parsed.as_ref() {
-            Some(Ok(b)) => Ok(b),
-            Some(Err(e)) => Err(e.clone()),
-            None => unreachable!("parsed above"),
-        }
-    }
-}
+/// The attach targets' BTF ids as aya looks them up (see `attach_btf`), or why there are none.
+type AttachBtf = Result<Btf, String>;
 
 impl Drop for Tracer {
     fn drop(&mut self) {
@@ -182,11 +158,14 @@ impl Tracer {
             enforce::available().map_err(LoadError::NoEnforcement)?;
         }
         let btf = kernel_btf()?;
-        let has_tracepoint = btf
-            .resolve_ids_by_name("btf_trace_cap_capable")
-            .is_ok_and(|ids| !ids.is_empty());
-        let mut aya_btf = KernelBtf::start();
         let config = config(&btf, &opts)?;
+        let targets = attach_btf::ids(&btf, ATTACH_TARGETS);
+        let has_tracepoint = targets
+            .iter()
+            .any(|(t, _)| *t == Target::Tracepoint(CAP_CAPABLE));
+        let aya_btf: AttachBtf = attach_btf::for_aya(&targets);
+        // The mapped BTF pages count in captrace's peak memory: released before aya loads.
+        drop(btf);
         tracing::debug!(elapsed = ?t.elapsed(), "config read");
         // The programs use no CO-RE relocations (offsets come from CONFIG), so aya need not
         // parse the kernel's BTF a second time.
@@ -228,13 +207,13 @@ impl Tracer {
         // need a program on every syscall of the host.
         tracer.attach()?;
         if opts.hook.is_some() {
-            tracer.attach_sys_exit(&mut aya_btf)?;
+            tracer.attach_sys_exit(&aya_btf)?;
         }
         if let Some(choice) = opts.hook {
-            tracer.attach_hook(choice, has_tracepoint, &mut aya_btf)?;
+            tracer.attach_hook(choice, has_tracepoint, &aya_btf)?;
         }
         if opts.enforce {
-            let btf = aya_btf.get().map_err(LoadError::Btf)?;
+            let btf = aya_btf.as_ref().map_err(|e| LoadError::Btf(e.clone()))?;
             tracer.attach_lsm(btf).map_err(|e| {
                 LoadError::NoEnforcement(format!("the lsm/capable program: {}", describe(e)))
             })?;
@@ -254,13 +233,14 @@ impl Tracer {
         &mut self,
         choice: HookChoice,
         has_tracepoint: bool,
-        btf: &mut KernelBtf,
+        btf: &AttachBtf,
     ) -> Result<(), LoadError> {
         let mut refusals = Refusals::default();
         for &hook in choice.candidates() {
             let attached = match hook {
                 Hook::Fentry => btf
-                    .get()
+                    .as_ref()
+                    .map_err(Clone::clone)
                     .and_then(|b| self.attach_fexit(b).map_err(describe))
                     .map(|()| hook.attach_point()),
                 Hook::Tracepoint if !has_tracepoint => Err(
@@ -306,17 +286,17 @@ impl Tracer {
     /// True when the typed one runs.
     fn attach_tracepoint(
         &mut self,
-        btf: &mut KernelBtf,
+        btf: &AttachBtf,
         typed: &str,
         raw: &str,
         point: &str,
     ) -> Result<bool, ProgramError> {
-        let why = match btf.get() {
+        let why = match btf {
             Ok(b) => match self.attach_tp_btf(b, typed, point) {
                 Ok(()) => return Ok(true),
                 Err(e) => describe(e),
             },
-            Err(e) => e,
+            Err(e) => e.clone(),
         };
         tracing::debug!(program = typed, %why, "tp_btf refused, using the raw tracepoint");
         self.attach_raw_tp(raw, point)?;
@@ -332,7 +312,7 @@ impl Tracer {
     }
 
     /// The namespace-call program, on every syscall's return.
-    fn attach_sys_exit(&mut self, btf: &mut KernelBtf) -> Result<(), LoadError> {
+    fn attach_sys_exit(&mut self, btf: &AttachBtf) -> Result<(), LoadError> {
         self.attach_tracepoint(
             btf,
             names::PROG_SYS_EXIT_TP_BTF,
@@ -599,13 +579,28 @@ fn kernel_btf() -> Result<btf_rs::Btf, LoadError> {
 
 fn config(btf: &btf_rs::Btf, opts: &Options) -> Result<Config, LoadError> {
     let regs = syscall::REGS;
+    // Each lookup by name scans every type of the kernel (btf-rs's mmap backend has no
+    // index): one per struct.
+    let [
+        task_pid_off,
+        task_real_cred_off,
+        task_comm_off,
+        task_thread_pid_off,
+    ] = btf_member_offsets(
+        btf,
+        "task_struct",
+        ["pid", "real_cred", "comm", "thread_pid"],
+    )?;
+    let [userns_level_off] = btf_member_offsets(btf, "user_namespace", ["level"])?;
+    let [pid_level_off, pid_numbers_off] = btf_member_offsets(btf, "pid", ["level", "numbers"])?;
     Ok(Config {
-        task_pid_off: btf_member_offset(btf, "task_struct", "pid")?,
-        userns_level_off: btf_member_offset(btf, "user_namespace", "level")?,
-        task_real_cred_off: btf_member_offset(btf, "task_struct", "real_cred")?,
-        task_thread_pid_off: btf_member_offset(btf, "task_struct", "thread_pid")?,
-        pid_level_off: btf_member_offset(btf, "pid", "level")?,
-        pid_numbers_off: btf_member_offset(btf, "pid", "numbers")?,
+        task_pid_off,
+        userns_level_off,
+        task_real_cred_off,
+        task_comm_off,
+        task_thread_pid_off,
+        pid_level_off,
+        pid_numbers_off,
         regs_syscall_off: regs.syscall,
         regs_arg0_off: regs.arg0,
         regs_arg1_off: regs.arg1,
@@ -620,21 +615,31 @@ fn config(btf: &btf_rs::Btf, opts: &Options) -> Result<Config, LoadError> {
     })
 }
 
-/// Byte offset of `member` in `struct name`, from the kernel's BTF.
-fn btf_member_offset(btf: &btf_rs::Btf, name: &str, member: &str) -> Result<u32, LoadError> {
+/// Byte offsets of `members` in `struct name`, from the kernel's BTF.
+fn btf_member_offsets<const N: usize>(
+    btf: &btf_rs::Btf,
+    name: &str,
+    members: [&str; N],
+) -> Result<[u32; N], LoadError> {
     let types = btf
         .resolve_types_by_name(name)
         .map_err(|e| LoadError::Btf(e.to_string()))?;
-    for ty in types {
-        if let btf_rs::Type::Struct(s) = ty {
-            for m in &s.members {
-                if btf.resolve_name(m).is_ok_and(|n| n == member) {
-                    return Ok(m.bit_offset() / 8);
-                }
-            }
-        }
+    let Some(btf_rs::Type::Struct(s)) = types
+        .into_iter()
+        .find(|t| matches!(t, btf_rs::Type::Struct(_)))
+    else {
+        return Err(LoadError::Btf(format!(
+            "the kernel's BTF has no struct {name}"
+        )));
+    };
+    let mut out = [0; N];
+    for (slot, member) in out.iter_mut().zip(members) {
+        let m = s
+            .members
+            .iter()
+            .find(|m| btf.resolve_name(*m).is_ok_and(|n| n == member))
+            .ok_or_else(|| LoadError::Btf(format!("struct {name} has no member {member}")))?;
+        *slot = m.bit_offset() / 8;
     }
-    Err(LoadError::Btf(format!(
-        "struct {name} has no member {member}"
-    )))
+    Ok(out)
 }
