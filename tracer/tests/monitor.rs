@@ -40,8 +40,9 @@ impl Monitor {
                 }
             }
         });
-        // The programs attach within a few hundred milliseconds.
-        thread::sleep(Duration::from_millis(800));
+        // Watching once the kernel lists its programs attached (a fixed wait was outrun by a
+        // loaded machine in reliability.rs).
+        support::bpf::links_once_attached(child.id());
         Monitor { child, lines }
     }
 

@@ -17,6 +17,12 @@
 //!   through bpf_trace_run), loaded and attached by the bench itself through bpf(2)
 //!   (Debian's bpftrace 0.17 rejects `rawtracepoint:` probes). **floor_tp**: for reference, an
 //!   empty bpftrace program on `tracepoint:capability:cap_capable`.
+//! - **floor_filter**: the same raw tracepoint with a program that only looks the current
+//!   thread id up in a hash map (`bpf_get_current_pid_tgid`, `bpf_map_lookup_elem`): the least
+//!   a tracer that follows chosen processes must do per check (captrace's TASKS lookup alone).
+//!   `overhead_ratio_filter` = added(floor_filter) / added(floor) shows whether "≤ 1.5x the
+//!   floor" can be met at all; `overhead_ratio_record_vs_filter` = added(record) /
+//!   added(floor_filter).
 //! - **record**: `captrace record -- <loop>` (captrace's report goes to stderr).
 //! - **monitor**: `captrace monitor --json --metrics 127.0.0.1:PORT` in the background (host-wide:
 //!   every process's checks are counted per cgroup), started before the loop and ready once it
@@ -41,7 +47,7 @@
 //!   forked in batches of 8 from a process with a private UTS namespace, each calling
 //!   `sethostname` once; `fork_storm_tracked` = the sum of `count` over the profile's SYS_ADMIN
 //!   checks from syscall `sethostname`. Target: all counted.
-//! - **real workload**: an archive of 20,000 small files owned by uid 1000 (built once in
+//! - **real workload**: an archive of 100,000 small files owned by uid 1000 (built once in
 //!   `target/bench/`) extracted as root with `tar --same-owner -xf` (a chown per file) into a
 //!   fresh directory on tmpfs (`/dev/shm`, so disk writeback does not drown the difference),
 //!   untraced vs `captrace record -- tar ...`, end-to-end wall time including captrace's start;
@@ -112,8 +118,8 @@ pub struct BenchArgs {
     /// Calls per loop (default 1,000,000; --quick 200,000).
     #[arg(long)]
     calls: Option<u64>,
-    /// Files in the real-workload archive.
-    #[arg(long, default_value_t = 20_000)]
+    /// Files in the real-workload archive (default: about a Linux source tree's 90,000).
+    #[arg(long, default_value_t = 100_000)]
     files: u32,
     /// Children in the fork storm.
     #[arg(long, default_value_t = 10_000)]
@@ -194,12 +200,14 @@ enum Variant {
     Record,
     Monitor,
     Bpftrace,
+    FloorFilter,
 }
 
 impl Variant {
-    const ALL: [Variant; 6] = [
+    const ALL: [Variant; 7] = [
         Variant::Untraced,
         Variant::Floor,
+        Variant::FloorFilter,
         Variant::FloorTp,
         Variant::Record,
         Variant::Monitor,
@@ -214,6 +222,7 @@ impl Variant {
             Variant::Record => "record",
             Variant::Monitor => "monitor",
             Variant::Bpftrace => "bpftrace",
+            Variant::FloorFilter => "floor_filter",
         }
     }
 
@@ -225,6 +234,7 @@ impl Variant {
             Variant::Record => "captrace record -- <loop>",
             Variant::Monitor => "captrace monitor (host-wide) running",
             Variant::Bpftrace => "bpftrace count map keyed by cap",
+            Variant::FloorFilter => "raw_tp program doing only a thread-id hash lookup",
         }
     }
 }
@@ -571,12 +581,20 @@ Definitions (all figures are medians over interleaved rounds; the bench never as
             Variant::Monitor,
             Variant::Bpftrace,
             Variant::FloorTp,
+            Variant::FloorFilter,
         ] {
             self.set(
                 format!("{prefix}overhead_ratio_{}{suffix}", v.name()),
                 ratio_to_floor(v),
             );
         }
+        // Against the least any per-thread tracer must do.
+        self.set(
+            format!("{prefix}overhead_ratio_record_vs_filter{suffix}"),
+            added(Variant::Record)
+                .zip(added(Variant::FloorFilter))
+                .and_then(|(r, f)| (f > 0.0).then_some(r / f)),
+        );
         self.set(
             format!("{prefix}overhead_ratio_floor{suffix}"),
             ns(Variant::Floor).zip(untraced).map(|(f, u)| f / u),
@@ -601,8 +619,12 @@ Definitions (all figures are medians over interleaved rounds; the bench never as
         };
         let stdout = match variant {
             Variant::Untraced => run_stdout(&mut load)?,
-            Variant::Floor => {
-                let _floor = bpf::attach_empty_raw_tp("cap_capable")?;
+            Variant::Floor | Variant::FloorFilter => {
+                let _floor = if variant == Variant::Floor {
+                    bpf::attach_empty_raw_tp("cap_capable")?
+                } else {
+                    bpf::attach_filter_raw_tp("cap_capable")?
+                };
                 with_stats(&mut load, std::process::id().to_string());
                 run_stdout(&mut load)?
             }
@@ -665,6 +687,7 @@ Definitions (all figures are medians over interleaved rounds; the bench never as
         );
         for variant in [
             Variant::Floor,
+            Variant::FloorFilter,
             Variant::FloorTp,
             Variant::Record,
             Variant::Monitor,
@@ -893,7 +916,7 @@ Definitions (all figures are medians over interleaved rounds; the bench never as
                 fs::create_dir(&sub)?;
                 std::os::unix::fs::chown(&sub, Some(1000), Some(1000))?;
             }
-            let file = sub.join(format!("f{i:05}"));
+            let file = sub.join(format!("f{i:07}"));
             fs::write(&file, format!("file {i}\n"))?;
             std::os::unix::fs::chown(&file, Some(1000), Some(1000))?;
         }
@@ -989,6 +1012,31 @@ Definitions (all figures are medians over interleaved rounds; the bench never as
             Row::plain("record ns/call", v("sethostname_record_ns"), 1),
             Row::plain("bpftrace ns/call", v("sethostname_bpftrace_ns"), 1),
             Row::plain("overhead_ratio_floor", v("overhead_ratio_floor"), 3),
+            Row::plain(
+                "overhead_ratio_floor_filter",
+                v("overhead_ratio_floor_filter"),
+                2,
+            ),
+            Row::plain(
+                "overhead_ratio_record_vs_filter",
+                v("overhead_ratio_record_vs_filter"),
+                2,
+            ),
+            Row::plain(
+                "in-program ns/run: empty program",
+                v("profile_floor_bench_floor_ns_per_run"),
+                1,
+            ),
+            Row::plain(
+                "in-program ns/run: thread lookup only",
+                v("profile_floor_filter_bench_filter_ns_per_run"),
+                1,
+            ),
+            Row::plain(
+                "in-program ns/run: record's cap_capable",
+                v("profile_record_cap_capable_tp_btf_ns_per_run"),
+                1,
+            ),
             Row::plain("getppid_record_added_ns", v("getppid_record_added_ns"), 1),
             Row::plain("getppid_monitor_added_ns", v("getppid_monitor_added_ns"), 1),
         ];

@@ -9,6 +9,7 @@ use std::{
 
 use anyhow::Context as _;
 
+const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_RAW_TRACEPOINT_OPEN: libc::c_long = 17;
 const BPF_ENABLE_STATS: libc::c_long = 32;
@@ -29,6 +30,19 @@ struct ProgLoadAttr {
     prog_flags: u32,
     prog_name: [u8; 16],
 }
+
+/// The leading fields of `union bpf_attr` for BPF_MAP_CREATE.
+#[repr(C)]
+struct MapCreateAttr {
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    map_flags: u32,
+}
+
+const BPF_MAP_TYPE_HASH: u32 = 1;
+const BPF_F_NO_PREALLOC: u32 = 1;
 
 /// `union bpf_attr` for BPF_RAW_TRACEPOINT_OPEN.
 #[repr(C)]
@@ -63,20 +77,65 @@ fn bpf_fd<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
-/// An empty program (`r0 = 0; exit`) attached to a raw tracepoint; detached on drop.
-pub struct EmptyRawTp {
+/// A reference program attached to a raw tracepoint; detached on drop.
+pub struct FloorRawTp {
     _link: OwnedFd,
     _prog: OwnedFd,
+    _map: Option<OwnedFd>,
+}
+
+/// One BPF instruction: opcode, registers, offset, immediate.
+const fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> u64 {
+    (code as u64)
+        | (((src << 4) | dst) as u64) << 8
+        | ((off as u16) as u64) << 16
+        | ((imm as u32) as u64) << 32
 }
 
 /// Loads `r0 = 0; exit` as a raw tracepoint program named `bench_floor` and attaches it to
 /// `tracepoint` (e.g. `cap_capable`), the hook captrace itself uses.
-pub fn attach_empty_raw_tp(tracepoint: &str) -> anyhow::Result<EmptyRawTp> {
+pub fn attach_empty_raw_tp(tracepoint: &str) -> anyhow::Result<FloorRawTp> {
     // mov64 r0, 0 ; exit
-    let insns: [u64; 2] = [0xb7, 0x95];
+    attach_raw_tp(tracepoint, b"bench_floor", &[0xb7, 0x95], None)
+}
+
+/// The least a tracer that follows chosen threads must do per event: look the current
+/// thread up in a hash map keyed by thread id (as captrace's TASKS; it misses here), then
+/// return. Named `bench_filter`.
+pub fn attach_filter_raw_tp(tracepoint: &str) -> anyhow::Result<FloorRawTp> {
+    let mut create = MapCreateAttr {
+        map_type: BPF_MAP_TYPE_HASH,
+        key_size: 4,
+        value_size: 8,
+        max_entries: 16_384,
+        map_flags: BPF_F_NO_PREALLOC,
+    };
+    let map = bpf_fd(BPF_MAP_CREATE, &mut create).context("creating the filter's hash map")?;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&map);
+    const CALL: u8 = 0x85;
+    let insns = [
+        insn(CALL, 0, 0, 0, 14),  // r0 = bpf_get_current_pid_tgid()
+        insn(0x63, 10, 0, -4, 0), // *(u32 *)(r10 - 4) = r0 (the thread id)
+        insn(0x18, 1, 1, 0, fd),  // r1 = the map (ld_imm64, BPF_PSEUDO_MAP_FD) ...
+        0,                        // ... its second half
+        insn(0xbf, 2, 10, 0, 0),  // r2 = r10
+        insn(0x07, 2, 0, 0, -4),  // r2 += -4
+        insn(CALL, 0, 0, 0, 1),   // r0 = bpf_map_lookup_elem(r1, r2)
+        insn(0xb7, 0, 0, 0, 0),   // r0 = 0
+        insn(0x95, 0, 0, 0, 0),   // exit
+    ];
+    attach_raw_tp(tracepoint, b"bench_filter", &insns, Some(map))
+}
+
+fn attach_raw_tp(
+    tracepoint: &str,
+    prog_name: &[u8],
+    insns: &[u64],
+    map: Option<OwnedFd>,
+) -> anyhow::Result<FloorRawTp> {
     let license = c"GPL";
     let mut name = [0u8; 16];
-    name[..11].copy_from_slice(b"bench_floor");
+    name[..prog_name.len()].copy_from_slice(prog_name);
     let mut load = ProgLoadAttr {
         prog_type: BPF_PROG_TYPE_RAW_TRACEPOINT,
         insn_cnt: insns.len() as u32,
@@ -90,7 +149,7 @@ pub fn attach_empty_raw_tp(tracepoint: &str) -> anyhow::Result<EmptyRawTp> {
         prog_name: name,
     };
     let prog =
-        bpf_fd(BPF_PROG_LOAD, &mut load).context("loading an empty raw_tracepoint program")?;
+        bpf_fd(BPF_PROG_LOAD, &mut load).context("loading a reference raw_tracepoint program")?;
     let tp = CString::new(tracepoint)?;
     let mut open = RawTpOpenAttr {
         name: tp.as_ptr() as u64,
@@ -98,10 +157,11 @@ pub fn attach_empty_raw_tp(tracepoint: &str) -> anyhow::Result<EmptyRawTp> {
         _pad: 0,
     };
     let link = bpf_fd(BPF_RAW_TRACEPOINT_OPEN, &mut open)
-        .with_context(|| format!("attaching the empty program to raw_tracepoint/{tracepoint}"))?;
-    Ok(EmptyRawTp {
+        .with_context(|| format!("attaching a reference program to raw_tracepoint/{tracepoint}"))?;
+    Ok(FloorRawTp {
         _link: link,
         _prog: prog,
+        _map: map,
     })
 }
 
@@ -159,6 +219,23 @@ fn parse_fdinfo(text: &str) -> Option<(u32, ProgStats)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_reference_programs_load_and_attach() {
+        // SAFETY: plain syscall.
+        if unsafe { libc::geteuid() } != 0 {
+            assert!(std::env::var_os("CI").is_none(), "CI runs as root");
+            eprintln!("skipped: loading BPF needs root");
+            return;
+        }
+        // A tracepoint every kernel has; the bench uses cap_capable.
+        let empty = attach_empty_raw_tp("sched_process_fork").unwrap();
+        let filter = attach_filter_raw_tp("sched_process_fork").unwrap();
+        let ours = prog_stats_of(std::process::id()).unwrap();
+        assert_eq!(ours.len(), 2, "{ours:?}");
+        drop((empty, filter));
+        assert!(prog_stats_of(std::process::id()).unwrap().is_empty());
+    }
 
     #[test]
     fn parses_prog_fdinfo_and_ignores_links() {
