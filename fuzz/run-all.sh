@@ -22,7 +22,7 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 
-targets=(profile_json cgroup_path proc_status kallsyms capability_name)
+targets=(profile_json cgroup_path proc_status kallsyms capability_name kernel_btf)
 for target in "${targets[@]}"; do
     echo "=== $target (${secs}s)" >&2
     mkdir -p "corpus-work/$target"

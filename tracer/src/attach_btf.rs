@@ -4,11 +4,13 @@
 //! aya's `load(name, &Btf)` only looks the target up by name and kind to get its type id, but
 //! building its `Btf` from /sys/kernel/btf/vmlinux parses every type of the kernel: ~30 ms of
 //! CPU and 17 MB of peak memory measured here (monitor's peak RSS went from 24 to 41 MB). The
-//! ids are found instead with btf-rs (mmap, lazy) and given to aya as a small BTF of the same
-//! numbering: each wanted type at its kernel id, 12-byte placeholders in between. The kernel
+//! ids are found instead in captrace's one pass over the kernel's BTF (`kernel_btf`) and given
+//! to aya as a small BTF of the same numbering: each wanted type at its kernel id, 12-byte placeholders in between. The kernel
 //! checks the id against its own BTF when the program loads, so a wrong id is refused, never
 //! attached somewhere else.
 use aya::Btf;
+
+use crate::kernel_btf::{Found, Kind};
 
 /// What a program attaches to, as aya looks it up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,26 +41,23 @@ impl Target {
         }
     }
 
-    fn matches(self, ty: &btf_rs::Type) -> bool {
-        matches!(
-            (self, ty),
-            (Target::Tracepoint(_), btf_rs::Type::Typedef(_))
-                | (Target::Function(_), btf_rs::Type::Func(_))
-        )
+    /// The name and kind to look up in the kernel's BTF.
+    pub fn lookup(self) -> (String, Kind) {
+        match self {
+            Target::Tracepoint(_) => (self.name(), Kind::Typedef),
+            Target::Function(_) => (self.name(), Kind::Func),
+        }
     }
 }
 
 /// The kernel's id of each target it has (absent ones are left out: aya then reports them
 /// unknown, as it would with the full BTF).
-pub fn ids(btf: &btf_rs::Btf, targets: &[Target]) -> Vec<(Target, u32)> {
+pub fn ids(found: &Found, targets: &[Target]) -> Vec<(Target, u32)> {
     targets
         .iter()
         .filter_map(|&t| {
-            let ids = btf.resolve_ids_by_name(&t.name()).ok()?;
-            let id = ids
-                .into_iter()
-                .find(|&id| btf.resolve_type_by_id(id).is_ok_and(|ty| t.matches(&ty)))?;
-            Some((t, id))
+            let (name, kind) = t.lookup();
+            Some((t, found.id(&name, kind)?))
         })
         .collect()
 }

@@ -10,6 +10,7 @@ pub mod container;
 pub mod enforce;
 pub mod formats;
 pub mod hook;
+pub mod kernel_btf;
 pub mod launch;
 pub mod loader;
 pub mod metrics;

@@ -18,6 +18,7 @@ use crate::{
     attach_btf::{self, Target},
     enforce,
     hook::{Hook, HookChoice, Refusals},
+    kernel_btf::{self, Found, Kind},
     syscall,
 };
 
@@ -157,22 +158,35 @@ impl Tracer {
         if opts.enforce {
             enforce::available().map_err(LoadError::NoEnforcement)?;
         }
-        let btf = kernel_btf()?;
+        // aya 0.14's EbpfLoader::new() parses the kernel's whole BTF (~20 ms here; later aya
+        // versions do it lazily, but need a newer rustc) even though captrace then tells it
+        // not to use it: done on another thread while this one scans the BTF for what
+        // captrace does need.
+        let loader = std::thread::spawn(EbpfLoader::new);
+        let btf = kernel_btf();
+        let loader = loader
+            .join()
+            .map_err(|_| LoadError::Btf("the BTF parser panicked".into()));
+        let (btf, mut loader) = (btf?, loader?);
+        tracing::debug!(elapsed = ?t.elapsed(), "kernel BTF read");
         let config = config(&btf, &opts)?;
         let targets = attach_btf::ids(&btf, ATTACH_TARGETS);
         let has_tracepoint = targets
             .iter()
             .any(|(t, _)| *t == Target::Tracepoint(CAP_CAPABLE));
-        let aya_btf: AttachBtf = attach_btf::for_aya(&targets);
-        // The mapped BTF pages count in captrace's peak memory: released before aya loads.
         drop(btf);
-        tracing::debug!(elapsed = ?t.elapsed(), "config read");
+        // Its parse (~15 ms: placeholders up to the highest id) runs while aya loads the object.
+        let aya_btf = std::thread::spawn(move || attach_btf::for_aya(&targets));
         // The programs use no CO-RE relocations (offsets come from CONFIG), so aya need not
         // parse the kernel's BTF a second time.
-        let ebpf = EbpfLoader::new()
+        let ebpf = loader
             .btf(None)
             .override_global(names::GLOBAL_CONFIG, &config, true)
-            .load(OBJECT)?;
+            .load(OBJECT);
+        let aya_btf: AttachBtf = aya_btf
+            .join()
+            .unwrap_or_else(|_| Err("the attach BTF builder panicked".into()));
+        let ebpf = ebpf?;
         tracing::debug!(elapsed = ?t.elapsed(), "programs loaded");
         let nr_cpus = nr_cpus().map_err(|(_, e)| LoadError::Btf(e.to_string()))?;
         let mut tracer = Tracer {
@@ -569,30 +583,30 @@ fn in_child_user_namespace() -> bool {
     std::fs::metadata("/proc/self/ns/user").is_ok_and(|m| m.ino() != PROC_USER_INIT_INO)
 }
 
-fn kernel_btf() -> Result<btf_rs::Btf, LoadError> {
-    // mmap parses lazily (kernels >= 6.15 allow mapping vmlinux BTF); the cached backend
-    // parses everything up front and costs a few hundred milliseconds.
-    btf_rs::Btf::from_file_with_backend(BTF_VMLINUX, btf_rs::Backend::Mmap)
-        .or_else(|_| btf_rs::Btf::from_file(BTF_VMLINUX))
-        .map_err(|e| LoadError::Btf(e.to_string()))
+/// Everything captrace reads from the kernel's BTF, in one pass.
+fn kernel_btf() -> Result<Found, LoadError> {
+    let lookups: Vec<(String, Kind)> = STRUCTS
+        .iter()
+        .map(|s| (s.to_string(), Kind::Struct))
+        .chain(ATTACH_TARGETS.iter().map(|t| t.lookup()))
+        .collect();
+    let wanted: Vec<(&str, Kind)> = lookups.iter().map(|(n, k)| (n.as_str(), *k)).collect();
+    kernel_btf::scan_vmlinux(&wanted).map_err(LoadError::Btf)
 }
 
-fn config(btf: &btf_rs::Btf, opts: &Options) -> Result<Config, LoadError> {
+/// The structs whose member offsets the programs need.
+const STRUCTS: &[&str] = &["task_struct", "user_namespace", "pid"];
+
+fn config(btf: &Found, opts: &Options) -> Result<Config, LoadError> {
     let regs = syscall::REGS;
-    // Each lookup by name scans every type of the kernel (btf-rs's mmap backend has no
-    // index): one per struct.
-    let [
-        task_pid_off,
-        task_real_cred_off,
-        task_comm_off,
-        task_thread_pid_off,
-    ] = btf_member_offsets(
-        btf,
-        "task_struct",
-        ["pid", "real_cred", "comm", "thread_pid"],
-    )?;
-    let [userns_level_off] = btf_member_offsets(btf, "user_namespace", ["level"])?;
-    let [pid_level_off, pid_numbers_off] = btf_member_offsets(btf, "pid", ["level", "numbers"])?;
+    let off = |s: &str, m: &str| btf.member_offset(s, m).map_err(LoadError::Btf);
+    let task_pid_off = off("task_struct", "pid")?;
+    let task_real_cred_off = off("task_struct", "real_cred")?;
+    let task_comm_off = off("task_struct", "comm")?;
+    let task_thread_pid_off = off("task_struct", "thread_pid")?;
+    let userns_level_off = off("user_namespace", "level")?;
+    let pid_level_off = off("pid", "level")?;
+    let pid_numbers_off = off("pid", "numbers")?;
     Ok(Config {
         task_pid_off,
         userns_level_off,
@@ -613,33 +627,4 @@ fn config(btf: &btf_rs::Btf, opts: &Options) -> Result<Config, LoadError> {
         filter_cgroups: u32::from(!opts.cgroups.is_empty()),
         enforce_cgroups: u32::from(!opts.enforce_cgroups.is_empty()),
     })
-}
-
-/// Byte offsets of `members` in `struct name`, from the kernel's BTF.
-fn btf_member_offsets<const N: usize>(
-    btf: &btf_rs::Btf,
-    name: &str,
-    members: [&str; N],
-) -> Result<[u32; N], LoadError> {
-    let types = btf
-        .resolve_types_by_name(name)
-        .map_err(|e| LoadError::Btf(e.to_string()))?;
-    let Some(btf_rs::Type::Struct(s)) = types
-        .into_iter()
-        .find(|t| matches!(t, btf_rs::Type::Struct(_)))
-    else {
-        return Err(LoadError::Btf(format!(
-            "the kernel's BTF has no struct {name}"
-        )));
-    };
-    let mut out = [0; N];
-    for (slot, member) in out.iter_mut().zip(members) {
-        let m = s
-            .members
-            .iter()
-            .find(|m| btf.resolve_name(*m).is_ok_and(|n| n == member))
-            .ok_or_else(|| LoadError::Btf(format!("struct {name} has no member {member}")))?;
-        *slot = m.bit_offset() / 8;
-    }
-    Ok(out)
 }

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::{
     cli::DoctorArgs,
     container::resolve::cgroup2_root,
+    kernel_btf::{self, Kind},
     loader::{Options, Tracer},
 };
 
@@ -63,12 +64,10 @@ fn probe(t: ProgramType) -> bool {
 }
 
 pub fn findings() -> Findings {
-    let btf = Path::new("/sys/kernel/btf/vmlinux").exists();
+    let btf = Path::new(kernel_btf::VMLINUX).exists();
     let tracepoint = btf
-        && btf_rs::Btf::from_file_with_backend("/sys/kernel/btf/vmlinux", btf_rs::Backend::Mmap)
-            .ok()
-            .and_then(|b| b.resolve_ids_by_name("btf_trace_cap_capable").ok())
-            .is_some_and(|ids| !ids.is_empty());
+        && kernel_btf::scan_vmlinux(&[("btf_trace_cap_capable", Kind::Typedef)])
+            .is_ok_and(|f| f.id("btf_trace_cap_capable", Kind::Typedef).is_some());
     let types = [
         ("raw_tracepoint", ProgramType::RawTracePoint),
         ("tracepoint", ProgramType::TracePoint),
