@@ -52,6 +52,8 @@
 //!   fresh directory on tmpfs (`/dev/shm`, so disk writeback does not drown the difference),
 //!   untraced vs `captrace record -- tar ...`, end-to-end wall time including captrace's start;
 //!   `real_workload_ratio` = recorded / untraced. Target ≤ 1.03.
+//!   `real_workload_ratio_filter`: plain tar with the floor_filter program on cap_capable (the
+//!   least any tracer following chosen processes could add) ÷ untraced.
 //!   `real_workload_ratio_after_start` (diagnostic) takes captrace's fixed start-up cost
 //!   (record_true_ms − true_ms) out of the recorded time.
 //! - **monitor throughput** (`monitor_*`; see `bench/monitor.rs`): per round, a fresh agent as
@@ -849,8 +851,23 @@ Definitions (all figures are medians over interleaved rounds; the bench never as
         };
         let dest = base.join(format!("captrace-bench-extract-{}", std::process::id()));
         let (mut plain, mut recorded) = (Series::default(), Series::default());
+        let mut filtered = Series::default();
         for _ in 0..self.plan.rounds {
-            for traced in [false, true] {
+            // The filter-only program on cap_capable while plain tar runs: the least any
+            // tracer following chosen processes could add to this workload.
+            let mut filter = None;
+            for (traced, with_filter) in [(false, false), (false, true), (true, false)] {
+                filter = if with_filter {
+                    match bpf::attach_filter_raw_tp("cap_capable") {
+                        Ok(f) => Some(f),
+                        Err(e) => {
+                            self.note(format!("real workload with the filter program: {e:#}"));
+                            continue;
+                        }
+                    }
+                } else {
+                    None
+                };
                 let mut tar = Command::new("tar");
                 tar.arg("--same-owner")
                     .arg("-xf")
@@ -872,20 +889,26 @@ Definitions (all figures are medians over interleaved rounds; the bench never as
                     unsafe { libc::sync() };
                     self.measure(|_| wall_ms(cmd))
                 });
-                match (ms, traced) {
-                    (Ok((ms, clean)), false) => plain.push(ms, clean),
-                    (Ok((ms, clean)), true) => recorded.push(ms, clean),
-                    (Err(e), _) => self.note(format!("real workload (traced: {traced}): {e:#}")),
+                match (ms, traced, with_filter) {
+                    (Ok((ms, clean)), false, false) => plain.push(ms, clean),
+                    (Ok((ms, clean)), false, true) => filtered.push(ms, clean),
+                    (Ok((ms, clean)), true, _) => recorded.push(ms, clean),
+                    (Err(e), _, _) => self.note(format!("real workload (traced: {traced}): {e:#}")),
                 }
             }
+            drop(filter);
         }
         let _ = fs::remove_dir_all(&dest);
         println!(
-            "untraced: {} ms\nrecord:   {} ms",
+            "untraced: {} ms\nfilter:   {} ms\nrecord:   {} ms",
             plain.list(),
+            filtered.list(),
             recorded.list()
         );
         let (u, r) = (median(&plain.usable()), median(&recorded.usable()));
+        let f = median(&filtered.usable());
+        self.set("real_workload_filter_ms", f);
+        self.set("real_workload_ratio_filter", f.zip(u).map(|(f, u)| f / u));
         self.set("real_workload_untraced_ms", u);
         self.set("real_workload_record_ms", r);
         self.set("real_workload_ratio", r.zip(u).map(|(r, u)| r / u));
@@ -1122,6 +1145,11 @@ Definitions (all figures are medians over interleaved rounds; the bench never as
             3,
             "<= 1.03",
             v("real_workload_ratio").map(|r| r <= 1.03),
+        ));
+        rows.push(Row::plain(
+            "real_workload_ratio_filter",
+            v("real_workload_ratio_filter"),
+            3,
         ));
         rows.push(Row::plain(
             "real_workload_ratio_after_start",
