@@ -853,21 +853,9 @@ Definitions (all figures are medians over interleaved rounds; the bench never as
         let (mut plain, mut recorded) = (Series::default(), Series::default());
         let mut filtered = Series::default();
         for _ in 0..self.plan.rounds {
-            // The filter-only program on cap_capable while plain tar runs: the least any
+            // With the filter-only program on cap_capable while plain tar runs: the least any
             // tracer following chosen processes could add to this workload.
-            let mut filter = None;
             for (traced, with_filter) in [(false, false), (false, true), (true, false)] {
-                filter = if with_filter {
-                    match bpf::attach_filter_raw_tp("cap_capable") {
-                        Ok(f) => Some(f),
-                        Err(e) => {
-                            self.note(format!("real workload with the filter program: {e:#}"));
-                            continue;
-                        }
-                    }
-                } else {
-                    None
-                };
                 let mut tar = Command::new("tar");
                 tar.arg("--same-owner")
                     .arg("-xf")
@@ -887,7 +875,13 @@ Definitions (all figures are medians over interleaved rounds; the bench never as
                 let ms = fresh_dir(&dest).and_then(|()| {
                     // SAFETY: plain syscall; flushes what the previous round left dirty.
                     unsafe { libc::sync() };
-                    self.measure(|_| wall_ms(cmd))
+                    // Attached inside the measurement, after its check for foreign tracers.
+                    self.measure(|_| {
+                        let _filter = with_filter
+                            .then(|| bpf::attach_filter_raw_tp("cap_capable"))
+                            .transpose()?;
+                        wall_ms(cmd)
+                    })
                 });
                 match (ms, traced, with_filter) {
                     (Ok((ms, clean)), false, false) => plain.push(ms, clean),
@@ -896,7 +890,6 @@ Definitions (all figures are medians over interleaved rounds; the bench never as
                     (Err(e), _, _) => self.note(format!("real workload (traced: {traced}): {e:#}")),
                 }
             }
-            drop(filter);
         }
         let _ = fs::remove_dir_all(&dest);
         println!(
