@@ -69,7 +69,11 @@ pub fn scan_vmlinux(wanted: &[(&str, Kind)]) -> Result<Found, String> {
     // SAFETY: a read-only mapping of a file the kernel never changes while it runs. The kernel
     // (>= 6.15) allows private read-only mappings only, prefaulted here in one call; older
     // kernels cannot map it, and it is read instead (in 4 KiB pieces: ~10 ms more).
-    match unsafe { memmap2::MmapOptions::new().populate().map_copy_read_only(&file) } {
+    match unsafe {
+        memmap2::MmapOptions::new()
+            .populate()
+            .map_copy_read_only(&file)
+    } {
         Ok(map) => scan(&map, wanted),
         Err(_) => scan(&fs::read(Path::new(VMLINUX)).map_err(describe)?, wanted),
     }
