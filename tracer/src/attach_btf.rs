@@ -10,7 +10,7 @@
 //! attached somewhere else.
 use aya::Btf;
 
-use crate::kernel_btf::{Found, Kind};
+use crate::kernel_btf::{Found, HEADER_LEN, KIND_PTR, Kind, MAGIC};
 
 /// What a program attaches to, as aya looks it up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,31 +21,12 @@ pub enum Target {
     Function(&'static str),
 }
 
-/// BTF kinds (include/uapi/linux/btf.h).
-const KIND_PTR: u32 = 2;
-const KIND_TYPEDEF: u32 = 8;
-const KIND_FUNC: u32 = 12;
-
 impl Target {
-    fn name(self) -> String {
-        match self {
-            Target::Tracepoint(tp) => format!("btf_trace_{tp}"),
-            Target::Function(f) => f.to_string(),
-        }
-    }
-
-    fn kind(self) -> u32 {
-        match self {
-            Target::Tracepoint(_) => KIND_TYPEDEF,
-            Target::Function(_) => KIND_FUNC,
-        }
-    }
-
     /// The name and kind to look up in the kernel's BTF.
     pub fn lookup(self) -> (String, Kind) {
         match self {
-            Target::Tracepoint(_) => (self.name(), Kind::Typedef),
-            Target::Function(_) => (self.name(), Kind::Func),
+            Target::Tracepoint(tp) => (format!("btf_trace_{tp}"), Kind::Typedef),
+            Target::Function(f) => (f.to_string(), Kind::Func),
         }
     }
 }
@@ -74,10 +55,11 @@ fn encode(ids: &[(Target, u32)]) -> Vec<u8> {
     let mut strings = vec![0u8];
     let mut named = std::collections::HashMap::new();
     for &(t, id) in ids {
+        let (name, kind) = t.lookup();
         let off = strings.len() as u32;
-        strings.extend_from_slice(t.name().as_bytes());
+        strings.extend_from_slice(name.as_bytes());
         strings.push(0);
-        named.insert(id, (off, t.kind()));
+        named.insert(id, (off, kind.raw()));
     }
     let mut types = Vec::with_capacity(max as usize * 12);
     for id in 1..=max {
@@ -87,13 +69,12 @@ fn encode(ids: &[(Target, u32)]) -> Vec<u8> {
             types.extend_from_slice(&word.to_ne_bytes());
         }
     }
-    const HDR_LEN: u32 = 24;
-    let mut blob = Vec::with_capacity(HDR_LEN as usize + types.len() + strings.len());
-    blob.extend_from_slice(&0xeb9f_u16.to_ne_bytes());
+    let mut blob = Vec::with_capacity(HEADER_LEN + types.len() + strings.len());
+    blob.extend_from_slice(&MAGIC.to_ne_bytes());
     blob.push(1); // version
     blob.push(0); // flags
     for word in [
-        HDR_LEN,
+        HEADER_LEN as u32,
         0,                    // type_off
         types.len() as u32,   // type_len
         types.len() as u32,   // str_off

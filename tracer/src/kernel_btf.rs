@@ -18,7 +18,19 @@ pub enum Kind {
     Func,
 }
 
+impl Kind {
+    /// Its `BTF_KIND_*` number.
+    pub(crate) fn raw(self) -> u32 {
+        match self {
+            Kind::Struct => KIND_STRUCT,
+            Kind::Typedef => KIND_TYPEDEF,
+            Kind::Func => KIND_FUNC,
+        }
+    }
+}
+
 const KIND_INT: u32 = 1;
+pub(crate) const KIND_PTR: u32 = 2;
 const KIND_ARRAY: u32 = 3;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
@@ -32,8 +44,8 @@ const KIND_DECL_TAG: u32 = 17;
 const KIND_ENUM64: u32 = 19;
 const KIND_MAX: u32 = 19;
 
-const MAGIC: u16 = 0xeb9f;
-const HEADER_LEN: usize = 24;
+pub(crate) const MAGIC: u16 = 0xeb9f;
+pub(crate) const HEADER_LEN: usize = 24;
 const TYPE_LEN: usize = 12;
 
 /// What one pass found: ids by (name, kind), and the byte offset of each member of the

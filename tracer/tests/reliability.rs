@@ -105,14 +105,6 @@ fn record_and_monitor_at_once_and_two_records_do_not_interfere() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("f");
     fs::write(&f, "x").unwrap();
-    // monitor serves /metrics only once its programs are attached: an answer means ready (a
-    // fixed sleep was too short on a loaded CI machine, and the chown happened unwatched).
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
     let mon = Command::new(support::captrace_bin())
         .args([
             "monitor",
@@ -121,23 +113,13 @@ fn record_and_monitor_at_once_and_two_records_do_not_interfere() {
             "4",
             "--cap",
             "CHOWN,MKNOD",
-            "--metrics",
-            &addr,
         ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    support::wait_for("monitor to serve /metrics", Duration::from_secs(30), || {
-        use std::io::{Read as _, Write as _};
-        let Ok(mut c) = std::net::TcpStream::connect(&addr) else {
-            return false;
-        };
-        let _ = c.set_read_timeout(Some(Duration::from_millis(500)));
-        let mut reply = String::new();
-        c.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").is_ok()
-            && c.read_to_string(&mut reply).is_ok()
-            && reply.starts_with("HTTP/1")
-    });
+    // Watching once the kernel lists its programs attached (a fixed sleep was too short on a
+    // loaded CI machine, and the chown happened unwatched).
+    support::bpf::links_once_attached(mon.id());
     let n = dir.path().join("n");
     let (f2, n2) = (f.clone(), n.clone());
     let a = thread::spawn(move || record(&["chown", "1000", f2.to_str().unwrap()]));
