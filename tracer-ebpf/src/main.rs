@@ -13,18 +13,19 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
         bpf_get_current_task, bpf_get_current_task_btf, bpf_probe_read_kernel, bpf_probe_read_user,
-        bpf_task_pt_regs,
+        bpf_task_pt_regs, generated::bpf_get_stack,
     },
     macros::{btf_tracepoint, fexit, kprobe, kretprobe, lsm, map, raw_tracepoint},
-    maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
+    maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{
         BtfTracePointContext, FExitContext, LsmContext, ProbeContext, RawTracePointContext,
         RetProbeContext, tracing::StackIdContext,
     },
 };
 use tracer_common::{
-    CapCheck, Config, Denial, Event, EventHeader, NsCall, PathKey, PendingCheck, Policy, UsageKey,
-    capacity, clone_flags, kind, mode, ns_syscall, opts, origin, scope, stat, verdict,
+    CapCheck, Config, Denial, Event, EventHeader, MAX_FRAMES, NsCall, PathKey, PendingCheck,
+    Policy, STACK_LOST, UsageKey, capacity, clone_flags, kind, mode, ns_syscall, opts, origin,
+    scope, stat, verdict,
 };
 
 /// Written by the loader before the programs are loaded.
@@ -72,9 +73,6 @@ static USAGE: PerCpuHashMap<UsageKey, u64> =
 /// Sampled call paths per key (value: number of samples that hit this path).
 #[map]
 static PATHS: HashMap<PathKey, u64> = HashMap::with_max_entries(capacity::PATHS, NO_PREALLOC);
-
-#[map]
-static STACKS: StackTrace = StackTrace::with_max_entries(capacity::STACKS, 0);
 
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(capacity::EVENTS_BYTES, 0);
@@ -534,37 +532,71 @@ fn count_check(map: &PerCpuHashMap<UsageKey, u64>, key: &UsageKey) -> bool {
     }
 }
 
+/// Sends the current call path of a key, once per distinct path. The frames are walked straight
+/// into the ring-buffer record (`bpf_get_stack`) and identified by their hash: a stack-trace map
+/// would refuse a path whose bucket another path holds (a hash collision, EEXIST), and the check
+/// would never be shown. A failed walk still sends the check, with its path marked lost.
 #[inline(always)]
 fn sample_path<C: StackIdContext>(ctx: &C, usage: UsageKey, pid_tgid: u64) {
-    // A failed walk (a hash collision in STACKS, or no callchain buffer in a nested context)
-    // records nothing: the key's next power-of-two sample tries again, and a key with no path
-    // at all is treated as audited in user space.
-    let stack_id = match ctx.get_stackid(&STACKS, 0) {
-        Ok(id) => id,
-        Err(_) => {
-            bump(stat::STACKS_LOST);
-            return;
+    let Some(mut entry) = EVENTS.reserve::<Event<CapCheck>>(0) else {
+        bump(stat::EVENTS_LOST);
+        return;
+    };
+    let event = entry.as_mut_ptr();
+    // SAFETY: `event` points at a reserved record of the right size; `frames` is a field of it,
+    // and the helper writes at most its size in bytes.
+    let walked = unsafe {
+        let frames = core::ptr::addr_of_mut!((*event).data.frames) as *mut u64;
+        let bytes = bpf_get_stack(ctx.as_ptr(), frames as *mut _, (MAX_FRAMES * 8) as u32, 0);
+        if bytes < 0 {
+            None
+        } else {
+            Some((frames, (bytes as usize / 8).min(MAX_FRAMES)))
         }
     };
-    let path = PathKey { usage, stack_id };
+    let (stack_hash, nr_frames) = match walked {
+        // FNV-1a over the addresses; never STACK_LOST.
+        Some((frames, n)) => {
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            let mut i = 0;
+            while i < MAX_FRAMES {
+                if i >= n {
+                    break;
+                }
+                // SAFETY: i < n <= MAX_FRAMES, written by the helper above.
+                h = (h ^ unsafe { *frames.add(i) }).wrapping_mul(0x0000_0100_0000_01b3);
+                i += 1;
+            }
+            (if h == STACK_LOST { 1 } else { h }, n as u32)
+        }
+        None => {
+            bump(stat::STACKS_LOST);
+            (STACK_LOST, 0)
+        }
+    };
+    let path = PathKey { usage, stack_hash };
     if let Some(p) = PATHS.get_ptr_mut(path) {
         // SAFETY: live map value; a lost increment here only affects a sample count.
         unsafe { *p += 1 };
+        entry.discard(0);
         return;
     }
     if PATHS.insert(path, 1u64, BPF_NOEXIST as u64).is_err() {
+        // Another CPU sent this path first, or the map is full.
+        if PATHS.get_ptr_mut(path).is_none() {
+            bump(stat::MAP_FULL);
+        }
+        entry.discard(0);
         return;
     }
-    match EVENTS.reserve::<Event<CapCheck>>(0) {
-        Some(mut entry) => {
-            entry.write(Event {
-                header: header(kind::CAP_CHECK, pid_tgid),
-                data: CapCheck { path },
-            });
-            entry.submit(BPF_RB_NO_WAKEUP as u64);
-        }
-        None => bump(stat::EVENTS_LOST),
+    // SAFETY: every field but `frames` is written here; the helper wrote `nr_frames` of those.
+    unsafe {
+        core::ptr::addr_of_mut!((*event).header).write(header(kind::CAP_CHECK, pid_tgid));
+        core::ptr::addr_of_mut!((*event).data.path).write(path);
+        core::ptr::addr_of_mut!((*event).data.nr_frames).write(nr_frames);
+        core::ptr::addr_of_mut!((*event).data._pad).write(0);
     }
+    entry.submit(BPF_RB_NO_WAKEUP as u64);
 }
 
 #[inline(always)]

@@ -4,10 +4,7 @@
 
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    maps::{
-        HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues, RingBuf,
-        StackTraceMap,
-    },
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues, RingBuf},
     programs::{BtfTracePoint, FExit, KProbe, Lsm, ProgramError, RawTracePoint},
     util::nr_cpus,
 };
@@ -19,6 +16,7 @@ use crate::{
     enforce,
     hook::{Hook, HookChoice, Refusals},
     kernel_btf::{self, Found, Kind},
+    profile::Losses,
     syscall,
 };
 
@@ -503,11 +501,14 @@ impl Tracer {
             .map_err(map_err("PATHS"))
     }
 
-    /// The return addresses of stack `id`, innermost first.
-    pub fn stack(&self, id: i64) -> Option<Vec<u64>> {
-        let map = StackTraceMap::try_from(self.ebpf.map(names::MAP_STACKS)?).ok()?;
-        let trace = map.get(&u32::try_from(id).ok()?, 0).ok()?;
-        Some(trace.frames().iter().map(|f| f.ip).collect())
+    /// What the kernel side could not record.
+    pub fn losses(&self) -> Losses {
+        let s = self.stats();
+        Losses {
+            events: s[stat::EVENTS_LOST as usize],
+            stacks: s[stat::STACKS_LOST as usize],
+            map_full: s[stat::MAP_FULL as usize],
+        }
     }
 
     /// The `stat::*` counters summed over CPUs.

@@ -11,7 +11,11 @@ use tokio::{
     net::TcpListener,
 };
 
-use crate::{container::resolve::Attribution, monitor::CgroupStats, profile::Verdict};
+use crate::{
+    container::resolve::Attribution,
+    monitor::CgroupStats,
+    profile::{Losses, Verdict},
+};
 
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
@@ -23,7 +27,7 @@ fn escape(v: &str) -> String {
 pub fn render(
     stats: &BTreeMap<u64, CgroupStats>,
     who: &BTreeMap<u64, Attribution>,
-    lost: u64,
+    losses: Losses,
 ) -> String {
     let mut out = String::new();
     out += "# HELP captrace_capability_checks_total Capability checks seen by the kernel, per container, capability, verdict and audit class.\n";
@@ -55,7 +59,13 @@ pub fn render(
     }
     out += "# HELP captrace_events_lost_total Detail events the ring buffer could not take (counts stay exact).\n";
     out += "# TYPE captrace_events_lost_total counter\n";
-    let _ = writeln!(out, "captrace_events_lost_total {lost}");
+    let _ = writeln!(out, "captrace_events_lost_total {}", losses.events);
+    out += "# HELP captrace_stacks_lost_total Kernel stack walks that failed (those checks have an unknown call path).\n";
+    out += "# TYPE captrace_stacks_lost_total counter\n";
+    let _ = writeln!(out, "captrace_stacks_lost_total {}", losses.stacks);
+    out += "# HELP captrace_map_full_total Inserts a full kernel map refused (checks or processes not counted).\n";
+    out += "# TYPE captrace_map_full_total counter\n";
+    let _ = writeln!(out, "captrace_map_full_total {}", losses.map_full);
     out
 }
 
@@ -135,7 +145,12 @@ mod tests {
                 ..Default::default()
             },
         )]);
-        let text = render(&stats, &who, 2);
+        let losses = Losses {
+            events: 2,
+            stacks: 3,
+            map_full: 4,
+        };
+        let text = render(&stats, &who, losses);
         assert!(
             text.contains(
                 "capability=\"CHOWN\",verdict=\"granted\",audit=\"audited\",origin=\"workload\"} 6\n"
@@ -143,6 +158,8 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("container_name=\"we\\\"b\""), "{text}");
-        assert!(text.ends_with("captrace_events_lost_total 2\n"));
+        assert!(text.contains("\ncaptrace_events_lost_total 2\n"));
+        assert!(text.contains("\ncaptrace_stacks_lost_total 3\n"));
+        assert!(text.ends_with("\ncaptrace_map_full_total 4\n"));
     }
 }

@@ -46,11 +46,51 @@ pub struct Profile {
     /// Detail events the ring buffer could not take (counts stay exact).
     #[serde(default)]
     pub lost_events: u64,
+    /// Stack walks that failed: those checks are reported with an unknown call path.
+    #[serde(default)]
+    pub lost_stacks: u64,
+    /// Inserts a full kernel map refused: checks or processes that were not counted.
+    #[serde(default)]
+    pub map_full: u64,
     #[serde(default)]
     pub minimize: Option<Minimize>,
     /// Human advice (non-root, Docker default comparison, --privileged).
     #[serde(default)]
     pub advice: Vec<String>,
+}
+
+/// What the kernel side could not record (`STATS`): reported by every command, never silent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Losses {
+    pub events: u64,
+    pub stacks: u64,
+    pub map_full: u64,
+}
+
+impl Losses {
+    /// One line per kind of loss, empty when nothing was lost.
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.events > 0 {
+            out.push(format!(
+                "lost {} detail events (ring buffer full); counts are still exact",
+                self.events
+            ));
+        }
+        if self.stacks > 0 {
+            out.push(format!(
+                "lost {} kernel stack walks; those checks are shown with an unknown call path and count as audited",
+                self.stacks
+            ));
+        }
+        if self.map_full > 0 {
+            out.push(format!(
+                "a full kernel map refused {} entries: some checks or processes were not counted",
+                self.map_full
+            ));
+        }
+        out
+    }
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -225,6 +265,20 @@ impl Profile {
             version: VERSION,
             ..Default::default()
         }
+    }
+
+    pub fn losses(&self) -> Losses {
+        Losses {
+            events: self.lost_events,
+            stacks: self.lost_stacks,
+            map_full: self.map_full,
+        }
+    }
+
+    pub fn set_losses(&mut self, l: Losses) {
+        self.lost_events = l.events;
+        self.lost_stacks = l.stacks;
+        self.map_full = l.map_full;
     }
 
     pub fn from_json(text: &str, path: &str) -> Result<Self, ProfileError> {

@@ -8,7 +8,8 @@ use std::{
 
 use aya::maps::{MapData, RingBuf};
 use tracer_common::{
-    CapCheck, Denial, Event, NsCall, PathKey, UsageKey, kind, opts, origin, scope, verdict,
+    CapCheck, Denial, Event, MAX_FRAMES, NsCall, PathKey, STACK_LOST, UsageKey, kind, opts, origin,
+    scope, verdict,
 };
 
 use crate::{
@@ -43,13 +44,15 @@ pub enum Fresh {
     Denial { workload: u64, record: DenialRecord },
 }
 
-/// What the events said, per workload, and the classified call path of every stack seen (a
-/// stack id never changes meaning: stacks are stored without BPF_F_REUSE_STACKID).
+/// What the events said, per workload, and the classified call path of every stack seen (the
+/// frames travel in the events, keyed by their hash).
 #[derive(Default)]
 pub struct Collector {
-    classified: RefCell<HashMap<i64, Classified>>,
-    /// The process that first made each (key, path).
-    first: HashMap<PathKey, (u32, String)>,
+    /// Return addresses of each call path, innermost first, by `PathKey::stack_hash`.
+    frames: HashMap<u64, Vec<u64>>,
+    classified: RefCell<HashMap<u64, Classified>>,
+    /// The process that first made each (key, path), and the order its event arrived in.
+    first: HashMap<PathKey, (usize, u32, String)>,
     ns_calls: Vec<(u64, NsCallRecord)>,
 }
 
@@ -79,9 +82,16 @@ impl Collector {
                 kind::CAP_CHECK => {
                     if let Some(ev) = read_event::<Event<CapCheck>>(bytes) {
                         let (tgid, comm) = (ev.header.tgid, comm(&ev.header.comm));
+                        let n = (ev.data.nr_frames as usize).min(MAX_FRAMES);
+                        if ev.data.path.stack_hash != STACK_LOST {
+                            self.frames
+                                .entry(ev.data.path.stack_hash)
+                                .or_insert_with(|| ev.data.frames[..n].to_vec());
+                        }
+                        let order = self.first.len();
                         self.first
                             .entry(ev.data.path)
-                            .or_insert((tgid, comm.clone()));
+                            .or_insert((order, tgid, comm.clone()));
                         fresh.push(Fresh::Check {
                             path: ev.data.path,
                             tgid,
@@ -130,15 +140,17 @@ impl Collector {
         fresh
     }
 
-    /// The classified call path of a stack id, symbolized once.
-    pub fn classify(&self, tracer: &Tracer, symbolizer: &Symbolizer, stack_id: i64) -> Classified {
+    /// The classified call path of a stack, symbolized once. A path whose frames never arrived
+    /// (walk failed, or its event was lost) classifies as unknown.
+    pub fn classify(&self, symbolizer: &Symbolizer, stack_hash: u64) -> Classified {
         self.classified
             .borrow_mut()
-            .entry(stack_id)
+            .entry(stack_hash)
             .or_insert_with(|| {
-                let frames = tracer
-                    .stack(stack_id)
-                    .map(|a| symbolizer.frames(&a))
+                let frames = self
+                    .frames
+                    .get(&stack_hash)
+                    .map(|a| symbolizer.frames(a))
                     .unwrap_or_default();
                 classifier::classify(&frames)
             })
@@ -218,12 +230,18 @@ fn checks_where(
         let mut call_paths = Vec::new();
         let mut first: Option<(u32, String)> = None;
         let mut key_paths = paths.remove(&key).unwrap_or_default();
-        key_paths.sort_by_key(|p| p.stack_id);
+        // In the order their events arrived (paths without an event last): the first one names
+        // the process that made the check first.
+        key_paths.sort_by_key(|p| collector.first.get(p).map_or(usize::MAX, |f| f.0));
+        // A lost walk says nothing about the path: it only stands in when no path is known.
+        if key_paths.iter().any(|p| p.stack_hash != STACK_LOST) {
+            key_paths.retain(|p| p.stack_hash != STACK_LOST);
+        }
         for p in &key_paths {
             if first.is_none() {
-                first = collector.first.get(p).cloned();
+                first = collector.first.get(p).map(|f| (f.1, f.2.clone()));
             }
-            let c = collector.classify(tracer, symbolizer, p.stack_id);
+            let c = collector.classify(symbolizer, p.stack_hash);
             let cp = CallPath {
                 frames: c.callers,
                 audit: c.audit,

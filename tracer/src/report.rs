@@ -155,11 +155,9 @@ pub fn render(p: &Profile) -> String {
     for a in &p.never_checked {
         out += &format!("added {} without a visible check: {}\n", a.cap, a.reason);
     }
-    if p.lost_events > 0 {
-        out += &format!(
-            "lost {} detail events (ring buffer full); counts are still exact\n",
-            p.lost_events
-        );
+    for line in p.losses().lines() {
+        out += &line;
+        out.push('\n');
     }
     if let Some(m) = &p.minimize {
         let list = |v: &[Cap]| {

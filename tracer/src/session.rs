@@ -6,14 +6,14 @@ use anyhow::Context as _;
 use aya::maps::{MapData, RingBuf};
 use nix::{sys::signal::Signal, unistd::Pid};
 use tokio::signal::unix::{SignalKind, signal};
-use tracer_common::{Policy, stat};
+use tracer_common::Policy;
 
 use crate::{
     enforce,
     launch::{self, Spec},
     loader::{Options, Tracer},
     namespaces,
-    profile::{Check, NsCallRecord, Profile},
+    profile::{Check, Losses, NsCallRecord, Profile},
     reader::{self, Collector, Fresh},
     recommend,
     symbolizer::Symbolizer,
@@ -196,8 +196,8 @@ impl Session {
         self.collector.ns_calls(workload)
     }
 
-    pub fn lost_events(&self) -> u64 {
-        self.tracer.stats()[stat::EVENTS_LOST as usize]
+    pub fn losses(&self) -> Losses {
+        self.tracer.losses()
     }
 }
 
@@ -210,7 +210,7 @@ impl Session {
             self.ns_calls(run.workload),
             argv,
             Some(run.exit_status),
-            self.lost_events(),
+            self.losses(),
             self.hook_point(),
         ))
     }
@@ -222,7 +222,7 @@ pub fn observed_profile(
     ns_calls: Vec<NsCallRecord>,
     command: &[String],
     exit_status: Option<i32>,
-    lost_events: u64,
+    losses: Losses,
     hook: Option<&str>,
 ) -> Profile {
     let namespaces = namespaces::summarize(ns_calls);
@@ -239,7 +239,7 @@ pub fn observed_profile(
     p.nested_userns = rec.nested_userns;
     p.never_checked = rec.never_checked;
     p.namespaces = namespaces;
-    p.lost_events = lost_events;
+    p.set_losses(losses);
     p.advice = rec.advice;
     p.checks = checks;
     p

@@ -84,9 +84,8 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<u8> {
             }
         }
     }
-    let lost = mon.lost_events();
-    if lost > 0 {
-        eprintln!("captrace: lost {lost} detail events (ring buffer full); counts are exact");
+    for line in mon.losses().lines() {
+        eprintln!("captrace: {line}");
     }
     Ok(0)
 }
@@ -132,13 +131,13 @@ async fn watch(
             mon.refresh()?;
             let who = mon.attributions();
             if let Ok(mut t) = text.lock() {
-                *t = metrics::render(&mon.stats, &who, mon.lost_events());
+                *t = metrics::render(&mon.stats, &who, mon.losses());
             }
             if !json {
                 // Clear the screen and redraw.
                 println!(
                     "\x1b[2J\x1b[H{}",
-                    monitor::render_table(&mon.stats, &who, mon.lost_events())
+                    monitor::render_table(&mon.stats, &who, mon.losses())
                 );
                 std::io::stdout().flush()?;
             }

@@ -105,7 +105,7 @@ fn record_container(args: &RecordArgs, name: &str) -> anyhow::Result<u8> {
         stats.ns_calls,
         &command,
         None,
-        mon.lost_events(),
+        mon.losses(),
         mon.hook_point(),
     );
     finish(args, &profile)?;

@@ -10,7 +10,7 @@ use std::{
 
 use aya::maps::{MapData, RingBuf};
 use serde::Serialize;
-use tracer_common::{origin, stat};
+use tracer_common::origin;
 
 pub use output::{render_table, summary_lines};
 
@@ -20,7 +20,7 @@ use crate::{
     hook::HookChoice,
     loader::{Options, Tracer},
     namespaces,
-    profile::{Audit, Check, Namespaces, NsCallRecord, Origin, Scope, Verdict},
+    profile::{Audit, Check, Losses, Namespaces, NsCallRecord, Origin, Scope, Verdict},
     reader::{self, Collector, Fresh},
     recommend,
     symbolizer::Symbolizer,
@@ -179,9 +179,7 @@ impl Monitor {
                     {
                         continue;
                     }
-                    let classified =
-                        self.collector
-                            .classify(&self.tracer, &self.symbolizer, path.stack_id);
+                    let classified = self.collector.classify(&self.symbolizer, path.stack_hash);
                     lines.push(Line::Check {
                         container: self.resolver.resolve(path.usage.workload, Some(tgid)),
                         pid: tgid,
@@ -300,8 +298,8 @@ impl Monitor {
         self.tracer.hook_point()
     }
 
-    pub fn lost_events(&self) -> u64 {
-        self.tracer.stats()[stat::EVENTS_LOST as usize]
+    pub fn losses(&self) -> Losses {
+        self.tracer.losses()
     }
 }
 

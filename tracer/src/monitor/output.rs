@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use comfy_table::{Table, presets::NOTHING};
 
 use super::{CgroupStats, Summary};
-use crate::{capability::Cap, container::resolve::Attribution, namespaces};
+use crate::{capability::Cap, container::resolve::Attribution, namespaces, profile::Losses};
 
 fn names(caps: &[Cap]) -> String {
     if caps.is_empty() {
@@ -18,7 +18,7 @@ fn names(caps: &[Cap]) -> String {
 pub fn render_table(
     stats: &BTreeMap<u64, CgroupStats>,
     who: &BTreeMap<u64, Attribution>,
-    lost: u64,
+    losses: Losses,
 ) -> String {
     let mut rows: Vec<(&u64, &CgroupStats)> = stats.iter().collect();
     rows.sort_by(|a, b| b.1.per_second.total_cmp(&a.1.per_second).then(a.0.cmp(b.0)));
@@ -53,8 +53,9 @@ pub fn render_table(
         ]);
     }
     let mut out = table.to_string();
-    if lost > 0 {
-        out += &format!("\nlost {lost} detail events (counts are still exact)");
+    for line in losses.lines() {
+        out += "\n";
+        out += &line;
     }
     out
 }
