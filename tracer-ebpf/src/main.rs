@@ -23,9 +23,9 @@ use aya_ebpf::{
     },
 };
 use tracer_common::{
-    CapCheck, Config, Denial, Event, EventHeader, MAX_FRAMES, NsCall, PathKey, PendingCheck,
-    Policy, STACK_LOST, UsageKey, capacity, clone_flags, kind, mode, ns_syscall, opts, origin,
-    scope, stat, verdict,
+    CGROUP_WORKLOAD, CapCheck, Config, Denial, Event, EventHeader, MAX_FRAMES, NsCall, PathKey,
+    PendingCheck, Policy, STACK_LOST, UsageKey, capacity, clone_flags, kind, mode, ns_syscall,
+    opts, origin, scope, stat, verdict,
 };
 
 /// Written by the loader before the programs are loaded.
@@ -49,6 +49,9 @@ static CONFIG: Config = Config {
     trace_all: 0,
     filter_cgroups: 0,
     enforce_cgroups: 0,
+    follow_cgroups: 0,
+    _pad: 0,
+    home_cgroup: 0,
 };
 
 // Hash maps are allocated on insert: preallocating them costs tens of milliseconds at start.
@@ -133,6 +136,16 @@ fn current_workload(cfg: &Config, pid_tgid: u64) -> Option<u64> {
             return None;
         }
         return Some(cgroup);
+    }
+    if cfg.follow_cgroups != 0 {
+        if (pid_tgid >> 32) as u32 == cfg.self_tgid {
+            return None;
+        }
+        // SAFETY: helper without preconditions.
+        let cgroup = unsafe { bpf_get_current_cgroup_id() };
+        if cgroup != cfg.home_cgroup {
+            return Some(CGROUP_WORKLOAD | cgroup);
+        }
     }
     // SAFETY: the value is a plain u64 copied out immediately.
     unsafe { TASKS.get(pid_tgid as u32) }.copied()
@@ -286,7 +299,7 @@ fn on_check<M: Kmem, C: StackIdContext>(
         origin: if borrowed::<M>(cfg, c.cred) {
             origin::BORROWED
         } else {
-            origin_of::<M>(cfg)
+            origin_of::<M>(cfg, workload)
         },
         opts: c.opts,
         _pad: 0,
@@ -496,8 +509,8 @@ pub fn enforce_capable(ctx: LsmContext) -> i32 {
 /// with the runtime's privileges) are kept apart from the workload's. The name is read from
 /// `task->comm` (a direct load with BTF pointers, cheaper than `bpf_get_current_comm`).
 #[inline(always)]
-fn origin_of<M: Kmem>(cfg: &Config) -> u8 {
-    if cfg.trace_all == 0 {
+fn origin_of<M: Kmem>(cfg: &Config, workload: u64) -> u8 {
+    if cfg.trace_all == 0 && workload & CGROUP_WORKLOAD == 0 {
         return origin::WORKLOAD;
     }
     match M::read::<[u8; 16]>(M::current_task(), cfg.task_comm_off) {

@@ -91,12 +91,17 @@ pub struct RecordArgs {
     /// Stop when the command exits instead of waiting for processes it left running.
     #[arg(long)]
     pub no_follow_daemons: bool,
+    /// Follow the containers the command starts (docker, podman, docker-compose and other
+    /// clients in scripts), each from its first instruction, with a set of its own. On by
+    /// default when CMD itself is a container client.
+    #[arg(long)]
+    pub containers: bool,
     /// Print the report as JSON on stderr instead of tables.
     #[arg(long)]
     pub json: bool,
     /// Record a running container (docker or podman id or name) from now until it exits or
     /// Ctrl-C, instead of running a command.
-    #[arg(long, value_name = "ID|NAME", conflicts_with_all = ["minimize", "setup", "no_follow_daemons"])]
+    #[arg(long, value_name = "ID|NAME", conflicts_with_all = ["minimize", "setup", "no_follow_daemons", "containers"])]
     pub container: Option<String>,
     /// The command and its arguments.
     #[arg(
@@ -232,6 +237,10 @@ pub struct RecommendArgs {
     pub profile: PathBuf,
     #[arg(long, short = 'f', value_enum, default_value = "docker")]
     pub format: Format,
+    /// One container of a container recording (name, compose service or id prefix) instead of
+    /// the union of all of them.
+    #[arg(long, value_name = "NAME")]
+    pub container: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -109,6 +109,9 @@ pub struct Options {
     pub enforce: bool,
     /// Cgroup (v2) id → workload id: cgroups the enforcer confines as a whole.
     pub enforce_cgroups: Vec<(u64, u64)>,
+    /// The cgroup v2 id captrace runs in: every thread outside it is counted by cgroup
+    /// (workload `CGROUP_WORKLOAD | id`), so containers the recorded command starts are seen.
+    pub follow_cgroups_outside: Option<u64>,
 }
 
 impl Default for Options {
@@ -119,6 +122,7 @@ impl Default for Options {
             hook: Some(HookChoice::Auto),
             enforce: false,
             enforce_cgroups: Vec::new(),
+            follow_cgroups_outside: None,
         }
     }
 }
@@ -627,5 +631,8 @@ fn config(btf: &Found, opts: &Options) -> Result<Config, LoadError> {
         trace_all: u32::from(opts.trace_all),
         filter_cgroups: u32::from(!opts.cgroups.is_empty()),
         enforce_cgroups: u32::from(!opts.enforce_cgroups.is_empty()),
+        follow_cgroups: u32::from(opts.follow_cgroups_outside.is_some()),
+        _pad: 0,
+        home_cgroup: opts.follow_cgroups_outside.unwrap_or(0),
     })
 }

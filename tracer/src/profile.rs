@@ -54,6 +54,15 @@ pub struct Profile {
     pub map_full: u64,
     #[serde(default)]
     pub minimize: Option<Minimize>,
+    /// Containers the recorded command started (`record -- docker run ...`), each with its own
+    /// set. When there are any, `cap_add` is the union of theirs, and `checks` are the
+    /// client's own (docker, podman), never a container's.
+    #[serde(default)]
+    pub containers: Vec<ContainerProfile>,
+    /// The recording followed the containers the command started (a container client, or
+    /// `record --containers`), whether or not it saw any.
+    #[serde(default)]
+    pub follows_containers: bool,
     /// Human advice (non-root, Docker default comparison, --privileged).
     #[serde(default)]
     pub advice: Vec<String>,
@@ -176,6 +185,52 @@ pub struct CallPath {
     pub audit: Audit,
     /// The classifier rule that decided `audit`.
     pub rule: String,
+}
+
+/// One container the recorded command started.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerProfile {
+    /// `docker`, `podman`, `containerd`, ...
+    pub runtime: String,
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub image: Option<String>,
+    /// The compose service that started it.
+    #[serde(default)]
+    pub service: Option<String>,
+    /// Its minimal set (its own processes' checks; the runtime's never count).
+    pub cap_add: Vec<Cap>,
+    /// Every distinct check made in its cgroup, the runtime's (`origin`) included.
+    #[serde(default)]
+    pub checks: Vec<Check>,
+    #[serde(default)]
+    pub denied: Vec<Check>,
+    #[serde(default)]
+    pub never_checked: Vec<Added>,
+    /// The effective set of its init (what the runtime granted), when it could be read.
+    #[serde(default)]
+    pub granted: Option<Vec<Cap>>,
+}
+
+impl ContainerProfile {
+    /// `docker ct-x (3f4e8a6c2b1d)`.
+    pub fn label(&self) -> String {
+        let short = &self.id[..self.id.len().min(12)];
+        match &self.name {
+            Some(n) => format!("{} {n} ({short})", self.runtime),
+            None => format!("{} {short}", self.runtime),
+        }
+    }
+
+    /// Whether `key` names it: its name, its service, or a prefix of its id.
+    pub fn is(&self, key: &str) -> bool {
+        self.name.as_deref() == Some(key)
+            || self.service.as_deref() == Some(key)
+            || (key.len() >= 4 && self.id.starts_with(key))
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -7,6 +7,7 @@ use crate::{
     capability::Cap,
     classifier,
     cli::Format,
+    container::sets,
     formats, namespaces,
     profile::{Audit, Check, Profile, Scope, Verdict},
 };
@@ -85,6 +86,14 @@ pub fn render(p: &Profile) -> String {
         p.hook
     );
 
+    out += &checks_table(&p.checks);
+    out += "(noaudit and probe checks are the kernel asking without needing, e.g. memory accounting; they are never counted)\n\n";
+    out += &body(p);
+    out
+}
+
+/// The table of checks, or a line saying there were none.
+fn checks_table(checks: &[Check]) -> String {
     let mut table = Table::new();
     table.load_preset(NOTHING);
     table.set_header([
@@ -98,7 +107,7 @@ pub fn render(p: &Profile) -> String {
         "SYSCALL",
         "KERNEL PATH",
     ]);
-    for ((cap, audit, scope), r) in rows(&p.checks) {
+    for ((cap, audit, scope), r) in rows(checks) {
         table.add_row([
             cap.name(),
             r.checks.to_string(),
@@ -111,14 +120,16 @@ pub fn render(p: &Profile) -> String {
             r.path,
         ]);
     }
-    if p.checks.is_empty() {
-        out += "no capability checks\n";
+    if checks.is_empty() {
+        "no capability checks\n".to_string()
     } else {
-        out += &table.to_string();
-        out += "\n";
+        table.to_string() + "\n"
     }
-    out += "(noaudit and probe checks are the kernel asking without needing, e.g. memory accounting; they are never counted)\n\n";
+}
 
+/// Everything after the table.
+fn body(p: &Profile) -> String {
+    let mut out = String::new();
     out += &format!("namespaces: {}\n", namespaces::describe(&p.namespaces));
     for c in p.namespaces.calls.iter().filter(|c| c.ret < 0) {
         out += &format!(
@@ -178,12 +189,85 @@ pub fn render(p: &Profile) -> String {
             out += &format!("  {note}\n");
         }
     }
-    out += &format!(
-        "\nrecommendation: {}\n",
-        formats::render(p, Format::Docker).trim_end()
-    );
-    for a in &p.advice {
-        out += &format!("  {a}\n");
+    out += &containers(p);
+    if p.follows_containers && p.containers.is_empty() {
+        out += "\nrecommendation: none for a container\n";
+    } else {
+        out += &format!(
+            "\nrecommendation: {}\n",
+            formats::render(p, Format::Docker).trim_end()
+        );
+    }
+    if let Some(s) = p.exit_status.filter(|s| *s != 0) {
+        out += &format!(
+            "  covers only what ran before the command failed (exit status {s}): a run that succeeds may need more\n"
+        );
+        for a in p
+            .advice
+            .iter()
+            .filter(|a| !a.starts_with("needs no capabilities"))
+        {
+            out += &format!("  {a}\n");
+        }
+    } else {
+        for a in &p.advice {
+            out += &format!("  {a}\n");
+        }
+    }
+    out
+}
+
+/// One section per container the command started.
+fn containers(p: &Profile) -> String {
+    let mut out = String::new();
+    if !p.containers.is_empty() {
+        out += &format!(
+            "\ncontainers started by the command: {}\n",
+            p.containers.len()
+        );
+    }
+    for c in &p.containers {
+        out += &format!("\ncontainer {}", c.label());
+        if let Some(image) = &c.image {
+            out += &format!(", image {image}");
+        }
+        if let Some(service) = &c.service {
+            out += &format!(", compose service {service}");
+        }
+        out += "\n";
+        let (own, runtime): (Vec<Check>, Vec<Check>) = c
+            .checks
+            .iter()
+            .cloned()
+            .partition(|k| k.origin.is_workload());
+        out += &checks_table(&own);
+        if !runtime.is_empty() {
+            let mut caps: Vec<String> = runtime.iter().map(|k| k.cap.name()).collect();
+            caps.sort();
+            caps.dedup();
+            out += &format!(
+                "  the runtime's own work in its cgroup (runc init, borrowed credentials; never the container's): {}\n",
+                caps.join(", ")
+            );
+        }
+        for d in &c.denied {
+            out += &format!(
+                "  wanted but not granted: {} denied {}x in {} by {}\n",
+                d.cap,
+                d.count,
+                d.syscall.as_deref().unwrap_or("-"),
+                d.comm.as_deref().unwrap_or("?")
+            );
+        }
+        if let Some(granted) = &c.granted {
+            let unused = granted.iter().filter(|g| !c.cap_add.contains(g)).count();
+            out += &format!(
+                "  granted {} capabilities, used {}: drop {unused}\n",
+                granted.len(),
+                c.cap_add.len()
+            );
+        }
+        out += &format!("  {}\n", sets::run_flags(c));
     }
     out
 }

@@ -9,11 +9,13 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracer_common::Policy;
 
 use crate::{
+    capability,
+    container::follow::Follower,
     enforce,
     launch::{self, Spec},
     loader::{Options, Tracer},
     namespaces,
-    profile::{Check, Losses, NsCallRecord, Profile},
+    profile::{Check, ContainerProfile, Losses, NsCallRecord, Profile},
     reader::{self, Collector, Fresh},
     recommend,
     symbolizer::Symbolizer,
@@ -27,6 +29,8 @@ pub struct Session {
     next_workload: u64,
     /// The enforcer's policy for every run of this session (needs `Options::enforce`).
     policy: Option<Policy>,
+    /// Containers the runs start (needs `Options::follow_cgroups_outside`).
+    follower: Option<Follower>,
 }
 
 /// How one run ended.
@@ -61,7 +65,13 @@ impl Session {
             symbolizer,
             next_workload: 1,
             policy: None,
+            follower: None,
         })
+    }
+
+    /// Follows the containers every following run starts, and waits for them as for daemons.
+    pub fn follow_containers(&mut self, follower: Follower) {
+        self.follower = Some(follower);
     }
 
     /// Confines every following run with `policy` from its first exec, reporting each denial
@@ -156,20 +166,76 @@ impl Session {
                 return Ok((status.unwrap_or(125), true));
             }
             if let Some(s) = status
-                && (!wait.follow_daemons || self.tracer.live(workload) <= 0)
+                && (!wait.follow_daemons
+                    || (self.tracer.live(workload) <= 0 && !self.containers_running()))
             {
                 return Ok((s, false));
             }
         }
     }
 
-    /// Reads the events; denials are reported as they come.
+    /// Reads the events; denials are reported as they come, followed containers are named
+    /// while they run.
     fn drain(&mut self) {
         for fresh in self.collector.drain(&mut self.ring) {
-            if let Fresh::Denial { record, .. } = fresh {
-                eprintln!("captrace: enforce: {}", record.line());
+            match fresh {
+                Fresh::Denial { record, .. } => {
+                    eprintln!("captrace: enforce: {}", record.line());
+                }
+                Fresh::Check { path, tgid, .. } => {
+                    if let Some(f) = &mut self.follower {
+                        f.observe(path.usage.workload, tgid);
+                    }
+                }
+                Fresh::Ns {
+                    workload, record, ..
+                } => {
+                    if let Some(f) = &mut self.follower {
+                        f.observe(workload, record.pid);
+                    }
+                }
             }
         }
+        if let Some(f) = &mut self.follower {
+            f.refresh();
+        }
+    }
+
+    fn containers_running(&self) -> bool {
+        self.follower
+            .as_ref()
+            .is_some_and(|f| !f.running().is_empty())
+    }
+
+    /// Each container the runs started, with its own checks and set.
+    pub fn container_profiles(&self) -> anyhow::Result<Vec<ContainerProfile>> {
+        let Some(follower) = &self.follower else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for c in follower.containers() {
+            let checks = self.checks(c.workload)?;
+            // The runtime's init creating the container's namespaces is not the container.
+            let calls = self
+                .ns_calls(c.workload)
+                .into_iter()
+                .filter(|r| !tracer_common::origin::is_runtime_comm(r.comm.as_bytes()))
+                .collect();
+            let rec = recommend::recommend(&checks, &namespaces::summarize(calls));
+            out.push(ContainerProfile {
+                runtime: c.attribution.container.runtime.as_str().to_string(),
+                id: c.attribution.container.id.clone().unwrap_or_default(),
+                name: c.attribution.name.clone(),
+                image: c.image,
+                service: c.service,
+                cap_add: rec.cap_add,
+                checks,
+                denied: rec.denied,
+                never_checked: rec.never_checked,
+                granted: c.granted.map(capability::from_mask),
+            });
+        }
+        Ok(out)
     }
 
     /// Exact totals of what the enforcer refused or reported in `workload`.

@@ -3,7 +3,13 @@ use std::io::{self, Write};
 
 use anyhow::Context;
 
-use crate::{cli::RecommendArgs, formats, profile::Profile};
+use crate::{
+    app::UsageError,
+    cli::{Format, RecommendArgs},
+    container::sets,
+    formats,
+    profile::Profile,
+};
 
 pub fn run(args: &RecommendArgs) -> anyhow::Result<u8> {
     write(args, &mut io::stdout().lock())?;
@@ -13,7 +19,29 @@ pub fn run(args: &RecommendArgs) -> anyhow::Result<u8> {
 fn write(args: &RecommendArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let profile = Profile::read(&args.profile)
         .context("cannot recommend (it reads a profile written by `captrace record -o FILE`)")?;
-    out.write_all(formats::render(&profile, args.format).as_bytes())
+    let text = match &args.container {
+        Some(key) => {
+            let Some(c) = profile.containers.iter().find(|c| c.is(key)) else {
+                let known: Vec<String> = profile.containers.iter().map(|c| c.label()).collect();
+                return Err(UsageError(format!(
+                    "no container {key} in {}: it has {}",
+                    args.profile.display(),
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ))
+                .into());
+            };
+            formats::render_set(&c.cap_add, args.format)
+        }
+        // Compose services each get their own keys: an override file for all of them.
+        None if args.format == Format::Compose => sets::compose_override(&profile.containers)
+            .unwrap_or_else(|| formats::render(&profile, args.format)),
+        None => formats::render(&profile, args.format),
+    };
+    out.write_all(text.as_bytes())
         .context("cannot write the recommendation to stdout")
 }
 
@@ -34,6 +62,7 @@ mod tests {
             &RecommendArgs {
                 profile: path,
                 format: Format::Docker,
+                container: None,
             },
             &mut out,
         )
@@ -51,6 +80,7 @@ mod tests {
         let args = RecommendArgs {
             profile: path.clone(),
             format: Format::Json,
+            container: None,
         };
         let err = write(&args, &mut Vec::new()).unwrap_err();
         let message = format!("{err:#}");

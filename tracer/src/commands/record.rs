@@ -7,6 +7,10 @@ use crate::{
     app::UsageError,
     cli::RecordArgs,
     commands::monitor,
+    container::{
+        follow::{self, Follower},
+        sets,
+    },
     launch::{self, Spec},
     loader::Options,
     minimize,
@@ -24,10 +28,33 @@ pub fn run(args: RecordArgs) -> anyhow::Result<u8> {
     launch::resolve(&args.command[0])?;
     check_output_dir(&args)?;
 
+    let follows = args.containers || follow::is_client(&args.command[0]);
+    if follows && args.minimize {
+        return Err(UsageError(
+            "--minimize cannot replay containers yet: record without it, then check the set with `docker run --cap-drop=ALL --cap-add=...`".into(),
+        )
+        .into());
+    }
+    let follower = if follows {
+        match Follower::start() {
+            Ok(f) => Some(f),
+            Err(e) => {
+                eprintln!("captrace: containers it starts cannot be followed: {e:#}");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let mut session = Session::new(Options {
         hook: Some(args.hook.hook),
+        follow_cgroups_outside: follower.as_ref().map(|f| f.1),
         ..Options::default()
     })?;
+    let follows = follower.is_some();
+    if let Some((f, _)) = follower {
+        session.follow_containers(f);
+    }
     let spec = Spec {
         argv: args.command.clone(),
         ..Default::default()
@@ -41,6 +68,9 @@ pub fn run(args: RecordArgs) -> anyhow::Result<u8> {
         &mut |_| {},
     )?;
     let mut profile = session.profile(&run, &args.command)?;
+    if follows {
+        sets::apply(&mut profile, session.container_profiles()?);
+    }
     if args.minimize {
         minimize::minimize(
             &mut session,

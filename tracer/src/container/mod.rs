@@ -5,8 +5,10 @@
 //! `/proc/PID/status`, `/proc/self/mountinfo`, docker's `config.v2.json`) into a [`ContainerRef`].
 //! It is all pure: inputs come in as strings or injected paths, so it is tested without root.
 mod cgroup;
+pub mod follow;
 mod proc;
 pub mod resolve;
+pub mod sets;
 
 use std::fmt;
 use std::fs;
@@ -132,10 +134,34 @@ impl fmt::Display for ContainerRef {
 /// (`data_root` is `/var/lib/docker` unless dockerd runs with `--data-root`). `None` when the
 /// id is not a full 64-hex id, the file is missing or unreadable, or has no `Name`.
 pub fn docker_name(data_root: &Path, id: &str) -> Option<String> {
+    docker_config(data_root, id).and_then(|c| c.name)
+}
+
+/// What docker's on-disk config says of a container.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DockerConfig {
+    pub name: Option<String>,
+    pub image: Option<String>,
+    /// The compose service (label `com.docker.compose.service`), if compose started it.
+    pub service: Option<String>,
+}
+
+/// `<data_root>/containers/<id>/config.v2.json`, read without asking the daemon (it is there
+/// from `create` until the container is removed).
+pub fn docker_config(data_root: &Path, id: &str) -> Option<DockerConfig> {
+    #[derive(Deserialize)]
+    struct Inner {
+        #[serde(rename = "Image", default)]
+        image: Option<String>,
+        #[serde(rename = "Labels", default)]
+        labels: Option<std::collections::HashMap<String, String>>,
+    }
     #[derive(Deserialize)]
     struct Config {
         #[serde(rename = "Name")]
         name: String,
+        #[serde(rename = "Config", default)]
+        config: Option<Inner>,
     }
     // The id becomes a path component: anything but 64 hex could walk out of the directory.
     if !is_hex64(id) {
@@ -144,7 +170,14 @@ pub fn docker_name(data_root: &Path, id: &str) -> Option<String> {
     let path = data_root.join("containers").join(id).join("config.v2.json");
     let config: Config = serde_json::from_slice(&fs::read(path).ok()?).ok()?;
     let name = config.name.strip_prefix('/').unwrap_or(&config.name);
-    (!name.is_empty()).then(|| name.to_owned())
+    let inner = config.config;
+    Some(DockerConfig {
+        name: (!name.is_empty()).then(|| name.to_owned()),
+        image: inner.as_ref().and_then(|c| c.image.clone()),
+        service: inner
+            .and_then(|c| c.labels)
+            .and_then(|mut l| l.remove("com.docker.compose.service")),
+    })
 }
 
 /// A full container id as docker, podman, containerd's CRI plugin and CRI-O write them.
@@ -200,6 +233,17 @@ mod tests {
             docker_name(root.path(), ID).as_deref(),
             Some("admiring_turing")
         );
+        let c = docker_config(root.path(), ID).unwrap();
+        assert_eq!(c.image.as_deref(), Some("bb"));
+        assert_eq!(c.service, None);
+        fs::write(
+            dir.join("config.v2.json"),
+            r#"{"Name":"/p_web_1","Config":{"Image":"bb:latest","Labels":{"com.docker.compose.service":"web"}}}"#,
+        )
+        .expect("write");
+        let c = docker_config(root.path(), ID).unwrap();
+        assert_eq!(c.service.as_deref(), Some("web"));
+        assert_eq!(c.name.as_deref(), Some("p_web_1"));
 
         let other = ID.replace('3', "4");
         assert_eq!(docker_name(root.path(), &other), None, "no such container");

@@ -161,6 +161,15 @@ pub fn pid_cgroup_path(pid: u32) -> Option<String> {
     parse_proc_cgroup(&fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?)
 }
 
+/// The cgroup v2 path of a process (the `0::` line), whatever v1 hierarchies it is also in:
+/// the path whose id `bpf_get_current_cgroup_id` returns.
+pub fn pid_cgroup2_path(pid: u32) -> Option<String> {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(|p| p.strip_suffix(" (deleted)").unwrap_or(p).to_string())
+}
+
 /// Namespace inode numbers of a process (`pid`, `mnt`, `user`, `net`).
 pub fn namespaces(pid: u32) -> BTreeMap<String, u64> {
     ["pid", "mnt", "user", "net"]

@@ -14,7 +14,12 @@ mod systemd;
 
 /// Renders the profile's `cap_add` set in the given syntax.
 pub fn render(profile: &Profile, format: Format) -> String {
-    let caps = minimal_set(&profile.cap_add);
+    render_set(&profile.cap_add, format)
+}
+
+/// Renders a capability set in the given syntax.
+pub fn render_set(caps: &[Cap], format: Format) -> String {
+    let caps = minimal_set(caps);
     match format {
         Format::Docker => docker::render(&caps),
         Format::Compose => compose::render(&caps),
