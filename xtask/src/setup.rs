@@ -16,6 +16,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "runc",
     "podman",
     "docker.io",
+    "docker-compose",
+    "gcc",
     "util-linux",
     "iproute2",
     "bpftool",

@@ -130,13 +130,22 @@ fn record_container(args: &RecordArgs, name: &str) -> anyhow::Result<u8> {
     mon.refresh()?;
     let stats = mon.stats.get(&cgroup).cloned().unwrap_or_default();
     let command = vec![format!("container:{}", found.name)];
-    let profile = observed_profile(
+    let mut profile = observed_profile(
         stats.checks,
         stats.ns_calls,
         &command,
         None,
         mon.losses(),
         mon.hook_point(),
+    );
+    // Start-up is where most capabilities are used (binding ports, chown of data directories,
+    // dropping to a service user): say that it was not seen, and how to see it.
+    profile.advice.insert(
+        0,
+        format!(
+            "start-up was not observed (the container was already running): record it from its first instruction with `captrace record -- docker run ...`, or run `docker restart {}` while this records",
+            found.name
+        ),
     );
     finish(args, &profile)?;
     Ok(0)
