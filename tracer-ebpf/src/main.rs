@@ -639,16 +639,19 @@ fn task_pid(cfg: &Config, task: u64) -> Option<u32> {
     .map(|p| p as u32)
 }
 
-/// `sched_process_fork`, raw: TP_PROTO(parent, child). A child (process or thread) inherits the
-/// workload of the thread that forked it.
-#[raw_tracepoint(tracepoint = "sched_process_fork")]
-pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
+/// `task_newtask`, raw: TP_PROTO(task, clone_flags), fired by copy_process() for every new
+/// task, before it first runs: a child (process or thread) inherits the workload of the thread
+/// that created it. `sched_process_fork` would miss the io_uring worker and SQPOLL threads,
+/// which create_io_thread() makes without kernel_clone(): work a workload hands to io_uring
+/// (an openat forced async with IOSQE_ASYNC) would then be nobody's.
+#[raw_tracepoint(tracepoint = "task_newtask")]
+pub fn task_newtask(ctx: RawTracePointContext) -> i32 {
     let cfg = config();
     if cfg.trace_all != 0 {
         return 0;
     }
-    let (Some(parent), Some(child)) = (task_pid(&cfg, ctx.arg(0)), task_pid(&cfg, ctx.arg(1)))
-    else {
+    let parent = bpf_get_current_pid_tgid() as u32;
+    let Some(child) = task_pid(&cfg, ctx.arg(0)) else {
         return 0;
     };
     // SAFETY: value copied out immediately.

@@ -108,6 +108,20 @@ pub fn classify(frames: &[String]) -> Classified {
     }
 }
 
+/// Kernel code that acts with its own, borrowed credentials on the task's behalf: overlayfs
+/// redoes each operation on the layers with its mounter's credentials (ovl_override_creds(),
+/// fs/overlayfs/util.c). A check made with credentials that are not the task's `real_cred`
+/// anywhere else (an io_uring personality the task registered, io_issue_sqe() ->
+/// override_creds()) is the task's own.
+const CREDENTIAL_BORROWERS: &[&str] = &["ovl_"];
+
+/// Whether a call path runs through kernel code that borrows credentials.
+pub fn borrows_credentials(callers: &[String]) -> bool {
+    callers
+        .iter()
+        .any(|f| CREDENTIAL_BORROWERS.iter().any(|b| f.starts_with(b)))
+}
+
 /// `foo.cold`, `foo.isra.0`, `foo.constprop.0` are compiler clones of `foo`.
 fn strip_suffix(frame: &str) -> &str {
     frame.split('.').next().unwrap_or(frame)
@@ -241,6 +255,18 @@ mod tests {
         // kretprobe stacks start at the caller already.
         let c = classify(&stack("capable_wrt_inode_uidgid setattr_prepare"));
         assert_eq!(c.callers[0], "capable_wrt_inode_uidgid");
+    }
+
+    #[test]
+    fn only_overlayfs_borrows_credentials() {
+        let path = |s: &str| s.split(" <- ").map(String::from).collect::<Vec<_>>();
+        assert!(borrows_credentials(&path(
+            "capable_wrt_inode_uidgid <- setattr_prepare <- ext4_setattr <- notify_change <- ovl_setattr"
+        )));
+        // An openat under a registered io_uring personality (override_creds in io_issue_sqe).
+        assert!(!borrows_credentials(&path(
+            "capable_wrt_inode_uidgid <- generic_permission <- inode_permission <- link_path_walk <- path_openat <- do_filp_open <- io_openat2 <- io_issue_sqe"
+        )));
     }
 
     #[test]

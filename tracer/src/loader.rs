@@ -39,7 +39,7 @@ const ATTACH_TARGETS: &[Target] = &[
 /// The programs that follow processes, and the raw tracepoint each attaches to (present on
 /// every kernel captrace supports).
 const PROGRAMS: &[(&str, &str)] = &[
-    (names::PROG_FORK, "sched_process_fork"),
+    (names::PROG_FORK, "task_newtask"),
     (names::PROG_EXIT, "sched_process_exit"),
     (names::PROG_EXEC, "sched_process_exec"),
 ];

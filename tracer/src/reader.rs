@@ -262,8 +262,11 @@ fn checks_where(
                 count,
                 pid: first.as_ref().map(|f| f.0),
                 comm: first.map(|f| f.1),
+                origin: own_unless_borrowed(
+                    to_origin(key.origin),
+                    call_paths.iter().map(|p| p.frames.as_slice()),
+                ),
                 call_paths,
-                origin: to_origin(key.origin),
             },
         );
     }
@@ -271,6 +274,24 @@ fn checks_where(
         .into_iter()
         .map(|(w, checks)| (w, checks.into_values().collect()))
         .collect())
+}
+
+/// Checks against credentials that are not the task's own count as the task's unless kernel
+/// code known to borrow credentials (overlayfs) made them: an io_uring personality is
+/// credentials the task registered itself. A key with no known path stays as the kernel said.
+pub fn own_unless_borrowed<'a>(
+    origin: Origin,
+    paths: impl IntoIterator<Item = &'a [String]>,
+) -> Origin {
+    let paths: Vec<&[String]> = paths.into_iter().filter(|p| !p.is_empty()).collect();
+    if origin == Origin::Borrowed
+        && !paths.is_empty()
+        && !paths.iter().any(|p| classifier::borrows_credentials(p))
+    {
+        Origin::Workload
+    } else {
+        origin
+    }
 }
 
 /// The check a key describes, with `count` and no call path yet.

@@ -191,7 +191,10 @@ impl Monitor {
                         scope: check.scope,
                         syscall: check.syscall,
                         namespaces: resolve::namespaces(tgid),
-                        origin: check.origin,
+                        origin: reader::own_unless_borrowed(
+                            check.origin,
+                            [classified.callers.as_slice()],
+                        ),
                     });
                 }
                 Fresh::Denial { .. } => {}

@@ -63,8 +63,8 @@ pub const OUR_TRACEPOINTS: &[&str] = &[
     "cap_capable",
     "sched_process_exec",
     "sched_process_exit",
-    "sched_process_fork",
     "sys_exit",
+    "task_newtask",
 ];
 
 /// The links of captrace process `pid`, once it has attached all of them, checked against
