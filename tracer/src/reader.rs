@@ -131,8 +131,16 @@ impl Collector {
     }
 
     /// The classified call path of a stack id, symbolized once.
-    pub fn classify(&self, tracer: &Tracer, symbolizer: &Symbolizer, stack_id: i64) -> Classified {
-        self.classified
+    /// The capability refines it (`classifier::PROBE_PATHS`).
+    pub fn classify(
+        &self,
+        tracer: &Tracer,
+        symbolizer: &Symbolizer,
+        stack_id: i64,
+        cap: Cap,
+    ) -> Classified {
+        let c = self
+            .classified
             .borrow_mut()
             .entry(stack_id)
             .or_insert_with(|| {
@@ -142,7 +150,8 @@ impl Collector {
                     .unwrap_or_default();
                 classifier::classify(&frames)
             })
-            .clone()
+            .clone();
+        classifier::refine(cap, c)
     }
 
     pub fn ns_calls(&self, workload: u64) -> Vec<NsCallRecord> {
@@ -223,7 +232,7 @@ fn checks_where(
             if first.is_none() {
                 first = collector.first.get(p).cloned();
             }
-            let c = collector.classify(tracer, symbolizer, p.stack_id);
+            let c = collector.classify(tracer, symbolizer, p.stack_id, Cap(key.cap));
             let cp = CallPath {
                 frames: c.callers,
                 audit: c.audit,

@@ -181,7 +181,7 @@ impl Monitor {
                     }
                     let classified =
                         self.collector
-                            .classify(&self.tracer, &self.symbolizer, path.stack_id);
+                            .classify(&self.tracer, &self.symbolizer, path.stack_id, cap);
                     lines.push(Line::Check {
                         container: self.resolver.resolve(path.usage.workload, Some(tgid)),
                         pid: tgid,
