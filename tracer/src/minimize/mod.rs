@@ -1,31 +1,59 @@
-//! `record --minimize`: prove the recorded set by replaying the command.
-//! (a) replay with the recorded privileges: must reproduce the exit status, else the command is
-//! not re-runnable and the recorded set stays; (b) replay with exactly the set: if it fails,
-//! find capabilities used without a visible check; (c) replay with each member removed in
-//! turn, keeping only those whose removal makes it fail.
-use std::{collections::BTreeSet, process::Command, time::Duration};
+//! `record --minimize`: prove the recorded set by replaying the command, each replay traced by
+//! the same programs of the same session as the recording.
+//!
+//! (a) Replay with captrace's own privileges. It must be faithful: the same exit status, the
+//! `--check` passing, and the same audited checks (`compare`). Otherwise nothing a replay shows
+//! says anything about the recording: the recorded set stays and the report names the checks
+//! that differed. (b) Replay with exactly the set; if that fails, search for capabilities used
+//! without any visible check, and add them only if the replay that passes with them is faithful
+//! too. (c) Replay with each member removed in turn; drop it only if that replay ran the code
+//! that checks it (the kernel refused it) and the outcome stayed the recording's. What the
+//! kernel refused in the replay that proves the final set is listed as silent refusals.
+mod compare;
+mod refusals;
+
+use std::{
+    collections::BTreeSet,
+    process::{Command, Stdio},
+    time::Duration,
+};
 
 use anyhow::Context as _;
+
+pub use compare::{Difference, differences};
+pub use refusals::{EFFECTS, line as refusal_line, silent_refusals};
 
 use crate::{
     capability::Cap,
     launch::{Privileges, Spec},
-    profile::{Added, Minimize, Profile},
+    profile::{Added, Check, Minimize, Profile},
     recommend,
     session::{Run, Session, Wait},
 };
 
 /// Outcome of one replay.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq)]
 pub struct Outcome {
     pub exit_status: i32,
-    /// Capabilities of audited host checks that were denied.
+    /// `--check` exited 0 (true without a check).
+    pub check_ok: bool,
+    /// Capabilities of audited host checks that were denied (the kernel's fallbacks left out).
     pub denied: BTreeSet<Cap>,
+    /// Every check of the run.
+    pub checks: Vec<Check>,
+    /// Namespace kinds it created.
+    pub created: Vec<String>,
 }
 
-/// A replay passes when it ends like the recording and wants nothing the baseline did not.
+/// A replay passes when it ends like the recording (exit status, `--check`) and wants nothing
+/// the baseline did not.
 pub fn passes(replay: &Outcome, baseline: &Outcome) -> bool {
-    replay.exit_status == baseline.exit_status && replay.denied.is_subset(&baseline.denied)
+    ends_alike(replay, baseline) && replay.denied.is_subset(&baseline.denied)
+}
+
+/// Same exit status, and the check passed.
+fn ends_alike(replay: &Outcome, baseline: &Outcome) -> bool {
+    replay.exit_status == baseline.exit_status && replay.check_ok
 }
 
 /// Greedy reduction: drops each member of `candidates` from `set` whose removal still passes.
@@ -55,23 +83,43 @@ fn own_caps() -> BTreeSet<Cap> {
         .unwrap_or_default()
 }
 
+/// Shell commands around each replay.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Hooks<'a> {
+    /// Run before each replay; must succeed.
+    pub setup: Option<&'a str>,
+    /// Run after the recording and after each replay; the replay passes only if it exits 0.
+    pub check: Option<&'a str>,
+}
+
+/// Runs `sh -c CMD` with captrace's environment, output to /dev/null; true if it exited 0.
+fn shell(cmd: &str, what: &str) -> anyhow::Result<bool> {
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .with_context(|| format!("running {what} {cmd:?}"))?;
+    Ok(status.success())
+}
+
 struct Replayer<'a> {
     session: &'a mut Session,
     argv: Vec<String>,
-    setup: Option<&'a str>,
+    hooks: Hooks<'a>,
     deadline: Duration,
     replays: u32,
 }
 
 impl Replayer<'_> {
     fn replay(&mut self, caps: Option<&BTreeSet<Cap>>) -> anyhow::Result<Outcome> {
-        if let Some(setup) = self.setup {
-            let status = Command::new("sh")
-                .arg("-c")
-                .arg(setup)
-                .status()
-                .context("running --setup")?;
-            anyhow::ensure!(status.success(), "--setup {setup:?} failed with {status}");
+        if let Some(setup) = self.hooks.setup {
+            anyhow::ensure!(
+                shell(setup, "--setup")?,
+                "--setup {setup:?} failed before a replay: it must exit 0"
+            );
         }
         self.replays += 1;
         let privileges = caps.map(|c| Privileges {
@@ -82,6 +130,7 @@ impl Replayer<'_> {
             argv: self.argv.clone(),
             privileges,
             quiet: true,
+            privileges_first: true,
             ..Default::default()
         };
         let run = self.session.run(
@@ -92,50 +141,97 @@ impl Replayer<'_> {
             },
             &mut |_| {},
         )?;
+        let check_ok = match self.hooks.check {
+            Some(check) => shell(check, "--check")?,
+            None => true,
+        };
         let profile = self.session.profile(&run, &self.argv)?;
-        tracing::info!(caps = ?caps.map(|c| c.iter().map(|c| c.name()).collect::<Vec<_>>()), status = run.exit_status, "replay");
+        tracing::info!(caps = ?caps.map(|c| c.iter().map(|c| c.name()).collect::<Vec<_>>()), status = run.exit_status, check_ok, "replay");
         Ok(Outcome {
             exit_status: run.exit_status,
+            check_ok,
             denied: profile.denied.iter().map(|c| c.cap).collect(),
+            checks: profile.checks,
+            created: profile.namespaces.created,
         })
     }
 }
+
+fn names(caps: &[Cap]) -> String {
+    caps.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")
+}
+
+/// What a replay that was not faithful leaves: the recorded set, and why.
+const NOT_FAITHFUL_ADVICE: &str = "The command changes what it finds the next time (files it created, owners it set): restore that state before each replay with --setup CMD, or record it in a fresh container";
 
 pub fn minimize(
     session: &mut Session,
     spec: &Spec,
     recorded: &Run,
-    setup: Option<&str>,
+    hooks: Hooks<'_>,
     profile: &mut Profile,
 ) -> anyhow::Result<()> {
     let deadline = (recorded.duration * 3).max(Duration::from_secs(10));
+    let mut report = Minimize::default();
+    if let Some(check) = hooks.check
+        && !shell(check, "--check")?
+    {
+        report.note = Some(format!(
+            "--check {check:?} failed after the recording itself: it must pass on what the recording did; kept the recorded set"
+        ));
+        profile.minimize = Some(report);
+        return Ok(());
+    }
     let mut r = Replayer {
         session,
         argv: spec.argv.clone(),
-        setup,
+        hooks,
         deadline,
         replays: 0,
     };
     let recorded_set: BTreeSet<Cap> = profile.cap_add.iter().copied().collect();
-    let mut report = Minimize::default();
+    let recorded_denied: BTreeSet<Cap> = profile.denied.iter().map(|c| c.cap).collect();
+    let finish = |profile: &mut Profile, mut report: Minimize, replays: u32, note: String| {
+        report.note = Some(note);
+        report.replays = replays;
+        profile.minimize = Some(report);
+    };
 
-    // (a) The recording's own privileges must reproduce its exit status.
+    // (a) The recording's own privileges must reproduce it: outcome and audited checks.
     let baseline = r.replay(None)?;
     if baseline.exit_status != recorded.exit_status {
-        report.note = Some(format!(
+        let note = format!(
             "not re-runnable: a replay exited {} where the recording exited {}; kept the recorded set. Use --setup CMD to restore what the command changes before each replay",
             baseline.exit_status, recorded.exit_status
-        ));
-        report.replays = r.replays;
-        profile.minimize = Some(report);
+        );
+        finish(profile, report, r.replays, note);
         return Ok(());
     }
     report.rerunnable = true;
+    if !baseline.check_ok {
+        let check = hooks.check.unwrap_or_default();
+        let note = format!(
+            "not re-runnable: --check {check:?} failed after a replay with captrace's own privileges; kept the recorded set. Use --setup CMD to restore what the command changes before each replay"
+        );
+        finish(profile, report, r.replays, note);
+        return Ok(());
+    }
+    let diffs = differences(&profile.checks, &baseline.checks);
+    if !diffs.is_empty() {
+        report.differences = diffs.iter().map(ToString::to_string).collect();
+        let note = format!(
+            "replays were not faithful: with captrace's own privileges the replay made other capability checks than the recording ({}); kept the recorded set. {NOT_FAITHFUL_ADVICE}",
+            report.differences.join("; ")
+        );
+        finish(profile, report, r.replays, note);
+        return Ok(());
+    }
+    report.faithful = true;
 
     // (b) Exactly the recorded set; if that fails, find what was used without a check.
     let mut set = recorded_set.clone();
-    let exact = r.replay(Some(&set))?;
-    if !passes(&exact, &baseline) {
+    let mut proving = r.replay(Some(&set))?;
+    if !passes(&proving, &baseline) {
         let candidates: Vec<Cap> = own_caps().difference(&recorded_set).copied().collect();
         let full: BTreeSet<Cap> = set
             .union(&candidates.iter().copied().collect())
@@ -144,21 +240,65 @@ pub fn minimize(
         let (kept, _) = reduce(&full, &candidates, |s| {
             Ok(passes(&r.replay(Some(s))?, &baseline))
         })?;
-        set = kept;
-        report.added = set.difference(&recorded_set).copied().collect();
-        if !passes(&r.replay(Some(&set))?, &baseline) {
-            report.note = Some("the command does not pass even with every capability captrace holds; kept the recorded set".into());
-            set = recorded_set.clone();
-            report.added.clear();
+        let with_added = r.replay(Some(&kept))?;
+        if !passes(&with_added, &baseline) {
+            // Nothing below this replay reproduces the recording: prove nothing.
+            report.faithful = false;
+            let note = "the command does not pass even with every capability captrace holds; kept the recorded set".to_string();
+            finish(profile, report, r.replays, note);
+            return Ok(());
         }
+        // A capability checked where the recording checked nothing is another code path, not
+        // a need of the recording: the recording had every capability and would have shown it.
+        let diffs = differences(&profile.checks, &with_added.checks);
+        let added: Vec<Cap> = kept.difference(&recorded_set).copied().collect();
+        if !diffs.is_empty() {
+            report.faithful = false;
+            report.differences = diffs.iter().map(ToString::to_string).collect();
+            let note = format!(
+                "replays were not faithful: exactly the recorded set failed, and the replay that passed with {} made other capability checks than the recording ({}); added nothing, kept the recorded set. {NOT_FAITHFUL_ADVICE}",
+                names(&added),
+                report.differences.join("; ")
+            );
+            finish(profile, report, r.replays, note);
+            return Ok(());
+        }
+        set = kept;
+        report.added = added;
+        proving = with_added;
     }
 
-    // (c) Each member removed in turn.
-    let members: Vec<Cap> = set.iter().copied().collect();
-    let (kept, dropped) = reduce(&set, &members, |s| {
-        Ok(passes(&r.replay(Some(s))?, &baseline))
-    })?;
-    report.proven = kept.iter().copied().collect();
+    // (c) Each member removed in turn. A member whose code the replay never reached proves
+    // nothing by its absence: it stays.
+    let mut dropped = Vec::new();
+    let mut kept_unreached = Vec::new();
+    for m in set.clone() {
+        let mut without = set.clone();
+        without.remove(&m);
+        let replay = r.replay(Some(&without))?;
+        if !ends_alike(&replay, &baseline) {
+            continue;
+        }
+        let mut may_be_denied: BTreeSet<Cap> = baseline.denied.clone();
+        may_be_denied.extend(dropped.iter().copied());
+        may_be_denied.insert(m);
+        let reached =
+            compare::refused(&replay.checks, m) || namespace_rule_reached(m, &replay.created);
+        if reached && replay.denied.is_subset(&may_be_denied) {
+            set = without;
+            dropped.push(m);
+            proving = replay;
+        } else if !reached {
+            kept_unreached.push(m);
+        }
+    }
+    if !kept_unreached.is_empty() {
+        report.note = Some(format!(
+            "kept {}: the command succeeded without it, but no replay reached the code that checks it, so that proves nothing",
+            names(&kept_unreached)
+        ));
+    }
+    report.proven = set.iter().copied().collect();
     report.dropped = dropped;
     report.replays = r.replays;
 
@@ -168,11 +308,20 @@ pub fn minimize(
             reason: "replay: the command fails without it, although no check of it was seen".into(),
         });
     }
-    profile.never_checked.retain(|a| kept.contains(&a.cap));
+    profile.never_checked.retain(|a| set.contains(&a.cap));
+    profile.silent_refusals = silent_refusals(&proving.checks, &set, &recorded_denied);
     profile.cap_add = report.proven.clone();
     profile.advice = recommend::advice(&profile.cap_add, &profile.namespaces);
     profile.minimize = Some(report);
     Ok(())
+}
+
+/// Capabilities the kernel tests as bits (`recommend::NAMESPACE_RULES`) never show a check:
+/// the replay reached their code when it created that kind of namespace.
+fn namespace_rule_reached(cap: Cap, created: &[String]) -> bool {
+    recommend::NAMESPACE_RULES
+        .iter()
+        .any(|(kind, c, _)| Cap(*c) == cap && created.iter().any(|k| k == kind))
 }
 
 #[cfg(test)]
@@ -185,31 +334,18 @@ mod tests {
 
     #[test]
     fn passes_needs_same_status_and_no_new_denial() {
-        let base = Outcome {
-            exit_status: 0,
-            denied: set(&[24]),
+        let outcome = |exit_status, check_ok, denied| Outcome {
+            exit_status,
+            check_ok,
+            denied,
+            ..Default::default()
         };
-        assert!(passes(
-            &Outcome {
-                exit_status: 0,
-                denied: set(&[24])
-            },
-            &base
-        ));
-        assert!(!passes(
-            &Outcome {
-                exit_status: 1,
-                denied: set(&[])
-            },
-            &base
-        ));
-        assert!(!passes(
-            &Outcome {
-                exit_status: 0,
-                denied: set(&[0])
-            },
-            &base
-        ));
+        let base = outcome(0, true, set(&[24]));
+        assert!(passes(&outcome(0, true, set(&[24])), &base));
+        assert!(!passes(&outcome(1, true, set(&[])), &base));
+        assert!(!passes(&outcome(0, true, set(&[0])), &base));
+        // --check failed.
+        assert!(!passes(&outcome(0, false, set(&[24])), &base));
     }
 
     #[test]
