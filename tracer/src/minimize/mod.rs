@@ -271,32 +271,29 @@ pub fn minimize(
     // (c) Each member removed in turn. A member whose code the replay never reached proves
     // nothing by its absence: it stays.
     let mut dropped = Vec::new();
-    let mut kept_unreached = Vec::new();
+    let mut unproven = Vec::new();
     for m in set.clone() {
         let mut without = set.clone();
         without.remove(&m);
         let replay = r.replay(Some(&without))?;
-        if !ends_alike(&replay, &baseline) {
-            continue;
-        }
-        let mut may_be_denied: BTreeSet<Cap> = baseline.denied.clone();
-        may_be_denied.extend(dropped.iter().copied());
-        may_be_denied.insert(m);
-        let reached =
-            compare::refused(&replay.checks, m) || namespace_rule_reached(m, &replay.created);
-        if reached && replay.denied.is_subset(&may_be_denied) {
-            set = without;
-            dropped.push(m);
-            proving = replay;
-        } else if !reached {
-            kept_unreached.push(m);
+        match judge(&replay, &baseline, m, &dropped) {
+            Removal::Drop => {
+                set = without;
+                dropped.push(m);
+                proving = replay;
+            }
+            Removal::Needed => {}
+            Removal::Unreached => unproven.push(format!(
+                "kept {m}: the command succeeded without it, but no replay reached the code that checks it, so that proves nothing"
+            )),
+            Removal::Diverged(others) => unproven.push(format!(
+                "kept {m}: without it the command succeeded, but the kernel also refused {}, which it did not in the recording: another code path",
+                names(&others)
+            )),
         }
     }
-    if !kept_unreached.is_empty() {
-        report.note = Some(format!(
-            "kept {}: the command succeeded without it, but no replay reached the code that checks it, so that proves nothing",
-            names(&kept_unreached)
-        ));
+    if !unproven.is_empty() {
+        report.note = Some(unproven.join("; "));
     }
     report.proven = set.iter().copied().collect();
     report.dropped = dropped;
@@ -314,6 +311,40 @@ pub fn minimize(
     profile.advice = recommend::advice(&profile.cap_add, &profile.namespaces);
     profile.minimize = Some(report);
     Ok(())
+}
+
+/// What a replay without one member says about it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Removal {
+    /// The outcome changed (exit status or `--check`): the member is needed.
+    Needed,
+    /// The kernel refused it and nothing else changed: drop it (a silent refusal).
+    Drop,
+    /// The outcome stayed, but no check of it was made: the replay took another path.
+    Unreached,
+    /// The outcome stayed, but other capabilities were refused too: another path.
+    Diverged(Vec<Cap>),
+}
+
+/// Judges the replay without `m`, after `dropped` were dropped.
+pub fn judge(replay: &Outcome, baseline: &Outcome, m: Cap, dropped: &[Cap]) -> Removal {
+    if !ends_alike(replay, baseline) {
+        return Removal::Needed;
+    }
+    if !(compare::refused(&replay.checks, m) || namespace_rule_reached(m, &replay.created)) {
+        return Removal::Unreached;
+    }
+    let others: Vec<Cap> = replay
+        .denied
+        .iter()
+        .filter(|c| **c != m && !dropped.contains(c) && !baseline.denied.contains(c))
+        .copied()
+        .collect();
+    if others.is_empty() {
+        Removal::Drop
+    } else {
+        Removal::Diverged(others)
+    }
 }
 
 /// Capabilities the kernel tests as bits (`recommend::NAMESPACE_RULES`) never show a check:
@@ -346,6 +377,98 @@ mod tests {
         assert!(!passes(&outcome(0, true, set(&[0])), &base));
         // --check failed.
         assert!(!passes(&outcome(0, false, set(&[24])), &base));
+    }
+
+    fn denied_check(cap: u8, audit: crate::profile::Audit) -> Check {
+        Check {
+            cap: Cap(cap),
+            verdict: crate::profile::Verdict::Denied,
+            audit,
+            scope: crate::profile::Scope::Host,
+            syscall: Some("setsockopt".into()),
+            count: 1,
+            pid: None,
+            comm: None,
+            call_paths: vec![],
+            origin: crate::profile::Origin::Workload,
+        }
+    }
+
+    #[test]
+    fn a_member_is_dropped_only_when_the_replay_reached_its_check() {
+        use crate::profile::Audit;
+        let base = Outcome {
+            check_ok: true,
+            ..Default::default()
+        };
+        let refused = Outcome {
+            check_ok: true,
+            denied: set(&[12]),
+            checks: vec![denied_check(12, Audit::Audited)],
+            ..Default::default()
+        };
+        assert_eq!(judge(&refused, &base, Cap(12), &[]), Removal::Drop);
+        // A noaudit denial is not the code that needs it.
+        let noaudit = Outcome {
+            check_ok: true,
+            checks: vec![denied_check(12, Audit::Noaudit)],
+            ..Default::default()
+        };
+        assert_eq!(judge(&noaudit, &base, Cap(12), &[]), Removal::Unreached);
+        assert_eq!(
+            judge(
+                &Outcome {
+                    check_ok: true,
+                    ..Default::default()
+                },
+                &base,
+                Cap(10),
+                &[]
+            ),
+            Removal::Unreached
+        );
+        // The outcome changed.
+        let failed = Outcome {
+            exit_status: 1,
+            ..refused
+        };
+        assert_eq!(judge(&failed, &base, Cap(12), &[]), Removal::Needed);
+        let check_failed = Outcome {
+            check_ok: false,
+            checks: vec![denied_check(12, Audit::Audited)],
+            ..Default::default()
+        };
+        assert_eq!(judge(&check_failed, &base, Cap(12), &[]), Removal::Needed);
+        // Another capability refused as well, one not dropped before: another path.
+        let more = Outcome {
+            check_ok: true,
+            denied: set(&[12, 1]),
+            checks: vec![
+                denied_check(12, Audit::Audited),
+                denied_check(1, Audit::Audited),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            judge(&more, &base, Cap(12), &[]),
+            Removal::Diverged(vec![Cap(1)])
+        );
+        assert_eq!(judge(&more, &base, Cap(12), &[Cap(1)]), Removal::Drop);
+    }
+
+    #[test]
+    fn the_setfcap_rule_is_reached_by_creating_a_user_namespace() {
+        let base = Outcome {
+            check_ok: true,
+            ..Default::default()
+        };
+        let created = Outcome {
+            check_ok: true,
+            created: vec!["user".into()],
+            ..Default::default()
+        };
+        assert_eq!(judge(&created, &base, Cap(31), &[]), Removal::Drop);
+        assert_eq!(judge(&base, &base, Cap(31), &[]), Removal::Unreached);
     }
 
     #[test]
