@@ -7,6 +7,10 @@ mod support;
 
 use std::{fs, os::unix::fs::chown, path::Path, process::Command};
 
+use captrace::{
+    capability::Cap,
+    launch::{self, Privileges, Spec},
+};
 use serde_json::Value;
 use support::workload::{Fixture, Workload, cap_add};
 
@@ -272,4 +276,35 @@ fn check_false_keeps_the_recorded_set() {
         "{m:#}"
     );
     assert_eq!(strings(&m["dropped"]), Vec::<String>::new(), "{m:#}");
+}
+
+/// Replays drop their capabilities before captrace registers them for tracing
+/// (`Spec::privileges_first`): the child waiting to be released already has exactly its set,
+/// so the launcher's own PR_CAPBSET_DROP and capset checks are never counted as the command's.
+#[test]
+fn a_replay_has_its_set_before_it_is_released() {
+    if !support::require_root() {
+        return;
+    }
+    let spec = Spec {
+        argv: vec!["true".into()],
+        privileges: Some(Privileges {
+            caps: vec![Cap(0)],
+            ..Default::default()
+        }),
+        privileges_first: true,
+        quiet: true,
+        ..Default::default()
+    };
+    let child = launch::spawn_suspended(&spec).expect("spawning true");
+    let status = fs::read_to_string(format!("/proc/{}/status", child.pid)).expect("status");
+    let pid = child.resume().expect("releasing true");
+    let _ = nix::sys::wait::waitpid(pid, None);
+    // CHOWN is bit 0.
+    for set in ["CapEff", "CapPrm", "CapBnd"] {
+        assert!(
+            status.contains(&format!("{set}:\t0000000000000001\n")),
+            "{set}: {status}"
+        );
+    }
 }
