@@ -157,6 +157,16 @@ impl Replayer<'_> {
     }
 }
 
+/// The report names the first few differences; the profile keeps them all.
+fn first_few(lines: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut out = lines[..lines.len().min(SHOWN)].join("; ");
+    if lines.len() > SHOWN {
+        out += &format!("; and {} more in the profile", lines.len() - SHOWN);
+    }
+    out
+}
+
 fn names(caps: &[Cap]) -> String {
     caps.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")
 }
@@ -221,7 +231,7 @@ pub fn minimize(
         report.differences = diffs.iter().map(ToString::to_string).collect();
         let note = format!(
             "replays were not faithful: with captrace's own privileges the replay made other capability checks than the recording ({}); kept the recorded set. {NOT_FAITHFUL_ADVICE}",
-            report.differences.join("; ")
+            first_few(&report.differences)
         );
         finish(profile, report, r.replays, note);
         return Ok(());
@@ -258,7 +268,7 @@ pub fn minimize(
             let note = format!(
                 "replays were not faithful: exactly the recorded set failed, and the replay that passed with {} made other capability checks than the recording ({}); added nothing, kept the recorded set. {NOT_FAITHFUL_ADVICE}",
                 names(&added),
-                report.differences.join("; ")
+                first_few(&report.differences)
             );
             finish(profile, report, r.replays, note);
             return Ok(());
@@ -469,6 +479,16 @@ mod tests {
         };
         assert_eq!(judge(&created, &base, Cap(31), &[]), Removal::Drop);
         assert_eq!(judge(&base, &base, Cap(31), &[]), Removal::Unreached);
+    }
+
+    #[test]
+    fn the_note_names_five_differences_at_most() {
+        let lines: Vec<String> = (0..7).map(|i| i.to_string()).collect();
+        assert_eq!(first_few(&lines[..2]), "0; 1");
+        assert_eq!(
+            first_few(&lines),
+            "0; 1; 2; 3; 4; and 2 more in the profile"
+        );
     }
 
     #[test]
