@@ -1,7 +1,7 @@
 //! Kernel knowledge about capability checks, in tables, each entry with the kernel function it
 //! comes from. The tracepoint has no `opts` argument, so whether a check is audited is told by
 //! its call path (fentry and kprobe read `opts`; their paths still tell probes apart).
-use crate::profile::Audit;
+use crate::{capability::Cap, profile::Audit};
 
 /// Callers that ask with `CAP_OPT_NOAUDIT`: a granted check there is the kernel probing, not
 /// the program using a capability.
@@ -28,6 +28,44 @@ pub const PROBE_CALLERS: &[(&str, &str)] = &[
     (
         "cap_capset",
         "security/commoncap.c: cap_capset (cap_inh_is_capped)",
+    ),
+];
+
+/// Checks of one capability that are probes on one call path: (capability, callee, its caller,
+/// kernel source). The capability matters: the same frames ask CAP_CHOWN where it is needed.
+pub const PROBE_PATHS: &[(u8, &str, &str, &str)] = &[
+    // fs/attr.c: in_group_or_capable() asks CAP_FSETID only to decide whether a new mode keeps
+    // its S_ISGID bit (`mode &= ~S_ISGID` otherwise). setattr_prepare() and setattr_copy() call
+    // it on every chmod of a file whose group the caller is not in, whatever the mode. The mode
+    // argument is not in the event, so a chmod that sets no S_ISGID bit (the common case: it
+    // succeeds the same without FSETID) cannot be told from one that does (the bit is then
+    // silently cleared). Classed as a probe; `--minimize` lists its refusal with that effect,
+    // and `--check` can insist on the bit. setattr_should_drop_sgid() calls it only for files
+    // that already have S_ISGID: not a probe there. in_group_or_capable() tail-calls
+    // capable_wrt_inode_uidgid(), so on 6.18 its own frame is not on the stack.
+    (
+        4,
+        "capable_wrt_inode_uidgid",
+        "setattr_prepare",
+        "fs/attr.c: setattr_prepare (in_group_or_capable: keep S_ISGID)",
+    ),
+    (
+        4,
+        "capable_wrt_inode_uidgid",
+        "setattr_copy",
+        "fs/attr.c: setattr_copy (in_group_or_capable: keep S_ISGID)",
+    ),
+    (
+        4,
+        "in_group_or_capable",
+        "setattr_prepare",
+        "fs/attr.c: setattr_prepare (in_group_or_capable: keep S_ISGID)",
+    ),
+    (
+        4,
+        "in_group_or_capable",
+        "setattr_copy",
+        "fs/attr.c: setattr_copy (in_group_or_capable: keep S_ISGID)",
     ),
 ];
 
@@ -122,6 +160,31 @@ pub fn borrows_credentials(callers: &[String]) -> bool {
         .any(|f| CREDENTIAL_BORROWERS.iter().any(|b| f.starts_with(b)))
 }
 
+/// Classifies the call path of a check of `cap`: [`classify`], then the probes of
+/// [`PROBE_PATHS`], which depend on the capability.
+pub fn classify_check(cap: Cap, frames: &[String]) -> Classified {
+    refine(cap, classify(frames))
+}
+
+/// Applies [`PROBE_PATHS`] to a path [`classify`] found audited.
+pub fn refine(cap: Cap, mut c: Classified) -> Classified {
+    if c.audit != Audit::Audited {
+        return c;
+    }
+    let near = &c.callers[..c.callers.len().min(CALLER_DEPTH)];
+    let found = PROBE_PATHS.iter().find(|(n, callee, by, _)| {
+        Cap(*n) == cap
+            && near
+                .windows(2)
+                .any(|w| strip_suffix(&w[0]) == *callee && strip_suffix(&w[1]) == *by)
+    });
+    if let Some((_, _, _, source)) = found {
+        c.audit = Audit::Probe;
+        c.rule = format!("probe by {source}");
+    }
+    c
+}
+
 /// `foo.cold`, `foo.isra.0`, `foo.constprop.0` are compiler clones of `foo`.
 fn strip_suffix(frame: &str) -> &str {
     frame.split('.').next().unwrap_or(frame)
@@ -184,7 +247,12 @@ mod tests {
             // The recorded frames start above cap_capable; put it back as the stack map has it.
             let mut full = vec!["cap_capable".to_string()];
             full.extend(frames.iter().cloned());
-            assert_eq!(classify(&full).audit, *expect, "{cap}: {frames:?}");
+            let cap = Cap::parse(cap).unwrap();
+            assert_eq!(
+                classify_check(cap, &full).audit,
+                *expect,
+                "{cap}: {frames:?}"
+            );
         }
     }
 
@@ -198,6 +266,16 @@ mod tests {
         };
         for (name, _) in NOAUDIT_CALLERS.iter().chain(PROBE_CALLERS) {
             assert!(seen(name), "{name} has no recorded stack");
+        }
+        // in_group_or_capable is tail-called away on 6.18: its entries cover other builds.
+        for (cap, callee, by, _) in PROBE_PATHS.iter().filter(|p| p.1 != "in_group_or_capable") {
+            let name = Cap(*cap).name();
+            assert!(
+                stacks.iter().any(|(c, a, f)| *c == name
+                    && *a == Audit::Probe
+                    && f.windows(2).any(|w| w[0] == *callee && w[1] == *by)),
+                "{name} {callee} <- {by} has no recorded probe stack"
+            );
         }
         assert!(
             stacks
@@ -267,6 +345,28 @@ mod tests {
         assert!(!borrows_credentials(&path(
             "capable_wrt_inode_uidgid <- generic_permission <- inode_permission <- link_path_walk <- path_openat <- do_filp_open <- io_openat2 <- io_issue_sqe"
         )));
+    }
+
+    #[test]
+    fn fsetid_in_chmod_is_a_probe_but_not_chown_there_nor_fsetid_when_dropping_sgid() {
+        let chmod = stack(
+            "cap_capable security_capable capable_wrt_inode_uidgid setattr_prepare \
+             ext4_setattr notify_change chmod_common",
+        );
+        assert_eq!(classify_check(Cap(4), &chmod).audit, Audit::Probe);
+        // chown_ok() is inlined into setattr_prepare: the same frames ask CAP_CHOWN.
+        assert_eq!(classify_check(Cap(0), &chmod).audit, Audit::Audited);
+        let copy = stack(
+            "cap_capable security_capable capable_wrt_inode_uidgid in_group_or_capable \
+             setattr_copy ext4_setattr",
+        );
+        assert_eq!(classify_check(Cap(4), &copy).audit, Audit::Probe);
+        // The file already has S_ISGID: FSETID decides whether a chown or write keeps it.
+        let drop = stack(
+            "cap_capable security_capable capable_wrt_inode_uidgid setattr_should_drop_sgid \
+             chown_common",
+        );
+        assert_eq!(classify_check(Cap(4), &drop).audit, Audit::Audited);
     }
 
     #[test]

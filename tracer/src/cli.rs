@@ -88,6 +88,10 @@ pub struct RecordArgs {
     /// With --minimize: a shell command run before each replay (e.g. to restore files).
     #[arg(long, value_name = "CMD", requires = "minimize")]
     pub setup: Option<String>,
+    /// With --minimize: a shell command run after the recording and after each replay; a
+    /// replay passes only if it exits 0 (e.g. `test -g FILE` when the set-group-ID bit matters).
+    #[arg(long, value_name = "CMD", requires = "minimize")]
+    pub check: Option<String>,
     /// Stop when the command exits instead of waiting for processes it left running.
     #[arg(long)]
     pub no_follow_daemons: bool,
@@ -101,7 +105,7 @@ pub struct RecordArgs {
     pub json: bool,
     /// Record a running container (docker or podman id or name) from now until it exits or
     /// Ctrl-C, instead of running a command.
-    #[arg(long, value_name = "ID|NAME", conflicts_with_all = ["minimize", "setup", "no_follow_daemons", "containers"])]
+    #[arg(long, value_name = "ID|NAME", conflicts_with_all = ["minimize", "setup", "check", "no_follow_daemons", "containers"])]
     pub container: Option<String>,
     /// The command and its arguments.
     #[arg(

@@ -63,6 +63,10 @@ pub struct Profile {
     /// `record --containers`), whether or not it saw any.
     #[serde(default)]
     pub follows_containers: bool,
+    /// `--minimize`: checks of capabilities left out of `cap_add` that the kernel refused in the
+    /// proving replay without changing the command's outcome, each with its known effect.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub silent_refusals: Vec<SilentRefusal>,
     /// Human advice (non-root, Docker default comparison, --privileged).
     #[serde(default)]
     pub advice: Vec<String>,
@@ -267,11 +271,36 @@ pub struct NsCallRecord {
 pub struct Minimize {
     /// Whether replaying with the recorded privileges reproduced the exit status.
     pub rerunnable: bool,
+    /// Whether that replay also made the recording's audited checks and no others: only then
+    /// is anything dropped or added.
+    #[serde(default)]
+    pub faithful: bool,
+    /// The audited checks in which that replay differed from the recording
+    /// (`CHOWN in fchownat by chown: recorded 1x, replayed 0x`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub differences: Vec<String>,
     pub proven: Vec<Cap>,
     pub dropped: Vec<Cap>,
     pub added: Vec<Cap>,
     pub replays: u32,
     pub note: Option<String>,
+}
+
+/// A capability the kernel refused in the replay that proved `cap_add`, while the command's
+/// outcome (exit status, `--check`) stayed the recording's.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SilentRefusal {
+    pub cap: Cap,
+    /// The first process seen refused.
+    pub comm: Option<String>,
+    pub syscall: Option<String>,
+    /// Exact number of refused checks of this capability in this syscall.
+    pub count: u64,
+    /// A short kernel call path (`in_group_or_capable <- setattr_prepare`).
+    pub kernel_path: String,
+    /// What the refusal does, as far as the kernel source tells.
+    pub effect: String,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -140,10 +140,12 @@ impl Collector {
         fresh
     }
 
-    /// The classified call path of a stack, symbolized once. A path whose frames never arrived
-    /// (walk failed, or its event was lost) classifies as unknown.
-    pub fn classify(&self, symbolizer: &Symbolizer, stack_hash: u64) -> Classified {
-        self.classified
+    /// The classified call path of a stack, symbolized once; the capability refines it
+    /// (`classifier::PROBE_PATHS`). A path whose frames never arrived (walk failed, or its
+    /// event was lost) classifies as unknown.
+    pub fn classify(&self, symbolizer: &Symbolizer, stack_hash: u64, cap: Cap) -> Classified {
+        let c = self
+            .classified
             .borrow_mut()
             .entry(stack_hash)
             .or_insert_with(|| {
@@ -154,7 +156,8 @@ impl Collector {
                     .unwrap_or_default();
                 classifier::classify(&frames)
             })
-            .clone()
+            .clone();
+        classifier::refine(cap, c)
     }
 
     pub fn ns_calls(&self, workload: u64) -> Vec<NsCallRecord> {
@@ -241,7 +244,7 @@ fn checks_where(
             if first.is_none() {
                 first = collector.first.get(p).map(|f| (f.1, f.2.clone()));
             }
-            let c = collector.classify(symbolizer, p.stack_hash);
+            let c = collector.classify(symbolizer, p.stack_hash, Cap(key.cap));
             let cp = CallPath {
                 frames: c.callers,
                 audit: c.audit,

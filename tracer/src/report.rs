@@ -8,7 +8,7 @@ use crate::{
     classifier,
     cli::Format,
     container::sets,
-    formats, namespaces,
+    formats, minimize, namespaces,
     profile::{Audit, Check, Profile, Scope, Verdict},
 };
 
@@ -178,15 +178,28 @@ fn body(p: &Profile) -> String {
                 v.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")
             }
         };
-        out += &format!(
-            "minimize ({} replays): proven {}; dropped {}; added {}\n",
-            m.replays,
-            list(&m.proven),
-            list(&m.dropped),
-            list(&m.added)
-        );
+        if m.faithful {
+            out += &format!(
+                "minimize ({} replays): proven {}; dropped {}; added {}\n",
+                m.replays,
+                list(&m.proven),
+                list(&m.dropped),
+                list(&m.added)
+            );
+        } else {
+            out += &format!(
+                "minimize ({} replays): not proven, the recorded set is kept\n",
+                m.replays
+            );
+        }
         if let Some(note) = &m.note {
             out += &format!("  {note}\n");
+        }
+    }
+    if !p.silent_refusals.is_empty() {
+        out += "refused without changing the outcome (left out of the set):\n";
+        for r in &p.silent_refusals {
+            out += &format!("  {}\n", minimize::refusal_line(r));
         }
     }
     out += &containers(p);

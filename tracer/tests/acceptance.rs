@@ -12,220 +12,22 @@
 mod support;
 
 use std::{
-    collections::BTreeSet,
     fs,
     os::unix::fs::{PermissionsExt as _, chown},
     path::Path,
-    process::{Child, Command, Output, Stdio},
+    process::{Command, Stdio},
     sync::{Mutex, PoisonError},
     thread,
     time::{Duration, Instant},
 };
 
-use serde_json::Value;
+use support::workload::{Fixture, Workload, cap_add, describe, has_check};
 
 /// Held by the workloads that use 127.0.0.1:80, so they never race for it.
 static PORT_80: Mutex<()> = Mutex::new(());
 
 /// Content of the files the workloads read or serve.
 const CONTENT: &str = "captrace acceptance\n";
-
-/// A workload and what captrace must find for it.
-struct Workload {
-    name: &'static str,
-    /// The `sh -c` script; `$D` names the run's private directory.
-    script: &'static str,
-    /// Builds the run's fixture in `$D`, with every capability and untraced.
-    setup: fn(&Path) -> Fixture,
-    /// Extra `captrace record` options.
-    record_args: &'static [&'static str],
-    /// The capabilities the kernel asks for, Docker-style names.
-    expected: &'static [&'static str],
-}
-
-impl Workload {
-    fn new(name: &'static str, script: &'static str, expected: &'static [&'static str]) -> Self {
-        Workload {
-            name,
-            script,
-            setup: |_| Fixture::default(),
-            record_args: &[],
-            expected,
-        }
-    }
-
-    fn setup(self, setup: fn(&Path) -> Fixture) -> Self {
-        Workload { setup, ..self }
-    }
-
-    fn record_args(self, record_args: &'static [&'static str]) -> Self {
-        Workload {
-            record_args,
-            ..self
-        }
-    }
-
-    /// Records the workload and returns its profile.
-    fn record(&self) -> Value {
-        let out_dir = tempfile::tempdir().expect("creating a temporary directory");
-        let profile = out_dir.path().join("profile.json");
-        let (out, _fixture) = self.run(|cmd| {
-            let mut record = Command::new(support::captrace_bin());
-            record
-                .arg("record")
-                .arg("-o")
-                .arg(&profile)
-                .args(self.record_args)
-                .arg("--")
-                .arg(cmd.get_program())
-                .args(cmd.get_args());
-            record
-        });
-        assert!(
-            out.status.success(),
-            "{}: `captrace record` failed ({}):\n{}",
-            self.name,
-            out.status,
-            describe(&out)
-        );
-        let text = fs::read_to_string(&profile)
-            .unwrap_or_else(|e| panic!("{}: reading {}: {e}", self.name, profile.display()));
-        let profile: Value = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{}: the profile is not JSON ({e}):\n{text}", self.name));
-        assert_eq!(
-            profile["exit_status"], 0,
-            "{}: the profile's exit status",
-            self.name
-        );
-        profile
-    }
-
-    /// Runs the workload with root's capabilities bounded to `caps` (Docker-style names).
-    fn run_confined(&self, caps: &[&str]) -> Output {
-        let bounding: String = caps
-            .iter()
-            .map(|cap| format!(",+{}", cap.to_lowercase()))
-            .collect();
-        self.run(|cmd| {
-            let mut setpriv = Command::new("setpriv");
-            setpriv
-                .args(["--inh-caps=-all", "--ambient-caps=-all"])
-                .arg(format!("--bounding-set=-all{bounding}"))
-                .arg("--")
-                .arg(cmd.get_program())
-                .args(cmd.get_args());
-            setpriv
-        })
-        .0
-    }
-
-    /// Runs `sh -c SCRIPT`, wrapped by `wrap`, with `D` set to a fresh fixture's directory.
-    /// Returns the output and the fixture, for the caller to drop when done with it.
-    fn run(&self, wrap: impl FnOnce(&Command) -> Command) -> (Output, Fixture) {
-        let dir = tempfile::tempdir().expect("creating a temporary directory");
-        let mut fixture = (self.setup)(dir.path());
-        let mut cmd = wrap(Command::new("sh").args(["-c", self.script]));
-        let out = cmd
-            .env("D", dir.path())
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("{}: running {cmd:?}: {e}", self.name));
-        fixture.dir = Some(dir);
-        (out, fixture)
-    }
-
-    /// The acceptance check: record, prove sufficient, prove minimal, compare with `expected`.
-    /// Returns the profile for further checks.
-    fn check(&self) -> Value {
-        let started = Instant::now();
-        let profile = self.record();
-        let cap_add = cap_add(&profile);
-        let caps: Vec<&str> = cap_add.iter().map(String::as_str).collect();
-
-        let out = self.run_confined(&caps);
-        assert!(
-            out.status.success(),
-            "{}: fails with only the recorded {caps:?} ({}):\n{}",
-            self.name,
-            out.status,
-            describe(&out)
-        );
-
-        for cap in &caps {
-            let fewer: Vec<&str> = caps.iter().copied().filter(|c| c != cap).collect();
-            let out = self.run_confined(&fewer);
-            assert!(
-                !out.status.success(),
-                "{}: the recorded {caps:?} is not minimal: it still succeeds without {cap}:\n{}",
-                self.name,
-                describe(&out)
-            );
-        }
-
-        let expected: BTreeSet<&str> = self.expected.iter().copied().collect();
-        assert_eq!(
-            caps.iter().copied().collect::<BTreeSet<_>>(),
-            expected,
-            "{}: recorded cap_add",
-            self.name
-        );
-        eprintln!(
-            "{}: cap_add {caps:?}, sufficient and minimal ({:.1?})",
-            self.name,
-            started.elapsed()
-        );
-        profile
-    }
-}
-
-/// What a run needs besides its directory: dropped after the run.
-#[derive(Default)]
-struct Fixture {
-    /// A process of another user for the workload to signal; killed and reaped on drop.
-    victim: Option<Child>,
-    /// The run's directory (`$D`), removed on drop.
-    dir: Option<tempfile::TempDir>,
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        if let Some(mut victim) = self.victim.take() {
-            let _ = victim.kill();
-            let _ = victim.wait();
-        }
-    }
-}
-
-/// The profile's `cap_add`.
-fn cap_add(profile: &Value) -> Vec<String> {
-    profile["cap_add"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no cap_add array in the profile: {profile:#}"))
-        .iter()
-        .map(|cap| {
-            cap.as_str()
-                .unwrap_or_else(|| panic!("cap_add holds {cap}"))
-                .to_owned()
-        })
-        .collect()
-}
-
-/// True if the profile counts `cap` checks made with `audit` (`audited` or `noaudit`).
-fn has_check(profile: &Value, cap: &str, audit: &str) -> bool {
-    profile["checks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|check| check["cap"] == cap && check["audit"] == audit)
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "--- stdout\n{}--- stderr\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// `$D/secret`: [`CONTENT`], owned by uid/gid 1000, mode 0000.
 fn secret_of_another_user(dir: &Path) -> Fixture {

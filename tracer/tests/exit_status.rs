@@ -137,6 +137,7 @@ fn bad_usage_exits_2() {
     for args in [
         with(&["record", "--no-such-flag"]),
         with(&["record", "--setup", "true"]),
+        with(&["record", "--check", "true"]),
         with(&["record", "--container", "x", "--minimize"]),
         vec!["run"],
     ] {

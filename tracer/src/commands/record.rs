@@ -76,7 +76,10 @@ pub fn run(args: RecordArgs) -> anyhow::Result<u8> {
             &mut session,
             &spec,
             &run,
-            args.setup.as_deref(),
+            minimize::Hooks {
+                setup: args.setup.as_deref(),
+                check: args.check.as_deref(),
+            },
             &mut profile,
         )?;
     }

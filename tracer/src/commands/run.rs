@@ -180,6 +180,8 @@ pub fn spec(args: &RunArgs, allowed: &[Cap]) -> anyhow::Result<Spec> {
         sandbox,
         init: args.init,
         quiet: false,
+        // `run --audit` reports what the sandbox and privileges setup asks too.
+        privileges_first: false,
     })
 }
 

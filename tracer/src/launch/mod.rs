@@ -104,6 +104,11 @@ pub struct Spec {
     pub init: bool,
     /// Replays: stdin, stdout and stderr to /dev/null.
     pub quiet: bool,
+    /// Apply `privileges` before waiting to be released, so before the tracer follows the
+    /// child: the capability checks of dropping them (PR_CAPBSET_DROP, capset) are the
+    /// launcher's, not the command's, and a replay must show only what the recording could.
+    /// Only without a sandbox, whose setup needs the privileges first.
+    pub privileges_first: bool,
 }
 
 /// A forked child waiting to exec.
@@ -190,6 +195,10 @@ pub fn spawn_suspended(spec: &Spec) -> Result<Suspended, ExecError> {
     let env_ptrs = pointers(&env);
     let (go_r, go_w) = cloexec_pipe();
     let (err_r, err_w) = cloexec_pipe();
+    // With `privileges_first`, the child says when they are applied: it must not be followed
+    // (registered) before, or their checks would count as the command's.
+    let ready = (spec.privileges_first && spec.sandbox.is_none() && spec.privileges.is_some())
+        .then(cloexec_pipe);
     let userns = spec
         .sandbox
         .as_ref()
@@ -203,7 +212,10 @@ pub fn spawn_suspended(spec: &Spec) -> Result<Suspended, ExecError> {
             drop(go_w);
             drop(err_r);
             let sync = userns.map(|((_, unshared_w), (mapped_r, _), _)| (unshared_w, mapped_r));
-            let (stage, errno) = child(go_r, sync, &err_w, &cpath, &argv_ptrs, &env_ptrs, spec);
+            let ready_w = ready.map(|(_, w)| w);
+            let (stage, errno) = child(
+                go_r, ready_w, sync, &err_w, &cpath, &argv_ptrs, &env_ptrs, spec,
+            );
             let mut msg = errno.to_ne_bytes().to_vec();
             msg.push(stage as u8);
             let _ = File::from(err_w).write_all(&msg);
@@ -211,6 +223,12 @@ pub fn spawn_suspended(spec: &Spec) -> Result<Suspended, ExecError> {
             unsafe { libc::_exit(127) }
         }
         ForkResult::Parent { child } => {
+            if let Some((ready_r, ready_w)) = ready {
+                drop(ready_w);
+                // One byte once applied, or end of file if the child died first: either way
+                // nothing of the child's setup is left to run.
+                let _ = File::from(ready_r).read(&mut [0u8; 1]);
+            }
             let userns =
                 userns.map(|((unshared_r, _), (_, mapped_w), sb)| (unshared_r, mapped_w, sb));
             Ok(Suspended {
@@ -250,6 +268,7 @@ fn fork_supervised(err_w: &OwnedFd) -> Result<(), (Stage, i32)> {
 #[allow(clippy::too_many_arguments)]
 fn child(
     go: OwnedFd,
+    ready: Option<OwnedFd>,
     userns_sync: Option<(OwnedFd, OwnedFd)>,
     err_w: &OwnedFd,
     path: &CString,
@@ -257,10 +276,22 @@ fn child(
     envp: &[*const libc::c_char],
     spec: &Spec,
 ) -> (Stage, i32) {
+    let first = ready.is_some();
+    let early = match &spec.privileges {
+        Some(p) if first => p.apply(),
+        _ => Ok(()),
+    };
+    if let Some(ready) = ready {
+        let _ = File::from(ready).write_all(&[1]);
+    }
     let mut byte = [0u8; 1];
     if File::from(go).read_exact(&mut byte).is_err() {
         // captrace went away before releasing us: never run untraced or unconfined.
         exit_now(125);
+    }
+    // Reported once released, as every other failure, so the parent's protocol is the same.
+    if let Err(e) = early {
+        return (Stage::Privileges, e);
     }
     if let Err(e) = enter_sandbox(spec, userns_sync, err_w) {
         return e;
@@ -270,6 +301,7 @@ fn child(
         quiet_stdio();
     }
     if let Some(p) = &spec.privileges
+        && !first
         && let Err(e) = p.apply()
     {
         return (Stage::Privileges, e);

@@ -179,7 +179,9 @@ impl Monitor {
                     {
                         continue;
                     }
-                    let classified = self.collector.classify(&self.symbolizer, path.stack_hash);
+                    let classified =
+                        self.collector
+                            .classify(&self.symbolizer, path.stack_hash, cap);
                     lines.push(Line::Check {
                         container: self.resolver.resolve(path.usage.workload, Some(tgid)),
                         pid: tgid,

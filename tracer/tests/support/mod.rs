@@ -4,6 +4,7 @@
 pub mod bpf;
 mod docker;
 mod podman;
+pub mod workload;
 
 use std::{
     fs,

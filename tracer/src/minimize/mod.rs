@@ -1,0 +1,508 @@
+//! `record --minimize`: prove the recorded set by replaying the command, each replay traced by
+//! the same programs of the same session as the recording.
+//!
+//! (a) Replay with captrace's own privileges. It must be faithful: the same exit status, the
+//! `--check` passing, and the same audited checks (`compare`). Otherwise nothing a replay shows
+//! says anything about the recording: the recorded set stays and the report names the checks
+//! that differed. (b) Replay with exactly the set; if that fails, search for capabilities used
+//! without any visible check, and add them only if the replay that passes with them is faithful
+//! too. (c) Replay with each member removed in turn; drop it only if that replay ran the code
+//! that checks it (the kernel refused it) and the outcome stayed the recording's. What the
+//! kernel refused in the replay that proves the final set is listed as silent refusals.
+mod compare;
+mod refusals;
+
+use std::{
+    collections::BTreeSet,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use anyhow::Context as _;
+
+pub use compare::{Difference, differences};
+pub use refusals::{EFFECTS, line as refusal_line, silent_refusals};
+
+use crate::{
+    capability::Cap,
+    launch::{Privileges, Spec},
+    profile::{Added, Check, Minimize, Profile},
+    recommend,
+    session::{Run, Session, Wait},
+};
+
+/// Outcome of one replay.
+#[derive(Debug, Default, PartialEq)]
+pub struct Outcome {
+    pub exit_status: i32,
+    /// `--check` exited 0 (true without a check).
+    pub check_ok: bool,
+    /// Capabilities of audited host checks that were denied (the kernel's fallbacks left out).
+    pub denied: BTreeSet<Cap>,
+    /// Every check of the run.
+    pub checks: Vec<Check>,
+    /// Namespace kinds it created.
+    pub created: Vec<String>,
+}
+
+/// A replay passes when it ends like the recording (exit status, `--check`) and wants nothing
+/// the baseline did not.
+pub fn passes(replay: &Outcome, baseline: &Outcome) -> bool {
+    ends_alike(replay, baseline) && replay.denied.is_subset(&baseline.denied)
+}
+
+/// Same exit status, and the check passed.
+fn ends_alike(replay: &Outcome, baseline: &Outcome) -> bool {
+    replay.exit_status == baseline.exit_status && replay.check_ok
+}
+
+/// Greedy reduction: drops each member of `candidates` from `set` whose removal still passes.
+/// Returns (kept, dropped).
+pub fn reduce(
+    set: &BTreeSet<Cap>,
+    candidates: &[Cap],
+    mut try_set: impl FnMut(&BTreeSet<Cap>) -> anyhow::Result<bool>,
+) -> anyhow::Result<(BTreeSet<Cap>, Vec<Cap>)> {
+    let mut current = set.clone();
+    let mut dropped = Vec::new();
+    for c in candidates {
+        let mut without = current.clone();
+        without.remove(c);
+        if try_set(&without)? {
+            current = without;
+            dropped.push(*c);
+        }
+    }
+    Ok((current, dropped))
+}
+
+/// Capabilities captrace itself holds: what the recording ran with.
+fn own_caps() -> BTreeSet<Cap> {
+    caps::read(None, caps::CapSet::Effective)
+        .map(|s| s.iter().map(|c| Cap(c.index())).collect())
+        .unwrap_or_default()
+}
+
+/// Shell commands around each replay.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Hooks<'a> {
+    /// Run before each replay; must succeed.
+    pub setup: Option<&'a str>,
+    /// Run after the recording and after each replay; the replay passes only if it exits 0.
+    pub check: Option<&'a str>,
+}
+
+/// Runs `sh -c CMD` with captrace's environment, output to /dev/null; true if it exited 0.
+fn shell(cmd: &str, what: &str) -> anyhow::Result<bool> {
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .with_context(|| format!("running {what} {cmd:?}"))?;
+    Ok(status.success())
+}
+
+struct Replayer<'a> {
+    session: &'a mut Session,
+    argv: Vec<String>,
+    hooks: Hooks<'a>,
+    deadline: Duration,
+    replays: u32,
+}
+
+impl Replayer<'_> {
+    fn replay(&mut self, caps: Option<&BTreeSet<Cap>>) -> anyhow::Result<Outcome> {
+        if let Some(setup) = self.hooks.setup {
+            anyhow::ensure!(
+                shell(setup, "--setup")?,
+                "--setup {setup:?} failed before a replay: it must exit 0"
+            );
+        }
+        self.replays += 1;
+        let privileges = caps.map(|c| Privileges {
+            caps: c.iter().copied().collect(),
+            ..Default::default()
+        });
+        let spec = Spec {
+            argv: self.argv.clone(),
+            privileges,
+            quiet: true,
+            privileges_first: true,
+            ..Default::default()
+        };
+        let run = self.session.run(
+            &spec,
+            Wait {
+                follow_daemons: true,
+                deadline: Some(self.deadline),
+            },
+            &mut |_| {},
+        )?;
+        let check_ok = match self.hooks.check {
+            Some(check) => shell(check, "--check")?,
+            None => true,
+        };
+        let profile = self.session.profile(&run, &self.argv)?;
+        tracing::info!(caps = ?caps.map(|c| c.iter().map(|c| c.name()).collect::<Vec<_>>()), status = run.exit_status, check_ok, "replay");
+        Ok(Outcome {
+            exit_status: run.exit_status,
+            check_ok,
+            denied: profile.denied.iter().map(|c| c.cap).collect(),
+            checks: profile.checks,
+            created: profile.namespaces.created,
+        })
+    }
+}
+
+/// The report names the first few differences; the profile keeps them all.
+fn first_few(lines: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut out = lines[..lines.len().min(SHOWN)].join("; ");
+    if lines.len() > SHOWN {
+        out += &format!("; and {} more in the profile", lines.len() - SHOWN);
+    }
+    out
+}
+
+fn names(caps: &[Cap]) -> String {
+    caps.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")
+}
+
+/// What a replay that was not faithful leaves: the recorded set, and why.
+const NOT_FAITHFUL_ADVICE: &str = "The command changes what it finds the next time (files it created, owners it set): restore that state before each replay with --setup CMD, or record it in a fresh container";
+
+pub fn minimize(
+    session: &mut Session,
+    spec: &Spec,
+    recorded: &Run,
+    hooks: Hooks<'_>,
+    profile: &mut Profile,
+) -> anyhow::Result<()> {
+    let deadline = (recorded.duration * 3).max(Duration::from_secs(10));
+    let mut report = Minimize::default();
+    if let Some(check) = hooks.check
+        && !shell(check, "--check")?
+    {
+        report.note = Some(format!(
+            "--check {check:?} failed after the recording itself: it must pass on what the recording did; kept the recorded set"
+        ));
+        profile.minimize = Some(report);
+        return Ok(());
+    }
+    let mut r = Replayer {
+        session,
+        argv: spec.argv.clone(),
+        hooks,
+        deadline,
+        replays: 0,
+    };
+    let recorded_set: BTreeSet<Cap> = profile.cap_add.iter().copied().collect();
+    let recorded_denied: BTreeSet<Cap> = profile.denied.iter().map(|c| c.cap).collect();
+    let finish = |profile: &mut Profile, mut report: Minimize, replays: u32, note: String| {
+        report.note = Some(note);
+        report.replays = replays;
+        profile.minimize = Some(report);
+    };
+
+    // (a) The recording's own privileges must reproduce it: outcome and audited checks.
+    let baseline = r.replay(None)?;
+    if baseline.exit_status != recorded.exit_status {
+        let note = format!(
+            "not re-runnable: a replay exited {} where the recording exited {}; kept the recorded set. Use --setup CMD to restore what the command changes before each replay",
+            baseline.exit_status, recorded.exit_status
+        );
+        finish(profile, report, r.replays, note);
+        return Ok(());
+    }
+    report.rerunnable = true;
+    if !baseline.check_ok {
+        let check = hooks.check.unwrap_or_default();
+        let note = format!(
+            "not re-runnable: --check {check:?} failed after a replay with captrace's own privileges; kept the recorded set. Use --setup CMD to restore what the command changes before each replay"
+        );
+        finish(profile, report, r.replays, note);
+        return Ok(());
+    }
+    let diffs = differences(&profile.checks, &baseline.checks);
+    if !diffs.is_empty() {
+        report.differences = diffs.iter().map(ToString::to_string).collect();
+        let note = format!(
+            "replays were not faithful: with captrace's own privileges the replay made other capability checks than the recording ({}); kept the recorded set. {NOT_FAITHFUL_ADVICE}",
+            first_few(&report.differences)
+        );
+        finish(profile, report, r.replays, note);
+        return Ok(());
+    }
+    report.faithful = true;
+
+    // (b) Exactly the recorded set; if that fails, find what was used without a check.
+    let mut set = recorded_set.clone();
+    let mut proving = r.replay(Some(&set))?;
+    if !passes(&proving, &baseline) {
+        let candidates: Vec<Cap> = own_caps().difference(&recorded_set).copied().collect();
+        let full: BTreeSet<Cap> = set
+            .union(&candidates.iter().copied().collect())
+            .copied()
+            .collect();
+        let (kept, _) = reduce(&full, &candidates, |s| {
+            Ok(passes(&r.replay(Some(s))?, &baseline))
+        })?;
+        let with_added = r.replay(Some(&kept))?;
+        if !passes(&with_added, &baseline) {
+            // Nothing below this replay reproduces the recording: prove nothing.
+            report.faithful = false;
+            let note = "the command does not pass even with every capability captrace holds; kept the recorded set".to_string();
+            finish(profile, report, r.replays, note);
+            return Ok(());
+        }
+        // A capability checked where the recording checked nothing is another code path, not
+        // a need of the recording: the recording had every capability and would have shown it.
+        let diffs = differences(&profile.checks, &with_added.checks);
+        let added: Vec<Cap> = kept.difference(&recorded_set).copied().collect();
+        if !diffs.is_empty() {
+            report.faithful = false;
+            report.differences = diffs.iter().map(ToString::to_string).collect();
+            let note = format!(
+                "replays were not faithful: exactly the recorded set failed, and the replay that passed with {} made other capability checks than the recording ({}); added nothing, kept the recorded set. {NOT_FAITHFUL_ADVICE}",
+                names(&added),
+                first_few(&report.differences)
+            );
+            finish(profile, report, r.replays, note);
+            return Ok(());
+        }
+        set = kept;
+        report.added = added;
+        proving = with_added;
+    }
+
+    // (c) Each member removed in turn. A member whose code the replay never reached proves
+    // nothing by its absence: it stays.
+    let mut dropped = Vec::new();
+    let mut unproven = Vec::new();
+    for m in set.clone() {
+        let mut without = set.clone();
+        without.remove(&m);
+        let replay = r.replay(Some(&without))?;
+        match judge(&replay, &baseline, m, &dropped) {
+            Removal::Drop => {
+                set = without;
+                dropped.push(m);
+                proving = replay;
+            }
+            Removal::Needed => {}
+            Removal::Unreached => unproven.push(format!(
+                "kept {m}: the command succeeded without it, but no replay reached the code that checks it, so that proves nothing"
+            )),
+            Removal::Diverged(others) => unproven.push(format!(
+                "kept {m}: without it the command succeeded, but the kernel also refused {}, which it did not in the recording: another code path",
+                names(&others)
+            )),
+        }
+    }
+    if !unproven.is_empty() {
+        report.note = Some(unproven.join("; "));
+    }
+    report.proven = set.iter().copied().collect();
+    report.dropped = dropped;
+    report.replays = r.replays;
+
+    for c in &report.added {
+        profile.never_checked.push(Added {
+            cap: *c,
+            reason: "replay: the command fails without it, although no check of it was seen".into(),
+        });
+    }
+    profile.never_checked.retain(|a| set.contains(&a.cap));
+    profile.silent_refusals = silent_refusals(&proving.checks, &set, &recorded_denied);
+    profile.cap_add = report.proven.clone();
+    profile.advice = recommend::advice(&profile.cap_add, &profile.namespaces);
+    profile.minimize = Some(report);
+    Ok(())
+}
+
+/// What a replay without one member says about it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Removal {
+    /// The outcome changed (exit status or `--check`): the member is needed.
+    Needed,
+    /// The kernel refused it and nothing else changed: drop it (a silent refusal).
+    Drop,
+    /// The outcome stayed, but no check of it was made: the replay took another path.
+    Unreached,
+    /// The outcome stayed, but other capabilities were refused too: another path.
+    Diverged(Vec<Cap>),
+}
+
+/// Judges the replay without `m`, after `dropped` were dropped.
+pub fn judge(replay: &Outcome, baseline: &Outcome, m: Cap, dropped: &[Cap]) -> Removal {
+    if !ends_alike(replay, baseline) {
+        return Removal::Needed;
+    }
+    if !(compare::refused(&replay.checks, m) || namespace_rule_reached(m, &replay.created)) {
+        return Removal::Unreached;
+    }
+    let others: Vec<Cap> = replay
+        .denied
+        .iter()
+        .filter(|c| **c != m && !dropped.contains(c) && !baseline.denied.contains(c))
+        .copied()
+        .collect();
+    if others.is_empty() {
+        Removal::Drop
+    } else {
+        Removal::Diverged(others)
+    }
+}
+
+/// Capabilities the kernel tests as bits (`recommend::NAMESPACE_RULES`) never show a check:
+/// the replay reached their code when it created that kind of namespace.
+fn namespace_rule_reached(cap: Cap, created: &[String]) -> bool {
+    recommend::NAMESPACE_RULES
+        .iter()
+        .any(|(kind, c, _)| Cap(*c) == cap && created.iter().any(|k| k == kind))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(v: &[u8]) -> BTreeSet<Cap> {
+        v.iter().map(|n| Cap(*n)).collect()
+    }
+
+    #[test]
+    fn passes_needs_same_status_and_no_new_denial() {
+        let outcome = |exit_status, check_ok, denied| Outcome {
+            exit_status,
+            check_ok,
+            denied,
+            ..Default::default()
+        };
+        let base = outcome(0, true, set(&[24]));
+        assert!(passes(&outcome(0, true, set(&[24])), &base));
+        assert!(!passes(&outcome(1, true, set(&[])), &base));
+        assert!(!passes(&outcome(0, true, set(&[0])), &base));
+        // --check failed.
+        assert!(!passes(&outcome(0, false, set(&[24])), &base));
+    }
+
+    fn denied_check(cap: u8, audit: crate::profile::Audit) -> Check {
+        Check {
+            cap: Cap(cap),
+            verdict: crate::profile::Verdict::Denied,
+            audit,
+            scope: crate::profile::Scope::Host,
+            syscall: Some("setsockopt".into()),
+            count: 1,
+            pid: None,
+            comm: None,
+            call_paths: vec![],
+            origin: crate::profile::Origin::Workload,
+        }
+    }
+
+    #[test]
+    fn a_member_is_dropped_only_when_the_replay_reached_its_check() {
+        use crate::profile::Audit;
+        let base = Outcome {
+            check_ok: true,
+            ..Default::default()
+        };
+        let refused = Outcome {
+            check_ok: true,
+            denied: set(&[12]),
+            checks: vec![denied_check(12, Audit::Audited)],
+            ..Default::default()
+        };
+        assert_eq!(judge(&refused, &base, Cap(12), &[]), Removal::Drop);
+        // A noaudit denial is not the code that needs it.
+        let noaudit = Outcome {
+            check_ok: true,
+            checks: vec![denied_check(12, Audit::Noaudit)],
+            ..Default::default()
+        };
+        assert_eq!(judge(&noaudit, &base, Cap(12), &[]), Removal::Unreached);
+        assert_eq!(
+            judge(
+                &Outcome {
+                    check_ok: true,
+                    ..Default::default()
+                },
+                &base,
+                Cap(10),
+                &[]
+            ),
+            Removal::Unreached
+        );
+        // The outcome changed.
+        let failed = Outcome {
+            exit_status: 1,
+            ..refused
+        };
+        assert_eq!(judge(&failed, &base, Cap(12), &[]), Removal::Needed);
+        let check_failed = Outcome {
+            check_ok: false,
+            checks: vec![denied_check(12, Audit::Audited)],
+            ..Default::default()
+        };
+        assert_eq!(judge(&check_failed, &base, Cap(12), &[]), Removal::Needed);
+        // Another capability refused as well, one not dropped before: another path.
+        let more = Outcome {
+            check_ok: true,
+            denied: set(&[12, 1]),
+            checks: vec![
+                denied_check(12, Audit::Audited),
+                denied_check(1, Audit::Audited),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            judge(&more, &base, Cap(12), &[]),
+            Removal::Diverged(vec![Cap(1)])
+        );
+        assert_eq!(judge(&more, &base, Cap(12), &[Cap(1)]), Removal::Drop);
+    }
+
+    #[test]
+    fn the_setfcap_rule_is_reached_by_creating_a_user_namespace() {
+        let base = Outcome {
+            check_ok: true,
+            ..Default::default()
+        };
+        let created = Outcome {
+            check_ok: true,
+            created: vec!["user".into()],
+            ..Default::default()
+        };
+        assert_eq!(judge(&created, &base, Cap(31), &[]), Removal::Drop);
+        assert_eq!(judge(&base, &base, Cap(31), &[]), Removal::Unreached);
+    }
+
+    #[test]
+    fn the_note_names_five_differences_at_most() {
+        let lines: Vec<String> = (0..7).map(|i| i.to_string()).collect();
+        assert_eq!(first_few(&lines[..2]), "0; 1");
+        assert_eq!(
+            first_few(&lines),
+            "0; 1; 2; 3; 4; and 2 more in the profile"
+        );
+    }
+
+    #[test]
+    fn reduce_keeps_only_what_is_needed() {
+        // The "workload" needs CHOWN (0) and NET_RAW (13).
+        let needs = set(&[0, 13]);
+        let mut calls = 0;
+        let (kept, dropped) = reduce(&set(&[0, 5, 13, 21]), &[0, 5, 13, 21].map(Cap), |s| {
+            calls += 1;
+            Ok(needs.is_subset(s))
+        })
+        .unwrap();
+        assert_eq!(kept, needs);
+        assert_eq!(dropped, vec![Cap(5), Cap(21)]);
+        assert_eq!(calls, 4);
+    }
+}
