@@ -246,6 +246,8 @@ fn checks_where(
                 comm: first.map(|f| f.1),
                 call_paths,
                 origin: to_origin(key.origin),
+                first_seen_ms: None,
+                last_seen_ms: None,
             },
         );
     }
@@ -268,6 +270,8 @@ pub fn check_of(key: &UsageKey, count: u64) -> Check {
         comm: None,
         call_paths: Vec::new(),
         origin: to_origin(key.origin),
+        first_seen_ms: None,
+        last_seen_ms: None,
     }
 }
 

@@ -58,11 +58,18 @@ fn counts(a: Audit) -> bool {
 
 /// Counts as use: granted, audited (or unknown: a lost call path never hides a need), and
 /// checked against the host's user namespace (or an unknown one).
-fn is_use(c: &Check) -> bool {
+pub fn is_use(c: &Check) -> bool {
     c.verdict == Verdict::Granted && counts(c.audit) && c.scope != Scope::Nested
 }
 
 pub fn recommend(checks: &[Check], ns: &Namespaces) -> Recommendation {
+    recommend_with(checks, ns, &[])
+}
+
+/// The same, with capabilities already known to be needed although no check shows them (a
+/// replay proved them: `record --minimize`); they are kept in `never_checked` with their
+/// reason unless a check shows them.
+pub fn recommend_with(checks: &[Check], ns: &Namespaces, known: &[Added]) -> Recommendation {
     let own: Vec<Check> = checks
         .iter()
         .filter(|c| c.origin.is_workload())
@@ -97,6 +104,12 @@ pub fn recommend(checks: &[Check], ns: &Namespaces) -> Recommendation {
                 cap,
                 reason: format!("created a {kind} namespace: {source}"),
             });
+        }
+    }
+
+    for added in known {
+        if needed.insert(added.cap) {
+            never_checked.push(added.clone());
         }
     }
 
@@ -207,6 +220,8 @@ mod tests {
             comm: Some("x".into()),
             call_paths: vec![],
             origin: crate::profile::Origin::Workload,
+            first_seen_ms: None,
+            last_seen_ms: None,
         }
     }
 
@@ -335,6 +350,18 @@ mod tests {
         assert_eq!(r.cap_add, vec![Cap(31)]);
         assert_eq!(r.never_checked[0].cap, Cap(31));
         assert!(r.never_checked[0].reason.contains("create_user_ns"));
+    }
+
+    #[test]
+    fn known_capabilities_are_kept_unless_a_check_shows_them() {
+        let replay = |cap| Added {
+            cap: Cap(cap),
+            reason: "replay".into(),
+        };
+        let checks = [check(0, Granted, Audited, Host, "fchownat")];
+        let r = recommend_with(&checks, &Namespaces::default(), &[replay(0), replay(12)]);
+        assert_eq!(r.cap_add, vec![Cap(0), Cap(12)]);
+        assert_eq!(r.never_checked, vec![replay(12)]);
     }
 
     #[test]
