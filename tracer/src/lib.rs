@@ -26,3 +26,4 @@ pub mod report;
 pub mod session;
 pub mod symbolizer;
 pub mod syscall;
+pub mod timeline;

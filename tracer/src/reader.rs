@@ -4,6 +4,7 @@
 use std::{
     cell::RefCell,
     collections::{BTreeMap, HashMap},
+    time::Instant,
 };
 
 use aya::maps::{MapData, RingBuf};
@@ -20,6 +21,7 @@ use crate::{
     profile::{Audit, CallPath, Check, NsCallRecord, Origin, Scope, Verdict},
     symbolizer::Symbolizer,
     syscall,
+    timeline::Timeline,
 };
 
 /// Something an event told for the first time.
@@ -51,6 +53,8 @@ pub struct Collector {
     /// The process that first made each (key, path).
     first: HashMap<PathKey, (u32, String)>,
     ns_calls: Vec<(u64, NsCallRecord)>,
+    /// When each check was first and last seen (`record` and `run` workloads).
+    pub timeline: Timeline,
 }
 
 fn comm(raw: &[u8; 16]) -> String {
@@ -70,6 +74,7 @@ impl Collector {
     /// Reads every pending event; returns them in arrival order.
     pub fn drain(&mut self, ring: &mut RingBuf<MapData>) -> Vec<Fresh> {
         let mut fresh = Vec::new();
+        let now = Instant::now();
         while let Some(item) = ring.next() {
             let bytes: &[u8] = &item;
             let Some(kind) = read_event::<u32>(bytes) else {
@@ -79,6 +84,7 @@ impl Collector {
                 kind::CAP_CHECK => {
                     if let Some(ev) = read_event::<Event<CapCheck>>(bytes) {
                         let (tgid, comm) = (ev.header.tgid, comm(&ev.header.comm));
+                        self.timeline.event(ev.data.path.usage, now);
                         self.first
                             .entry(ev.data.path)
                             .or_insert((tgid, comm.clone()));
@@ -233,6 +239,7 @@ fn checks_where(
                 call_paths.push(cp);
             }
         }
+        let (first_seen_ms, last_seen_ms) = collector.timeline.stamp(&key);
         out.entry(key.workload).or_default().insert(
             key,
             Check {
@@ -246,8 +253,8 @@ fn checks_where(
                 comm: first.map(|f| f.1),
                 call_paths,
                 origin: to_origin(key.origin),
-                first_seen_ms: None,
-                last_seen_ms: None,
+                first_seen_ms,
+                last_seen_ms,
             },
         );
     }
