@@ -276,6 +276,30 @@ mod tests {
         assert!(again.never_checked.is_empty());
     }
 
+    /// Found by `merging_is_associative`: whether a replay's proof of DAC_READ_SEARCH is
+    /// covered by DAC_OVERRIDE must not depend on which runs were merged first.
+    #[test]
+    fn grouping_does_not_change_what_dac_override_covers() {
+        let mut read = check(2, "openat", 1);
+        read.audit = Audit::Unknown;
+        let a = profile("a", vec![read.clone()]);
+        let mut b = profile("a", vec![]);
+        b.never_checked = vec![Added {
+            cap: Cap(2),
+            reason: "replay".into(),
+        }];
+        read.call_paths = vec![CallPath {
+            frames: vec!["generic_permission".into()],
+            audit: Audit::Audited,
+            rule: String::new(),
+        }];
+        let c = profile("a", vec![read, check(1, "openat", 1)]);
+        let all = merge(&[a.clone(), b.clone(), c.clone()]).unwrap();
+        let ab = merge(&[a, b]).unwrap();
+        assert_eq!(merge(&[ab, c]).unwrap(), all);
+        assert_eq!(all.cap_add, vec![Cap(1)]);
+    }
+
     #[test]
     fn a_merged_profile_is_a_valid_profile() {
         let merged = merge(&[profile("a", vec![check(0, "fchownat", 1)])]).unwrap();

@@ -120,12 +120,15 @@ pub fn recommend_with(checks: &[Check], ns: &Namespaces, known: &[Added]) -> Rec
             .iter()
             .filter(|c| c.cap == cap && is_use(c))
             .collect();
-        let all_there = uses.iter().all(|c| {
-            !c.call_paths.is_empty()
-                && c.call_paths
-                    .iter()
-                    .all(|p| p.frames.iter().take(SUBSUMED_DEPTH).any(|f| f == frame))
-        });
+        // Only checks can be covered: a capability needed without one (a replay proved it)
+        // stays.
+        let all_there = !uses.is_empty()
+            && uses.iter().all(|c| {
+                !c.call_paths.is_empty()
+                    && c.call_paths
+                        .iter()
+                        .all(|p| p.frames.iter().take(SUBSUMED_DEPTH).any(|f| f == frame))
+            });
         if needed.contains(&by) && needed.contains(&cap) && all_there {
             needed.remove(&cap);
             covered.push(format!(
@@ -362,6 +365,11 @@ mod tests {
         let r = recommend_with(&checks, &Namespaces::default(), &[replay(0), replay(12)]);
         assert_eq!(r.cap_add, vec![Cap(0), Cap(12)]);
         assert_eq!(r.never_checked, vec![replay(12)]);
+        // DAC_OVERRIDE covers DAC_READ_SEARCH's checks, not a replay's proof of it.
+        let write = check(1, Granted, Audited, Host, "openat");
+        let r = recommend_with(&[write], &Namespaces::default(), &[replay(2)]);
+        assert_eq!(r.cap_add, vec![Cap(1), Cap(2)]);
+        assert_eq!(r.never_checked, vec![replay(2)]);
     }
 
     #[test]
