@@ -286,7 +286,8 @@ pub struct CheckArgs {
     /// none).
     #[arg(long, value_name = "CAP", value_delimiter = ',')]
     pub allow: Vec<String>,
-    /// Allow the set of this profile (its cap_add), e.g. the one committed with the code.
+    /// Allow the set of this profile (its cap_add), e.g. the one committed with the code;
+    /// repeatable, and adds to --allow.
     #[arg(long, value_name = "BASE")]
     pub allow_from: Vec<PathBuf>,
     /// JSON instead of lines.
