@@ -74,7 +74,6 @@ impl Collector {
     /// Reads every pending event; returns them in arrival order.
     pub fn drain(&mut self, ring: &mut RingBuf<MapData>) -> Vec<Fresh> {
         let mut fresh = Vec::new();
-        let now = Instant::now();
         while let Some(item) = ring.next() {
             let bytes: &[u8] = &item;
             let Some(kind) = read_event::<u32>(bytes) else {
@@ -84,7 +83,7 @@ impl Collector {
                 kind::CAP_CHECK => {
                     if let Some(ev) = read_event::<Event<CapCheck>>(bytes) {
                         let (tgid, comm) = (ev.header.tgid, comm(&ev.header.comm));
-                        self.timeline.event(ev.data.path.usage, now);
+                        self.timeline.event(ev.data.path.usage, Instant::now());
                         self.first
                             .entry(ev.data.path)
                             .or_insert((tgid, comm.clone()));
