@@ -21,6 +21,23 @@ Exit status: the traced command's own status (128+N if killed by signal N), or
   127  the command was not found
 The command has not run when captrace exits 2, 3, 4, 5, 126 or 127.";
 
+/// Exit codes of `diff` and `check`, which answer a question as `diff` and `test` do.
+pub const COMPARE_EXIT_HELP: &str = "\
+Exit status:
+  0    the sets are equal (diff) or the profile is within the allowed set (check)
+  1    they differ (diff) or it needs more (check); one line per capability says which
+  2    bad usage: unknown flag or capability name
+  3    bad profile: unreadable, over 16 MiB, not JSON, wrong types, unknown capabilities
+  125  captrace itself failed otherwise";
+
+/// Exit codes of `merge`.
+pub const MERGE_EXIT_HELP: &str = "\
+Exit status:
+  0    merged
+  2    bad usage: unknown flag, no profile, -o into a directory that does not exist
+  3    bad profile: unreadable, over 16 MiB, not JSON, wrong types, unknown capabilities
+  125  captrace itself failed otherwise (e.g. the merged profile cannot be written)";
+
 #[derive(Debug, Parser)]
 #[command(name = "captrace", version, about = "Trace, recommend and enforce the Linux capabilities a workload needs", after_help = EXIT_CODES_HELP)]
 pub struct Cli {
@@ -51,6 +68,18 @@ pub enum Command {
     /// Render a profile written by `record -o` in another syntax.
     #[command(after_help = EXIT_CODES_HELP)]
     Recommend(RecommendArgs),
+    /// Compare two profiles' capability sets: which capabilities the new one adds (and the
+    /// process and syscall that first used each) and which it no longer needs.
+    #[command(after_help = COMPARE_EXIT_HELP)]
+    Diff(DiffArgs),
+    /// Fail (exit 1) when a profile needs a capability beyond an allowed set, naming each one
+    /// with the process and syscall that first used it.
+    #[command(after_help = COMPARE_EXIT_HELP)]
+    Check(CheckArgs),
+    /// Merge the profiles of several runs into one: checks united and counted, the
+    /// recommendation recomputed.
+    #[command(after_help = MERGE_EXIT_HELP)]
+    Merge(MergeArgs),
     /// List every capability this kernel knows.
     Caps(CapsArgs),
     /// What this kernel offers (hooks, BTF, BPF LSM, mounts, privileges) and what captrace
@@ -245,6 +274,48 @@ pub struct RecommendArgs {
     /// the union of all of them.
     #[arg(long, value_name = "NAME")]
     pub container: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The profile to compare against (e.g. the one committed with the code).
+    #[arg(value_name = "BASE")]
+    pub base: PathBuf,
+    /// The profile of the new run.
+    #[arg(value_name = "NEW")]
+    pub new: PathBuf,
+    /// JSON instead of lines.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("allowed").required(true).multiple(true).args(["allow", "allow_from"])))]
+pub struct CheckArgs {
+    /// A profile written by `captrace record -o`.
+    #[arg(value_name = "PROFILE")]
+    pub profile: PathBuf,
+    /// Allowed capabilities, comma-separated (CHOWN, CAP_CHOWN and chown all work; '' for
+    /// none).
+    #[arg(long, value_name = "CAP", value_delimiter = ',')]
+    pub allow: Vec<String>,
+    /// Allow the set of this profile (its cap_add), e.g. the one committed with the code;
+    /// repeatable, and adds to --allow.
+    #[arg(long, value_name = "BASE")]
+    pub allow_from: Vec<PathBuf>,
+    /// JSON instead of lines.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Profiles written by `captrace record -o` (or by `merge`).
+    #[arg(value_name = "PROFILE", required = true)]
+    pub profiles: Vec<PathBuf>,
+    /// Write the merged profile here instead of stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -137,6 +137,8 @@ mod tests {
             comm: None,
             call_paths: vec![],
             origin: crate::profile::Origin::Workload,
+            first_seen_ms: None,
+            last_seen_ms: None,
         };
         let stats = BTreeMap::from([(
             7,

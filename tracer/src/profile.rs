@@ -180,6 +180,15 @@ pub struct Check {
     /// setting the container up, or made with borrowed credentials. Only the workload's count.
     #[serde(default, skip_serializing_if = "Origin::is_workload")]
     pub origin: Origin,
+    /// Milliseconds from the start of the recording to when this check was first seen, to
+    /// within captrace's polling interval; absent in profiles of older captraces and of
+    /// `record --container`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen_ms: Option<u64>,
+    /// Milliseconds from the start of the recording to the last poll that found its count
+    /// grown (or its first sighting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

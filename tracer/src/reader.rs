@@ -4,6 +4,7 @@
 use std::{
     cell::RefCell,
     collections::{BTreeMap, HashMap},
+    time::Instant,
 };
 
 use aya::maps::{MapData, RingBuf};
@@ -21,6 +22,7 @@ use crate::{
     profile::{Audit, CallPath, Check, NsCallRecord, Origin, Scope, Verdict},
     symbolizer::Symbolizer,
     syscall,
+    timeline::Timeline,
 };
 
 /// Something an event told for the first time.
@@ -54,6 +56,8 @@ pub struct Collector {
     /// The process that first made each (key, path), and the order its event arrived in.
     first: HashMap<PathKey, (usize, u32, String)>,
     ns_calls: Vec<(u64, NsCallRecord)>,
+    /// When each check was first and last seen (`record` and `run` workloads).
+    pub timeline: Timeline,
 }
 
 fn comm(raw: &[u8; 16]) -> String {
@@ -88,6 +92,7 @@ impl Collector {
                                 .entry(ev.data.path.stack_hash)
                                 .or_insert_with(|| ev.data.frames[..n].to_vec());
                         }
+                        self.timeline.event(ev.data.path.usage, Instant::now());
                         let order = self.first.len();
                         self.first
                             .entry(ev.data.path)
@@ -254,6 +259,7 @@ fn checks_where(
                 call_paths.push(cp);
             }
         }
+        let (first_seen_ms, last_seen_ms) = collector.timeline.stamp(&key);
         out.entry(key.workload).or_default().insert(
             key,
             Check {
@@ -270,6 +276,8 @@ fn checks_where(
                     call_paths.iter().map(|p| p.frames.as_slice()),
                 ),
                 call_paths,
+                first_seen_ms,
+                last_seen_ms,
             },
         );
     }
@@ -310,6 +318,8 @@ pub fn check_of(key: &UsageKey, count: u64) -> Check {
         comm: None,
         call_paths: Vec::new(),
         origin: to_origin(key.origin),
+        first_seen_ms: None,
+        last_seen_ms: None,
     }
 }
 

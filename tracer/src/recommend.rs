@@ -58,11 +58,18 @@ fn counts(a: Audit) -> bool {
 
 /// Counts as use: granted, audited (or unknown: a lost call path never hides a need), and
 /// checked against the host's user namespace (or an unknown one).
-fn is_use(c: &Check) -> bool {
+pub fn is_use(c: &Check) -> bool {
     c.verdict == Verdict::Granted && counts(c.audit) && c.scope != Scope::Nested
 }
 
 pub fn recommend(checks: &[Check], ns: &Namespaces) -> Recommendation {
+    recommend_with(checks, ns, &[])
+}
+
+/// The same, with capabilities already known to be needed although no check shows them (a
+/// replay proved them: `record --minimize`); they are kept in `never_checked` with their
+/// reason unless a check shows them.
+pub fn recommend_with(checks: &[Check], ns: &Namespaces, known: &[Added]) -> Recommendation {
     let own: Vec<Check> = checks
         .iter()
         .filter(|c| c.origin.is_workload())
@@ -100,6 +107,12 @@ pub fn recommend(checks: &[Check], ns: &Namespaces) -> Recommendation {
         }
     }
 
+    for added in known {
+        if needed.insert(added.cap) {
+            never_checked.push(added.clone());
+        }
+    }
+
     let mut covered = Vec::new();
     for (cap, by, frame, source) in SUBSUMED {
         let (cap, by) = (Cap(*cap), Cap(*by));
@@ -107,12 +120,15 @@ pub fn recommend(checks: &[Check], ns: &Namespaces) -> Recommendation {
             .iter()
             .filter(|c| c.cap == cap && is_use(c))
             .collect();
-        let all_there = uses.iter().all(|c| {
-            !c.call_paths.is_empty()
-                && c.call_paths
-                    .iter()
-                    .all(|p| p.frames.iter().take(SUBSUMED_DEPTH).any(|f| f == frame))
-        });
+        // Only checks can be covered: a capability needed without one (a replay proved it)
+        // stays.
+        let all_there = !uses.is_empty()
+            && uses.iter().all(|c| {
+                !c.call_paths.is_empty()
+                    && c.call_paths
+                        .iter()
+                        .all(|p| p.frames.iter().take(SUBSUMED_DEPTH).any(|f| f == frame))
+            });
         if needed.contains(&by) && needed.contains(&cap) && all_there {
             needed.remove(&cap);
             covered.push(format!(
@@ -207,6 +223,8 @@ mod tests {
             comm: Some("x".into()),
             call_paths: vec![],
             origin: crate::profile::Origin::Workload,
+            first_seen_ms: None,
+            last_seen_ms: None,
         }
     }
 
@@ -335,6 +353,23 @@ mod tests {
         assert_eq!(r.cap_add, vec![Cap(31)]);
         assert_eq!(r.never_checked[0].cap, Cap(31));
         assert!(r.never_checked[0].reason.contains("create_user_ns"));
+    }
+
+    #[test]
+    fn known_capabilities_are_kept_unless_a_check_shows_them() {
+        let replay = |cap| Added {
+            cap: Cap(cap),
+            reason: "replay".into(),
+        };
+        let checks = [check(0, Granted, Audited, Host, "fchownat")];
+        let r = recommend_with(&checks, &Namespaces::default(), &[replay(0), replay(12)]);
+        assert_eq!(r.cap_add, vec![Cap(0), Cap(12)]);
+        assert_eq!(r.never_checked, vec![replay(12)]);
+        // DAC_OVERRIDE covers DAC_READ_SEARCH's checks, not a replay's proof of it.
+        let write = check(1, Granted, Audited, Host, "openat");
+        let r = recommend_with(&[write], &Namespaces::default(), &[replay(2)]);
+        assert_eq!(r.cap_add, vec![Cap(1), Cap(2)]);
+        assert_eq!(r.never_checked, vec![replay(2)]);
     }
 
     #[test]

@@ -21,6 +21,10 @@ use crate::{
     symbolizer::Symbolizer,
 };
 
+/// How often a recording polls the counts for the times checks were last seen: reading the
+/// counters costs two bpf() calls per distinct check, so not on every 20 ms tick.
+const COUNT_POLL: Duration = Duration::from_millis(100);
+
 pub struct Session {
     tracer: Tracer,
     ring: RingBuf<MapData>,
@@ -108,6 +112,7 @@ impl Session {
             return Err(e.into());
         }
         let started = Instant::now();
+        self.collector.timeline.begin(workload, started);
         let pid = child.resume()?;
         on_start(pid);
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -115,6 +120,7 @@ impl Session {
             .build()?;
         let (exit_status, interrupted) = runtime.block_on(self.wait(pid, workload, wait))?;
         self.drain();
+        self.poll_counts();
         Ok(Run {
             workload,
             exit_status,
@@ -132,6 +138,7 @@ impl Session {
         let mut sigchld = signal(SignalKind::child())?;
         let mut tick = tokio::time::interval(Duration::from_millis(20));
         let started = Instant::now();
+        let mut polled = started;
         let mut status = None;
         loop {
             let forwarded = tokio::select! {
@@ -142,6 +149,10 @@ impl Session {
                 _ = sighup.recv() => Some(Signal::SIGHUP),
             };
             self.drain();
+            if polled.elapsed() >= COUNT_POLL {
+                self.poll_counts();
+                polled = Instant::now();
+            }
             if status.is_none() {
                 status = launch::try_wait(pid);
             }
@@ -236,6 +247,13 @@ impl Session {
             });
         }
         Ok(out)
+    }
+
+    /// Notes which checks' counts grew since the last poll (their last sighting).
+    fn poll_counts(&mut self) {
+        if let Ok(usage) = self.tracer.usage() {
+            self.collector.timeline.counts(&usage, Instant::now());
+        }
     }
 
     /// Exact totals of what the enforcer refused or reported in `workload`.

@@ -1,7 +1,10 @@
 //! One module per subcommand.
 pub mod caps;
+pub mod check;
+pub mod diff;
 pub mod doctor;
 pub mod enforce;
+pub mod merge;
 pub mod monitor;
 pub mod recommend;
 pub mod record;

@@ -26,7 +26,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<u8> {
     }
     // Everything that can be checked is checked before anything starts.
     launch::resolve(&args.command[0])?;
-    check_output_dir(&args)?;
+    check_output_dir(args.output.as_deref())?;
 
     let follows = args.containers || follow::is_client(&args.command[0]);
     if follows && args.minimize {
@@ -102,7 +102,7 @@ fn finish(args: &RecordArgs, profile: &Profile) -> anyhow::Result<()> {
 
 /// `record --container X`: from now until the container's init exits, or a signal.
 fn record_container(args: &RecordArgs, name: &str) -> anyhow::Result<u8> {
-    check_output_dir(args)?;
+    check_output_dir(args.output.as_deref())?;
     let (cgroup, found) = monitor::container_cgroup(name)?;
     let mut mon = Monitor::start(vec![cgroup], Filter::default(), args.hook.hook)?;
     let short = &found.id[..12.min(found.id.len())];
@@ -154,8 +154,9 @@ fn record_container(args: &RecordArgs, name: &str) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-fn check_output_dir(args: &RecordArgs) -> anyhow::Result<()> {
-    if let Some(out) = &args.output {
+/// `-o FILE` into a directory that does not exist is bad usage, found before anything starts.
+pub fn check_output_dir(output: Option<&Path>) -> anyhow::Result<()> {
+    if let Some(out) = output {
         let dir = out
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
