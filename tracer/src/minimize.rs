@@ -76,6 +76,7 @@ impl Replayer<'_> {
         self.replays += 1;
         let privileges = caps.map(|c| Privileges {
             caps: c.iter().copied().collect(),
+            inherit_groups: true,
             ..Default::default()
         });
         let spec = Spec {

@@ -9,10 +9,11 @@ use crate::{
     capability::{self, Cap},
     cli::RunArgs,
     enforce::{self, Mode},
+    escape::printable,
     launch::{self, NsSet, Privileges, Sandbox, Spec, privileges},
     loader::Options,
     profile::{Check, Profile},
-    recommend,
+    recommend, safe_file,
     session::{Session, Wait},
 };
 
@@ -151,7 +152,13 @@ pub fn spec(args: &RunArgs, allowed: &[Cap]) -> anyhow::Result<Spec> {
     // A PID namespace gets its own /proc, which needs a mount namespace.
     ns.mnt |= ns.pid;
     let etc = args.rootfs.as_deref().unwrap_or(Path::new("/")).join("etc");
-    let read = |f: &str| fs::read_to_string(etc.join(f)).unwrap_or_default();
+    // The root file system is the workload's: its passwd may be a FIFO or a link to
+    // /dev/zero, which must not stall or exhaust captrace.
+    let read = |f: &str| {
+        safe_file::read_regular(&etc.join(f), 1 << 20)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    };
     let user = match &args.user {
         Some(u) => Some(privileges::parse_user(u, &read("passwd"), &read("group")).map_err(usage)?),
         None => None,
@@ -176,10 +183,12 @@ pub fn spec(args: &RunArgs, allowed: &[Cap]) -> anyhow::Result<Spec> {
             caps,
             user,
             no_new_privs: true,
+            inherit_groups: false,
         }),
         sandbox,
         init: args.init,
         quiet: false,
+        new_session: true,
     })
 }
 
@@ -204,7 +213,7 @@ pub fn denial_lines(denied: &[Check]) -> Vec<String> {
         .map(|d| {
             format!(
                 "{}[{}]: {}: {} denied {}x; add --cap-add {}",
-                d.comm.as_deref().unwrap_or("?"),
+                printable(d.comm.as_deref().unwrap_or("?")),
                 d.pid.unwrap_or(0),
                 d.syscall.as_deref().unwrap_or("-"),
                 d.cap,

@@ -104,6 +104,12 @@ pub struct Spec {
     pub init: bool,
     /// Replays: stdin, stdout and stderr to /dev/null.
     pub quiet: bool,
+    /// A session of its own (`run`): without a controlling terminal the workload cannot push
+    /// input into captrace's terminal with TIOCSTI (the kernel allows it only on the caller's
+    /// own controlling tty, `tiocsti`) nor take the terminal over (TIOCSCTTY needs SYS_ADMIN
+    /// while captrace's session holds it). Signals from the terminal still reach it: they go
+    /// to captrace, which forwards them.
+    pub new_session: bool,
 }
 
 /// A forked child waiting to exec.
@@ -171,7 +177,9 @@ fn resolve_for(spec: &Spec, program: &str) -> Result<PathBuf, ExecError> {
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Forks the child, stopped before exec until `resume`. Must be called while captrace is
-/// single-threaded (before the async runtime starts): the child allocates before exec.
+/// single-threaded (before the async runtime starts, before the kallsyms reader): the child
+/// allocates before exec. A fork the kernel refuses (EAGAIN: a pids cgroup or the process
+/// limit is full) is an error, not a panic.
 pub fn spawn_suspended(spec: &Spec) -> Result<Suspended, ExecError> {
     let program = spec.argv.first().ok_or(ExecError::Empty)?.clone();
     let path = resolve_for(spec, &program)?;
@@ -198,7 +206,8 @@ pub fn spawn_suspended(spec: &Spec) -> Result<Suspended, ExecError> {
 
     // SAFETY: captrace is single-threaded here (documented precondition), so the child may
     // run ordinary code until exec.
-    match unsafe { fork() }.expect("fork") {
+    let forked = unsafe { fork() }.map_err(|e| ExecError::Setup("fork", e.desc().to_string()))?;
+    match forked {
         ForkResult::Child => {
             drop(go_w);
             drop(err_r);
@@ -262,10 +271,13 @@ fn child(
         // captrace went away before releasing us: never run untraced or unconfined.
         exit_now(125);
     }
+    if spec.new_session && nix::unistd::setsid().is_err() {
+        return (Stage::Session, nix::errno::Errno::last_raw());
+    }
     if let Err(e) = enter_sandbox(spec, userns_sync, err_w) {
         return e;
     }
-    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    default_signals();
     if spec.quiet {
         quiet_stdio();
     }
@@ -318,6 +330,44 @@ fn enter_sandbox(
         fork_supervised(err_w)?;
     }
     Ok(())
+}
+
+/// The workload starts as a shell would start it: no signal blocked, every disposition the
+/// default. An ignored disposition survives exec (Rust ignores SIGPIPE in captrace), and
+/// `yes | head -1` would then end in "Broken pipe" instead of a quiet SIGPIPE.
+fn default_signals() {
+    // The kernel's struct sigaction (x86_64 and arm64 alike); glibc's signal() refuses the
+    // real-time signals it reserves, which a parent may have left ignored too.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: libc::sighandler_t,
+        flags: libc::c_ulong,
+        restorer: usize,
+        mask: u64,
+    }
+    let act = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: rt_sigaction with a valid struct and no old action; SIG_DFL needs no
+        // restorer.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &act as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            )
+        };
+    }
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }
 
 fn quiet_stdio() {

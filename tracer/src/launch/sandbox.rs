@@ -99,13 +99,14 @@ pub enum Stage {
     Hostname,
     Loopback,
     Privileges,
+    Session,
 }
 
 impl Stage {
     pub fn from_u8(v: u8) -> Stage {
         use Stage::*;
         [
-            Exec, Unshare, UserMap, Fork, Mount, Rootfs, Hostname, Loopback, Privileges,
+            Exec, Unshare, UserMap, Fork, Mount, Rootfs, Hostname, Loopback, Privileges, Session,
         ]
         .get(v as usize)
         .copied()
@@ -123,6 +124,7 @@ impl Stage {
             Stage::Hostname => "setting the hostname",
             Stage::Loopback => "bringing up loopback",
             Stage::Privileges => "applying the user and capability sets",
+            Stage::Session => "starting a session of its own (setsid)",
         }
     }
 }
@@ -193,16 +195,14 @@ impl Sandbox {
     fn enter_rootfs(&self, root: &Path) -> StepResult {
         let bind = MsFlags::MS_BIND | MsFlags::MS_REC;
         mount(Some(root), root, None::<&str>, bind, None::<&str>).map_err(fail(Stage::Rootfs))?;
-        let proc_dir = root.join("proc");
-        fs::create_dir_all(&proc_dir).map_err(io_fail(Stage::Mount))?;
+        let proc_dir = mount_point(root, "proc")?;
         if self.ns.pid {
             mount_proc(&proc_dir)?;
         } else {
             mount(Some("/proc"), &proc_dir, None::<&str>, bind, None::<&str>)
                 .map_err(fail(Stage::Mount))?;
         }
-        let dev = root.join("dev");
-        fs::create_dir_all(&dev).map_err(io_fail(Stage::Mount))?;
+        let dev = mount_point(root, "dev")?;
         mount(
             Some("tmpfs"),
             &dev,
@@ -238,6 +238,22 @@ impl Sandbox {
         umount2(".", MntFlags::MNT_DETACH).map_err(fail(Stage::Rootfs))?;
         nix::unistd::chdir("/").map_err(fail(Stage::Rootfs))?;
         Ok(())
+    }
+}
+
+/// `root/name` as a directory to mount on. A symlink there is refused: it is resolved
+/// against the host's root before pivot_root, so a root file system whose `proc` points at
+/// `/etc` would have captrace create and mount on host paths, and a fake /proc inside would
+/// be what the workload (and anything reading /proc in it) sees.
+fn mount_point(root: &Path, name: &str) -> Result<PathBuf, (Stage, i32)> {
+    let path = root.join(name);
+    match fs::symlink_metadata(&path) {
+        Ok(m) if m.file_type().is_symlink() => Err((Stage::Mount, libc::ELOOP)),
+        Ok(m) if !m.is_dir() => Err((Stage::Mount, libc::ENOTDIR)),
+        Ok(_) => Ok(path),
+        Err(_) => fs::create_dir(&path)
+            .map(|()| path)
+            .map_err(io_fail(Stage::Mount)),
     }
 }
 
@@ -305,6 +321,7 @@ mod tests {
             Stage::Unshare,
             Stage::Rootfs,
             Stage::Privileges,
+            Stage::Session,
         ] {
             assert_eq!(Stage::from_u8(s as u8), s);
         }
