@@ -7,6 +7,7 @@ use crate::{
     capability::Cap,
     classifier,
     cli::Format,
+    escape::printable,
     formats, namespaces,
     profile::{Audit, Check, Profile, Scope, Verdict},
 };
@@ -51,7 +52,7 @@ fn rows(checks: &[Check]) -> BTreeMap<(Cap, Audit, Scope), Row> {
         if row.first.is_none()
             && let (Some(pid), Some(comm)) = (c.pid, &c.comm)
         {
-            row.first = Some(format!("{comm}[{pid}]"));
+            row.first = Some(format!("{}[{pid}]", printable(comm)));
         }
         let sys = c.syscall.clone().unwrap_or_else(|| "-".into());
         if !row.syscalls.contains(&sys) {
@@ -81,7 +82,7 @@ pub fn render(p: &Profile) -> String {
         .map_or("unknown".to_string(), |s| s.to_string());
     out += &format!(
         "captrace: recorded `{}` (exit status {status}, hook {})\n\n",
-        p.command.join(" "),
+        printable(&p.command.join(" ")),
         p.hook
     );
 
@@ -125,7 +126,7 @@ pub fn render(p: &Profile) -> String {
             "  {}({}) by {}[{}] failed: {}\n",
             c.syscall,
             c.namespaces.join("|"),
-            c.comm,
+            printable(&c.comm),
             c.pid,
             errno_name(c.ret)
         );
@@ -140,7 +141,7 @@ pub fn render(p: &Profile) -> String {
                 d.cap,
                 d.count,
                 d.syscall.as_deref().unwrap_or("-"),
-                d.comm.as_deref().unwrap_or("?"),
+                printable(d.comm.as_deref().unwrap_or("?")),
                 d.pid.unwrap_or(0)
             );
         }
