@@ -1,0 +1,491 @@
+//! Kernel tier (root): `captrace run` is a boundary. Each test performs the attack a hostile
+//! workload (or a hostile file beside captrace's input and output) would make, and shows it
+//! fails: terminal injection, inherited signal dispositions and groups, planted symlinks and
+//! FIFOs, terminal escapes in what captrace prints, a forged kernel symbol cache, a full pids
+//! cgroup, a root file system that points its mount points at the host.
+mod support;
+
+use std::{
+    fs,
+    os::{
+        fd::{AsRawFd as _, OwnedFd},
+        unix::{
+            fs::{PermissionsExt as _, symlink},
+            process::CommandExt as _,
+        },
+    },
+    path::Path,
+    process::{Command, Output, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+fn captrace(args: &[&str]) -> Command {
+    let mut c = Command::new(support::captrace_bin());
+    c.args(args);
+    c
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Runs `cmd`, killing it after `limit` (a hang is a failure, not a stuck test run).
+fn output_within(mut cmd: Command, limit: Duration) -> Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting captrace");
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || tx.send(child.wait_with_output()));
+    match rx.recv_timeout(limit * support::time_scale()) {
+        Ok(out) => out.expect("waiting for captrace"),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            panic!("captrace still running after {limit:?}: it hung");
+        }
+    }
+}
+
+/// Reads what is available on a non-blocking fd.
+fn drain(fd: &OwnedFd) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match nix::unistd::read(fd, &mut buf) {
+            Ok(n) if n > 0 => out.extend_from_slice(&buf[..n]),
+            _ => return out,
+        }
+    }
+}
+
+fn nonblocking(fd: &OwnedFd) {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL).unwrap());
+    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).unwrap();
+}
+
+/// The workload pushes a command into its terminal's input queue with TIOCSTI, as if typed,
+/// after trying to make the terminal its own with TIOCSCTTY; prints what the kernel said.
+const TIOCSTI: &str = r#"
+import fcntl, termios
+try:
+    fcntl.ioctl(0, termios.TIOCSCTTY, 1)
+    print("stole the terminal")
+except OSError as e:
+    print("TIOCSCTTY errno", e.errno)
+try:
+    for c in b"id > INJ" + b"ECTED\n":
+        fcntl.ioctl(0, termios.TIOCSTI, bytes([c]))
+    print("pushed input")
+except OSError as e:
+    print("TIOCSTI errno", e.errno)
+"#;
+
+#[test]
+fn tiocsti_from_a_run_workload_never_reaches_captraces_terminal() {
+    if !support::require_root() {
+        return;
+    }
+    for extra in [
+        &[][..],
+        &["--ns", "pid"][..],
+        &["--init"][..],
+        &["--audit"][..],
+    ] {
+        let pty = nix::pty::openpty(None, None).expect("openpty");
+        let slave = pty.slave.as_raw_fd();
+        let mut cmd = captrace(&["run"]);
+        cmd.args(extra)
+            .args(["--", "/usr/bin/python3", "-c", TIOCSTI]);
+        for (fd, std) in [(0, Stdio::from), (1, Stdio::from), (2, Stdio::from)]
+            .into_iter()
+            .map(|(n, f)| (n, f(pty.slave.try_clone().unwrap())))
+        {
+            match fd {
+                0 => cmd.stdin(std),
+                1 => cmd.stdout(std),
+                _ => cmd.stderr(std),
+            };
+        }
+        // SAFETY: setsid and ioctl in the forked child before exec: captrace starts as a
+        // shell's foreground job would, with the pty as its controlling terminal.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setsid() < 0 || libc::ioctl(slave, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().expect("starting captrace");
+        nonblocking(&pty.master);
+        let mut shown = Vec::new();
+        let t = Instant::now();
+        let status = loop {
+            shown.extend(drain(&pty.master));
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(t.elapsed() < Duration::from_secs(30), "{extra:?}: hung");
+            thread::sleep(Duration::from_millis(20));
+        };
+        shown.extend(drain(&pty.master));
+        let shown = text(&shown);
+        assert_eq!(status.code(), Some(0), "{extra:?}: {shown}");
+        // EPERM: the workload's session has no controlling terminal (`tiocsti`,
+        // `tiocsctty` in drivers/tty/tty_io.c).
+        assert!(shown.contains("TIOCSCTTY errno 1"), "{extra:?}: {shown}");
+        assert!(shown.contains("TIOCSTI errno 1"), "{extra:?}: {shown}");
+        // Nothing was queued as input for the next reader of the terminal (the shell).
+        nonblocking(&pty.slave);
+        let queued = text(&drain(&pty.slave));
+        assert!(!queued.contains("INJECTED"), "{extra:?}: queued {queued:?}");
+        assert!(!shown.contains("INJECTED"), "{extra:?}: echoed: {shown}");
+    }
+}
+
+#[test]
+fn a_run_workload_starts_with_default_signal_dispositions_and_an_empty_mask() {
+    if !support::require_root() {
+        return;
+    }
+    for extra in [&[][..], &["--init"][..], &["--audit"][..]] {
+        let mut cmd = captrace(&["run"]);
+        cmd.args(extra).args([
+            "--",
+            "sh",
+            "-c",
+            "yes | head -1; grep -E '^Sig(Ign|Blk)' /proc/self/status",
+        ]);
+        let out = output_within(cmd, Duration::from_secs(30));
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{extra:?}: {err}");
+        // An ignored SIGPIPE inherited from captrace makes `yes` fail with EPIPE and say so.
+        assert!(!err.contains("Broken pipe"), "{extra:?}: {err}");
+        assert_eq!(
+            text(&out.stdout),
+            "y\nSigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n",
+            "{extra:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn captraces_supplementary_groups_do_not_reach_the_workload() {
+    if !support::require_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let secret = dir.path().join("group-0-only");
+    fs::write(&secret, "secret\n").unwrap();
+    // Only group 0 may read it: the workload's root is mapped to another uid in its user
+    // namespace, so only a group it kept from captrace could open it.
+    nix::unistd::chown(&secret, Some(0.into()), Some(0.into())).unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o060)).unwrap();
+    let s = secret.to_str().unwrap();
+    let wrapper = ["setpriv", "--groups", "0,4", "--"];
+    let out = support::wrapped(
+        &wrapper,
+        &[
+            "run",
+            "--cap-drop",
+            "ALL",
+            "--ns",
+            "user,pid,mnt",
+            "--",
+            "cat",
+            s,
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "read {s}: {}",
+        text(&out.stdout)
+    );
+    assert!(!text(&out.stdout).contains("secret"));
+    assert!(
+        text(&out.stderr).contains("Permission denied"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Root without --user gets no supplementary group at all; --user gets its own.
+    for (extra, groups) in [(&[][..], ""), (&["--user", "0"][..], "0")] {
+        let mut args = vec!["run", "--cap-drop", "ALL"];
+        args.extend(extra);
+        args.extend(["--", "grep", "^Groups:", "/proc/self/status"]);
+        let out = support::wrapped(&wrapper, &args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert_eq!(
+            text(&out.stdout).trim_end(),
+            format!("Groups:\t{groups}").trim_end(),
+            "{extra:?}"
+        );
+    }
+}
+
+#[test]
+fn record_output_never_follows_a_planted_symlink() {
+    if !support::require_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    fs::write(&victim, "precious\n").unwrap();
+    let out = dir.path().join("out.json");
+    symlink(&victim, &out).unwrap();
+    let o = out.to_str().unwrap();
+    let res = captrace(&["record", "-o", o, "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(res.status.code(), Some(0), "{}", text(&res.stderr));
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
+    let meta = fs::symlink_metadata(&out).unwrap();
+    assert!(meta.is_file(), "the link was replaced by the profile");
+    assert!(
+        fs::read_to_string(&out)
+            .unwrap()
+            .contains("captrace/profile")
+    );
+    let names: Vec<String> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "no temporary file left: {names:?}");
+}
+
+#[test]
+fn a_fifo_or_a_device_as_profile_fails_fast_with_exit_3() {
+    if !support::require_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("profile.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let zero_link = dir.path().join("zero.json");
+    symlink("/dev/zero", &zero_link).unwrap();
+    let ran = dir.path().join("ran");
+    let touch = format!("touch {}", ran.display());
+    for (path, kind) in [
+        (fifo.as_path(), "FIFO"),
+        (Path::new("/dev/zero"), "character device"),
+        (zero_link.as_path(), "character device"),
+    ] {
+        let p = path.to_str().unwrap();
+        for args in [
+            vec!["run", "--profile", p, "--", "sh", "-c", &touch],
+            vec!["recommend", p],
+        ] {
+            let out = output_within(captrace(&args), Duration::from_secs(10));
+            let err = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(3), "{args:?}: {err}");
+            assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+            assert!(err.starts_with("captrace: "), "{err}");
+            assert!(
+                err.contains(&format!("{kind}, not a regular file")),
+                "{err}"
+            );
+            assert!(!ran.exists());
+        }
+    }
+}
+
+/// 14 bytes of terminal control (set the window title, clear the line), as Python source.
+const HOSTILE_NAME_PY: &str = r"\x1b]0;owned\x07\x1b[2K";
+
+#[test]
+fn a_workload_named_with_terminal_escapes_cannot_reach_the_terminal() {
+    if !support::require_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("f");
+    fs::write(&f, "").unwrap();
+    // The workload renames itself, then makes a capability check under that name.
+    let script = format!(
+        "import ctypes, os\n\
+         ctypes.CDLL(None).prctl(15, b\"{HOSTILE_NAME_PY}\", 0, 0, 0)\n\
+         try:\n    os.chown({:?}, 1000, -1)\nexcept OSError:\n    pass\n",
+        f.to_str().unwrap()
+    );
+    let cases: [&[&str]; 2] = [&["record"], &["run", "--audit", "--cap-drop", "ALL"]];
+    for sub in cases {
+        let mut cmd = captrace(sub);
+        cmd.args(["--", "/usr/bin/python3", "-c", &script]);
+        let out = output_within(cmd, Duration::from_secs(60));
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{sub:?}: {err}");
+        // The name is there, escaped.
+        assert!(err.contains("\\x1b]0;owned\\x07\\x1b[2K"), "{sub:?}: {err}");
+        assert!(
+            !out.stderr.iter().any(|b| *b == 0x1b || *b == 0x07),
+            "{sub:?}: raw control bytes: {err:?}"
+        );
+    }
+}
+
+/// A cache in the format `symbolizer.rs` writes, keyed for this boot and these modules, that
+/// names every kernel function `FORGED`.
+fn forged_cache() -> Vec<u8> {
+    let mut key = fs::read("/proc/sys/kernel/random/boot_id").unwrap();
+    key.extend(fs::read("/proc/modules").unwrap_or_else(|_| b"no modules".to_vec()));
+    let mut out = b"captrace kallsyms cache 1\n".to_vec();
+    let mut put = |bytes: &[u8]| {
+        out.extend((bytes.len() as u64).to_le_bytes());
+        out.extend(bytes);
+    };
+    put(&key);
+    put(&[0u64.to_le_bytes(), u64::MAX.to_le_bytes()].concat());
+    // One symbol at address 0, so every address falls in it.
+    let mut sym = 0u64.to_le_bytes().to_vec();
+    sym.extend(0u32.to_le_bytes());
+    sym.extend(6u32.to_le_bytes());
+    put(&sym);
+    put(b"FORGED");
+    out
+}
+
+#[test]
+fn a_kernel_symbol_cache_others_could_plant_is_never_used() {
+    if !support::require_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let forged = dir.path().join("forged");
+    fs::write(&forged, forged_cache()).unwrap();
+    let victim = dir.path().join("victim");
+    fs::write(&victim, "precious\n").unwrap();
+    let file = dir.path().join("f");
+    fs::write(&file, "").unwrap();
+    let profile = dir.path().join("p.json");
+    let (f, forged, victim, p) = (
+        file.to_str().unwrap(),
+        forged.to_str().unwrap(),
+        victim.to_str().unwrap(),
+        profile.to_str().unwrap(),
+    );
+    // In a private mount namespace, over a tmpfs /run: the machine's own cache is untouched.
+    for setup in [
+        // A cache directory anyone can write, holding a forged cache.
+        format!(
+            "mount -t tmpfs none /run; mkdir -m 0777 /run/captrace; cp {forged} /run/captrace/kallsyms"
+        ),
+        // Root's own directory, with the cache a symlink to a forged file elsewhere.
+        format!(
+            "mount -t tmpfs none /run; mkdir -m 0700 /run/captrace; ln -s {forged} /run/captrace/kallsyms"
+        ),
+        // A symlink at the cache's name pointing at a file captrace must not overwrite.
+        format!(
+            "mount -t tmpfs none /run; mkdir -m 0700 /run/captrace; ln -s {victim} /run/captrace/kallsyms"
+        ),
+    ] {
+        let out =
+            support::in_private_mounts(&setup, &["record", "-o", p, "--", "chown", "1000", f])
+                .output()
+                .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{setup}: {}", text(&out.stderr));
+        let written = fs::read_to_string(&profile).unwrap();
+        assert!(!written.contains("FORGED"), "{setup}: forged names used");
+        // Used, the forged names hide every noaudit path: SYS_ADMIN would be recommended.
+        let parsed = captrace::profile::Profile::from_json(&written, p).unwrap();
+        let caps: Vec<String> = parsed.cap_add.iter().map(|c| c.name()).collect();
+        assert_eq!(caps, ["CHOWN"], "{setup}");
+        assert_eq!(fs::read_to_string(victim).unwrap(), "precious\n");
+        assert_eq!(fs::read(forged).unwrap(), forged_cache());
+    }
+}
+
+#[test]
+fn a_fork_the_kernel_refuses_is_a_clean_error() {
+    if !support::require_root() {
+        return;
+    }
+    // A pids cgroup (v1 here; the v2 file is the same) with room for captrace alone.
+    let root = Path::new("/sys/fs/cgroup/pids");
+    let cg = root.join(format!("captrace-security-{}", std::process::id()));
+    fs::create_dir(&cg).expect("creating a pids cgroup");
+    fs::write(cg.join("pids.max"), "1").unwrap();
+    let procs = cg.join("cgroup.procs");
+    let script = format!("echo $$ > {}; exec \"$0\" \"$@\"", procs.display());
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", &script])
+        .arg(support::captrace_bin())
+        .args(["run", "--", "true"]);
+    let out = output_within(cmd, Duration::from_secs(30));
+    let _ = fs::remove_dir(&cg);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line, no panic: {err}");
+    assert!(
+        err.starts_with("captrace: cannot start the workload: fork failed: "),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn a_root_file_system_cannot_point_its_mount_points_at_the_host() {
+    if !support::require_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    support::busybox_rootfs(&root);
+    let host = dir.path().join("host-side");
+    for (name, ns) in [("proc", "pid,mnt"), ("proc", "mnt"), ("dev", "mnt")] {
+        let _ = fs::remove_dir_all(&host);
+        let target = root.join(name);
+        fs::remove_dir_all(&target).unwrap();
+        // Resolved before pivot_root, this absolute link names a host path.
+        symlink(&host, &target).unwrap();
+        let out = captrace(&[
+            "run",
+            "--rootfs",
+            root.to_str().unwrap(),
+            "--ns",
+            ns,
+            "--",
+            "true",
+        ])
+        .output()
+        .unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{name} {ns}: {err}");
+        assert!(err.contains("setting up mounts"), "{err}");
+        assert!(!host.exists(), "{name} {ns}: captrace created {host:?}");
+        fs::remove_file(&target).unwrap();
+        fs::create_dir(&target).unwrap();
+    }
+    // Its /proc is the kernel's: the bounding set is empty with --cap-drop ALL.
+    let out = captrace(&[
+        "run",
+        "--rootfs",
+        root.to_str().unwrap(),
+        "--ns",
+        "pid,mnt",
+        "--cap-drop",
+        "ALL",
+        "--",
+        "grep",
+        "^CapBnd",
+        "/proc/self/status",
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(
+        text(&out.stdout),
+        "CapBnd:\t0000000000000000\n",
+        "{}",
+        text(&out.stderr)
+    );
+}
