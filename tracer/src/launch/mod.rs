@@ -21,6 +21,7 @@ use nix::{
     unistd::{ForkResult, Pid, fork, pipe2},
 };
 
+mod harden;
 mod init;
 pub mod privileges;
 pub mod sandbox;

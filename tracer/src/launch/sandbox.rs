@@ -13,6 +13,8 @@ use nix::{
     sched::CloneFlags,
 };
 
+use super::harden;
+
 /// The namespaces a workload gets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NsSet {
@@ -180,7 +182,10 @@ impl Sandbox {
         }
         match &self.rootfs {
             Some(root) => self.enter_rootfs(root)?,
-            None if self.ns.pid && self.ns.mnt => mount_proc(Path::new("/proc"))?,
+            None if self.ns.pid && self.ns.mnt => {
+                mount_proc(Path::new("/proc"))?;
+                harden::mask_proc(Path::new("/proc"))?;
+            }
             None => {}
         }
         if let Some(name) = &self.hostname {
@@ -195,6 +200,7 @@ impl Sandbox {
     fn enter_rootfs(&self, root: &Path) -> StepResult {
         let bind = MsFlags::MS_BIND | MsFlags::MS_REC;
         mount(Some(root), root, None::<&str>, bind, None::<&str>).map_err(fail(Stage::Rootfs))?;
+        harden::nodev(root)?;
         let proc_dir = mount_point(root, "proc")?;
         if self.ns.pid {
             mount_proc(&proc_dir)?;
@@ -202,12 +208,14 @@ impl Sandbox {
             mount(Some("/proc"), &proc_dir, None::<&str>, bind, None::<&str>)
                 .map_err(fail(Stage::Mount))?;
         }
+        harden::mask_proc(&proc_dir)?;
         let dev = mount_point(root, "dev")?;
+        // nodev: only the allowlist below, each a bind mount of its own, opens a device.
         mount(
             Some("tmpfs"),
             &dev,
             Some("tmpfs"),
-            MsFlags::MS_NOSUID,
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
             Some("mode=755,size=64k"),
         )
         .map_err(fail(Stage::Mount))?;
