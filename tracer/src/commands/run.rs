@@ -192,6 +192,41 @@ pub fn spec(args: &RunArgs, allowed: &[Cap]) -> anyhow::Result<Spec> {
     })
 }
 
+/// Capabilities that make a workload root on the host whatever namespaces (but a user
+/// namespace) it is in: SYS_ADMIN (mount, and most administration), SYS_MODULE (kernel
+/// modules), SYS_RAWIO (I/O ports, raw device access), SYS_PTRACE (other processes' memory
+/// without a PID namespace, and kernel checks that stand in for root), DAC_READ_SEARCH
+/// (open_by_handle_at opens any file of a host file system, the "shocker" escape), BPF
+/// (kernel programs).
+pub const ROOT_EQUIVALENT: &[&str] = &[
+    "SYS_ADMIN",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_PTRACE",
+    "DAC_READ_SEARCH",
+    "BPF",
+];
+
+/// The one-line warning for a set that holds root-equivalent capabilities, if it does. In
+/// a user namespace of its own the workload holds them only there, and the host's checks
+/// (made against the initial user namespace) refuse them.
+pub fn root_equivalent_warning(set: &[Cap], userns: bool) -> Option<String> {
+    if userns {
+        return None;
+    }
+    let held: Vec<String> = set
+        .iter()
+        .map(|c| c.name())
+        .filter(|n| ROOT_EQUIVALENT.contains(&n.as_str()))
+        .collect();
+    (!held.is_empty()).then(|| {
+        format!(
+            "captrace: warning: {} each give the workload root on the host, whatever its namespaces; add --ns user to hold them only there",
+            held.join(", ")
+        )
+    })
+}
+
 fn show_pids(pid: Pid, levels: usize) {
     let host = launch::workload_pid(pid, levels);
     let status = fs::read_to_string(format!("/proc/{}/status", host.as_raw())).unwrap_or_default();
@@ -227,6 +262,10 @@ pub fn denial_lines(denied: &[Check]) -> Vec<String> {
 pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let allowed = allowed_set(&args)?;
     let spec = spec(&args, &allowed)?;
+    let userns = spec.sandbox.as_ref().is_some_and(|s| s.ns.user);
+    if let Some(warning) = root_equivalent_warning(&allowed, userns) {
+        eprintln!("{warning}");
+    }
     let levels = launch::supervisors(&spec);
     let status = if args.audit || args.enforce.is_some() {
         let mut session = Session::new(Options {
@@ -318,6 +357,20 @@ mod tests {
             e.to_string(),
             "unknown capability \"CHWON\" (did you mean CHOWN?)"
         );
+    }
+
+    #[test]
+    fn root_equivalent_capabilities_are_named_unless_in_a_user_namespace() {
+        let set = [Cap(0), Cap(19), Cap(21)];
+        let w = root_equivalent_warning(&set, false).unwrap();
+        assert!(
+            w.starts_with("captrace: warning: SYS_PTRACE, SYS_ADMIN each"),
+            "{w}"
+        );
+        assert!(!w.contains('\n'));
+        assert_eq!(root_equivalent_warning(&set, true), None);
+        let defaults: Vec<Cap> = capability::docker_defaults().collect();
+        assert_eq!(root_equivalent_warning(&defaults, false), None);
     }
 
     #[test]
