@@ -489,3 +489,133 @@ fn a_root_file_system_cannot_point_its_mount_points_at_the_host() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn a_rootfs_workload_cannot_open_a_host_device_it_makes() {
+    if !support::require_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    support::busybox_rootfs(&root);
+    // The host's root disk: MKNOD is one of Docker's defaults, and reading the node needs
+    // no capability at all when the mount allows devices.
+    use std::os::unix::fs::MetadataExt as _;
+    let dev = fs::metadata("/").unwrap().dev();
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let script = format!(
+        "for node in /dev/x /tmp/x; do mknod $node b {major} {minor} || echo \"mknod $node failed\"; \
+         if dd if=$node of=/dev/null bs=512 count=1 2>/tmp/err; then echo \"READ $node\"; \
+         else echo \"refused $node: $(cat /tmp/err)\"; fi; done; \
+         echo allowlist > /dev/null && head -c 4 /dev/zero | wc -c"
+    );
+    let out = captrace(&[
+        "run",
+        "--rootfs",
+        root.to_str().unwrap(),
+        "--ns",
+        "pid,mnt,uts,ipc,net",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ])
+    .output()
+    .unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(!stdout.contains("READ"), "{stdout}");
+    assert!(!stdout.contains("mknod"), "made with MKNOD: {stdout}");
+    for node in ["/dev/x", "/tmp/x"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("refused {node}")))
+            .unwrap_or_else(|| panic!("{stdout}"));
+        assert!(line.contains("Permission denied"), "{line}");
+    }
+    // The allowlisted devices still work.
+    assert!(stdout.ends_with("4\n"), "{stdout}");
+}
+
+#[test]
+fn a_capability_less_root_cannot_write_host_wide_proc_files() {
+    if !support::require_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    support::busybox_rootfs(&root);
+    let r = root.to_str().unwrap();
+    // Writing the value it already has: the attack, without changing the host if it worked.
+    let script = "v=$(cat /proc/sys/kernel/core_uses_pid); \
+        if echo $v > /proc/sys/kernel/core_uses_pid; then echo WROTE; fi; \
+        awk '$5 ~ /^\\/proc\\// { print $5, substr($6, 1, 2) }' /proc/self/mountinfo";
+    for args in [
+        vec!["--rootfs", r, "--ns", "pid,mnt"],
+        vec!["--rootfs", r, "--ns", "mnt"],
+        vec!["--ns", "pid"],
+    ] {
+        let mut all = vec!["run", "--cap-drop", "ALL"];
+        all.extend(&args);
+        all.extend(["--", "sh", "-c", script]);
+        let out = captrace(&all).output().unwrap();
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stdout.contains("WROTE"), "{args:?}: {stdout}");
+        assert!(
+            stderr.contains("Read-only file system"),
+            "{args:?}: {stderr}"
+        );
+        // Docker's lists, as far as this kernel has the files (its config may lack kcore
+        // and sysrq-trigger): masked ones have something mounted over them, the others are
+        // read-only.
+        for (name, ro) in [
+            ("keys", false),
+            ("timer_list", false),
+            ("kcore", false),
+            ("sys", true),
+            ("sysrq-trigger", true),
+        ] {
+            if !Path::new("/proc").join(name).exists() {
+                continue;
+            }
+            let want = format!("/proc/{name} {}", if ro { "ro" } else { "" });
+            assert!(
+                stdout.lines().any(|l| l.starts_with(want.trim_end())),
+                "{args:?}: {want:?} in {stdout}"
+            );
+        }
+    }
+}
+
+#[test]
+fn root_equivalent_capabilities_are_warned_about_outside_a_user_namespace() {
+    if !support::require_root() {
+        return;
+    }
+    let out = captrace(&["run", "--cap-add", "SYS_ADMIN,SYS_PTRACE", "--", "true"])
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("captrace: warning: SYS_PTRACE, SYS_ADMIN each give the workload root"),
+        "{err}"
+    );
+    for args in [
+        &["run", "--", "true"][..],
+        &[
+            "run",
+            "--cap-add",
+            "SYS_ADMIN",
+            "--ns",
+            "user",
+            "--",
+            "true",
+        ][..],
+    ] {
+        let out = captrace(args).output().unwrap();
+        assert_eq!(text(&out.stderr), "", "{args:?}");
+    }
+}
