@@ -123,8 +123,9 @@ pub struct Suspended {
     program: String,
 }
 
-fn cloexec_pipe() -> (OwnedFd, OwnedFd) {
-    pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe2")
+/// A pipe the kernel may refuse (EMFILE, ENFILE): an error like a refused fork, not a panic.
+fn cloexec_pipe() -> Result<(OwnedFd, OwnedFd), ExecError> {
+    pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| ExecError::Setup("pipe", e.desc().to_string()))
 }
 
 fn cstrings(v: &[String], program: &str) -> Result<Vec<CString>, ExecError> {
@@ -197,13 +198,12 @@ pub fn spawn_suspended(spec: &Spec) -> Result<Suspended, ExecError> {
     // Built before fork so the child only passes pointers to execve.
     let argv_ptrs = pointers(&argv);
     let env_ptrs = pointers(&env);
-    let (go_r, go_w) = cloexec_pipe();
-    let (err_r, err_w) = cloexec_pipe();
-    let userns = spec
-        .sandbox
-        .as_ref()
-        .filter(|s| s.ns.user)
-        .map(|s| (cloexec_pipe(), cloexec_pipe(), s.clone()));
+    let (go_r, go_w) = cloexec_pipe()?;
+    let (err_r, err_w) = cloexec_pipe()?;
+    let userns = match spec.sandbox.as_ref().filter(|s| s.ns.user) {
+        Some(s) => Some((cloexec_pipe()?, cloexec_pipe()?, s.clone())),
+        None => None,
+    };
 
     // SAFETY: captrace is single-threaded here (documented precondition), so the child may
     // run ordinary code until exec.
