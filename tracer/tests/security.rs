@@ -15,10 +15,12 @@ use std::{
         },
     },
     path::Path,
-    process::{Command, Output, Stdio},
+    process::{Child, Command, Output, Stdio},
     thread,
     time::{Duration, Instant},
 };
+
+use nix::pty::OpenptyResult;
 
 fn captrace(args: &[&str]) -> Command {
     let mut c = Command::new(support::captrace_bin());
@@ -88,6 +90,57 @@ except OSError as e:
     print("TIOCSTI errno", e.errno)
 "#;
 
+/// `captrace ARGS` with a new pty as its controlling terminal, stdin, stdout and stderr,
+/// started as a shell starts a foreground job: session leader, the terminal's foreground
+/// process group.
+fn on_a_terminal(args: &[&str]) -> (Child, OpenptyResult) {
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let slave = pty.slave.as_raw_fd();
+    let end = || Stdio::from(pty.slave.try_clone().unwrap());
+    let mut cmd = captrace(args);
+    cmd.stdin(end()).stdout(end()).stderr(end());
+    // SAFETY: setsid and ioctl in the forked child before exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() < 0 || libc::ioctl(slave, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().expect("starting captrace");
+    nonblocking(&pty.master);
+    (child, pty)
+}
+
+/// Reads the terminal until captrace exits; `type_when` sees the text so far and may give
+/// bytes to type once. Returns the exit code and the text shown.
+fn wait_on_terminal(
+    mut child: Child,
+    master: &OwnedFd,
+    mut type_when: impl FnMut(&str) -> Option<&'static [u8]>,
+) -> (Option<i32>, String) {
+    let mut shown = Vec::new();
+    let mut typed = false;
+    let t = Instant::now();
+    loop {
+        shown.extend(drain(master));
+        if !typed && let Some(keys) = type_when(&text(&shown)) {
+            nix::unistd::write(master, keys).expect("typing on the terminal");
+            typed = true;
+        }
+        if let Some(s) = child.try_wait().unwrap() {
+            shown.extend(drain(master));
+            return (s.code(), text(&shown));
+        }
+        if t.elapsed() > Duration::from_secs(30) * support::time_scale() {
+            let _ = child.kill();
+            panic!("hung: {}", text(&shown));
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn tiocsti_from_a_run_workload_never_reaches_captraces_terminal() {
     if !support::require_root() {
@@ -99,46 +152,12 @@ fn tiocsti_from_a_run_workload_never_reaches_captraces_terminal() {
         &["--init"][..],
         &["--audit"][..],
     ] {
-        let pty = nix::pty::openpty(None, None).expect("openpty");
-        let slave = pty.slave.as_raw_fd();
-        let mut cmd = captrace(&["run"]);
-        cmd.args(extra)
-            .args(["--", "/usr/bin/python3", "-c", TIOCSTI]);
-        for (fd, std) in [(0, Stdio::from), (1, Stdio::from), (2, Stdio::from)]
-            .into_iter()
-            .map(|(n, f)| (n, f(pty.slave.try_clone().unwrap())))
-        {
-            match fd {
-                0 => cmd.stdin(std),
-                1 => cmd.stdout(std),
-                _ => cmd.stderr(std),
-            };
-        }
-        // SAFETY: setsid and ioctl in the forked child before exec: captrace starts as a
-        // shell's foreground job would, with the pty as its controlling terminal.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setsid() < 0 || libc::ioctl(slave, libc::TIOCSCTTY, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().expect("starting captrace");
-        nonblocking(&pty.master);
-        let mut shown = Vec::new();
-        let t = Instant::now();
-        let status = loop {
-            shown.extend(drain(&pty.master));
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(t.elapsed() < Duration::from_secs(30), "{extra:?}: hung");
-            thread::sleep(Duration::from_millis(20));
-        };
-        shown.extend(drain(&pty.master));
-        let shown = text(&shown);
-        assert_eq!(status.code(), Some(0), "{extra:?}: {shown}");
+        let mut args = vec!["run"];
+        args.extend(extra);
+        args.extend(["--", "/usr/bin/python3", "-c", TIOCSTI]);
+        let (child, pty) = on_a_terminal(&args);
+        let (code, shown) = wait_on_terminal(child, &pty.master, |_| None);
+        assert_eq!(code, Some(0), "{extra:?}: {shown}");
         // EPERM: the workload's session has no controlling terminal (`tiocsti`,
         // `tiocsctty` in drivers/tty/tty_io.c).
         assert!(shown.contains("TIOCSCTTY errno 1"), "{extra:?}: {shown}");
@@ -148,6 +167,27 @@ fn tiocsti_from_a_run_workload_never_reaches_captraces_terminal() {
         let queued = text(&drain(&pty.slave));
         assert!(!queued.contains("INJECTED"), "{extra:?}: queued {queued:?}");
         assert!(!shown.contains("INJECTED"), "{extra:?}: echoed: {shown}");
+    }
+}
+
+#[test]
+fn ctrl_c_on_captraces_terminal_still_reaches_the_workload_in_its_own_session() {
+    if !support::require_root() {
+        return;
+    }
+    // The terminal sends SIGINT to its foreground group, captrace's: the workload, in a
+    // session of its own, gets it only because captrace forwards it.
+    let script = "trap 'echo got INT; kill $!; exit 42' INT; echo ready; sleep 10 & wait";
+    for extra in [&[][..], &["--init"][..], &["--audit"][..]] {
+        let mut args = vec!["run"];
+        args.extend(extra);
+        args.extend(["--", "sh", "-c", script]);
+        let (child, pty) = on_a_terminal(&args);
+        let (code, shown) = wait_on_terminal(child, &pty.master, |shown| {
+            shown.contains("ready").then_some(&b"\x03"[..])
+        });
+        assert_eq!(code, Some(42), "{extra:?}: {shown}");
+        assert!(shown.contains("got INT"), "{extra:?}: {shown}");
     }
 }
 
