@@ -337,8 +337,9 @@ fn enter_sandbox(
 /// default. An ignored disposition survives exec (Rust ignores SIGPIPE in captrace), and
 /// `yes | head -1` would then end in "Broken pipe" instead of a quiet SIGPIPE.
 fn default_signals() {
-    // The kernel's struct sigaction (x86_64 and arm64 alike); glibc's signal() refuses the
-    // real-time signals it reserves, which a parent may have left ignored too.
+    // rt_sigaction itself: glibc's signal() refuses the real-time signals it reserves (32,
+    // 33), which a parent may have left ignored too. Every field is zero (SIG_DFL, no flags,
+    // no mask), so the struct's layout, which differs between architectures, does not matter.
     #[repr(C)]
     struct KernelSigaction {
         handler: libc::sighandler_t,
