@@ -29,9 +29,41 @@ fn needs_escape(c: char) -> bool {
     c == '\\' || c.is_control()
 }
 
+/// Serialised JSON with DEL and the C1 controls written as `\u007f`..`\u009f`: JSON escapes
+/// only C0 and leaves U+009B (CSI) raw for a terminal to act on. Outside strings JSON text is
+/// ASCII, so every such character is inside a string, where the escape means the same.
+pub fn json(text: String) -> String {
+    if !text.chars().any(|c| ('\u{7f}'..='\u{9f}').contains(&c)) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if ('\u{7f}'..='\u{9f}').contains(&c) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_keeps_its_meaning_without_raw_c1_controls() {
+        let value = serde_json::json!({"comm": "\u{9b}2J\x1b[2K\u{7f}é", "n": 1});
+        let text = json(serde_json::to_string(&value).unwrap());
+        assert!(!text.chars().any(char::is_control), "{text}");
+        assert!(text.contains("\\u009b2J\\u001b[2K\\u007fé"), "{text}");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+            value
+        );
+        let plain = r#"{"a":"b"}"#.to_string();
+        assert_eq!(json(plain.clone()), plain);
+    }
 
     #[test]
     fn controls_are_escaped_and_the_rest_kept() {

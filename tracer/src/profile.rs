@@ -271,8 +271,11 @@ impl Profile {
         Self::from_json(&text, &name)
     }
 
+    /// Pretty JSON with no raw control character (a comm may hold C1 controls).
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("a profile always serialises")
+        crate::escape::json(
+            serde_json::to_string_pretty(self).expect("a profile always serialises"),
+        )
     }
 
     pub fn write(&self, path: &Path) -> Result<(), ProfileError> {

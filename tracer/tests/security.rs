@@ -340,8 +340,21 @@ fn a_fifo_or_a_device_as_profile_fails_fast_with_exit_3() {
     }
 }
 
-/// 14 bytes of terminal control (set the window title, clear the line), as Python source.
-const HOSTILE_NAME_PY: &str = r"\x1b]0;owned\x07\x1b[2K";
+/// Process names (at most 15 bytes) that drive a terminal, as Python bytes source, with how
+/// captrace prints them as text and inside JSON: C0 (set the title, clear the line) and C1
+/// (U+009B is CSI, U+009D OSC, in UTF-8).
+const HOSTILE_NAMES: &[(&str, &str, &str)] = &[
+    (
+        r"\x1b]0;owned\x07\x1b[2K",
+        r"\x1b]0;owned\x07\x1b[2K",
+        r"\u001b]0;owned\u0007\u001b[2K",
+    ),
+    (
+        r"\xc2\x9b2J\xc2\x9d0;x\x07",
+        r"\u{9b}2J\u{9d}0;x\x07",
+        r"\u009b2J\u009d0;x\u0007",
+    ),
+];
 
 #[test]
 fn a_workload_named_with_terminal_escapes_cannot_reach_the_terminal() {
@@ -351,26 +364,32 @@ fn a_workload_named_with_terminal_escapes_cannot_reach_the_terminal() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("f");
     fs::write(&f, "").unwrap();
-    // The workload renames itself, then makes a capability check under that name.
-    let script = format!(
-        "import ctypes, os\n\
-         ctypes.CDLL(None).prctl(15, b\"{HOSTILE_NAME_PY}\", 0, 0, 0)\n\
-         try:\n    os.chown({:?}, 1000, -1)\nexcept OSError:\n    pass\n",
-        f.to_str().unwrap()
-    );
-    let cases: [&[&str]; 2] = [&["record"], &["run", "--audit", "--cap-drop", "ALL"]];
-    for sub in cases {
-        let mut cmd = captrace(sub);
-        cmd.args(["--", "/usr/bin/python3", "-c", &script]);
-        let out = output_within(cmd, Duration::from_secs(60));
-        let err = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(0), "{sub:?}: {err}");
-        // The name is there, escaped.
-        assert!(err.contains("\\x1b]0;owned\\x07\\x1b[2K"), "{sub:?}: {err}");
-        assert!(
-            !out.stderr.iter().any(|b| *b == 0x1b || *b == 0x07),
-            "{sub:?}: raw control bytes: {err:?}"
+    for (name, as_text, as_json) in HOSTILE_NAMES {
+        // The workload renames itself, then makes a capability check under that name.
+        let script = format!(
+            "import ctypes, os\n\
+             ctypes.CDLL(None).prctl(15, b\"{name}\", 0, 0, 0)\n\
+             try:\n    os.chown({:?}, 1000, -1)\nexcept OSError:\n    pass\n",
+            f.to_str().unwrap()
         );
+        let cases: [(&[&str], &str); 3] = [
+            (&["record"], as_text),
+            (&["record", "--json"], as_json),
+            (&["run", "--audit", "--cap-drop", "ALL"], as_text),
+        ];
+        for (sub, escaped) in cases {
+            let mut cmd = captrace(sub);
+            cmd.args(["--", "/usr/bin/python3", "-c", &script]);
+            let out = output_within(cmd, Duration::from_secs(60));
+            let err = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(0), "{sub:?}: {err}");
+            // The name is there, escaped, and no control character but newlines.
+            assert!(err.contains(escaped), "{sub:?}: {escaped} not in {err}");
+            assert!(
+                !err.chars().any(|c| c.is_control() && c != '\n'),
+                "{sub:?}: raw control characters: {err:?}"
+            );
+        }
     }
 }
 
