@@ -90,6 +90,7 @@ fn class_of(err: &(dyn StdError + 'static)) -> Option<Class> {
     if let Some(e) = err.downcast_ref::<ProfileError>() {
         return Some(match e {
             ProfileError::Read { .. }
+            | ProfileError::NotRegular { .. }
             | ProfileError::TooLarge { .. }
             | ProfileError::Parse { .. }
             | ProfileError::Version { .. } => Class::Input,

@@ -12,7 +12,8 @@ pub const EXIT_CODES_HELP: &str = "\
 Exit status: the traced command's own status (128+N if killed by signal N), or
   2    bad usage: unknown flag, capability, namespace, user, group or container; an empty
        command; a capability captrace cannot grant; an output directory that does not exist
-  3    bad profile: unreadable, over 16 MiB, not JSON, wrong types, unknown capabilities
+  3    bad profile: unreadable, not a regular file, over 16 MiB, not JSON, wrong types,
+       unknown capabilities
   4    missing privileges: not root (or CAP_BPF and CAP_PERFMON), or in a user namespace
   5    the kernel lacks what captrace needs: BTF, a hook on cap_capable (fentry, the
        tracepoint or kprobes), BPF LSM for enforcement, or for monitor a mounted cgroup v2
@@ -172,7 +173,8 @@ pub struct RunArgs {
     /// Hostname inside a new UTS namespace (implies --ns uts).
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
-    /// Pivot into this root file system directory (implies --ns mnt).
+    /// Pivot into this root file system directory (implies --ns mnt). Mounted nodev: only
+    /// /dev's small allowlist opens devices.
     #[arg(long, value_name = "DIR")]
     pub rootfs: Option<PathBuf>,
     /// Run captrace's minimal init as PID 1 (reaps zombies, forwards signals) and the command

@@ -104,7 +104,7 @@ impl DenialRecord {
         };
         format!(
             "{}[{}]: {}: {} {} ({why}{ns})",
-            self.comm,
+            crate::escape::printable(&self.comm),
             self.pid,
             self.syscall.as_deref().unwrap_or("-"),
             self.capability,

@@ -1,10 +1,13 @@
 //! The profile: versioned JSON that `record -o` writes and every other command reads.
 //! All reading and writing goes through this module. The schema is documented in README.md.
-use std::{fs, path::Path};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::capability::Cap;
+use crate::{
+    capability::Cap,
+    safe_file::{self, ReadError},
+};
 
 pub const SCHEMA: &str = "captrace/profile";
 pub const VERSION: u32 = 1;
@@ -321,6 +324,9 @@ pub enum ProfileError {
         #[source]
         source: std::io::Error,
     },
+    /// A FIFO, a device or a directory: reading it could block or never end.
+    #[error("cannot read profile {path}: it is a {kind}, not a regular file")]
+    NotRegular { path: String, kind: &'static str },
     /// The file is larger than any profile captrace writes.
     #[error(
         "profile {path} is {size} bytes, over the {MAX_BYTES}-byte limit: is it really a captrace profile?"
@@ -391,33 +397,42 @@ impl Profile {
 
     pub fn read(path: &Path) -> Result<Self, ProfileError> {
         let name = path.display().to_string();
-        let meta = fs::metadata(path).map_err(|source| ProfileError::Read {
-            path: name.clone(),
-            source,
+        let data = safe_file::read_regular(path, MAX_BYTES).map_err(|e| match e {
+            ReadError::Io(source) => ProfileError::Read {
+                path: name.clone(),
+                source,
+            },
+            ReadError::NotRegular(kind) => ProfileError::NotRegular {
+                path: name.clone(),
+                kind,
+            },
+            ReadError::TooLarge(size) => ProfileError::TooLarge {
+                path: name.clone(),
+                size,
+            },
         })?;
-        if meta.len() > MAX_BYTES {
-            return Err(ProfileError::TooLarge {
-                path: name,
-                size: meta.len(),
-            });
-        }
-        let text = fs::read_to_string(path).map_err(|source| ProfileError::Read {
+        let text = String::from_utf8(data).map_err(|e| ProfileError::Read {
             path: name.clone(),
-            source,
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()),
         })?;
         Self::from_json(&text, &name)
     }
 
+    /// Pretty JSON with no raw control character (a comm may hold C1 controls).
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("a profile always serialises")
+        crate::escape::json(
+            serde_json::to_string_pretty(self).expect("a profile always serialises"),
+        )
     }
 
     pub fn write(&self, path: &Path) -> Result<(), ProfileError> {
         let mut text = self.to_json();
         text.push('\n');
-        fs::write(path, text).map_err(|source| ProfileError::Write {
-            path: path.display().to_string(),
-            source,
+        safe_file::write_replacing(path, text.as_bytes(), 0o666).map_err(|source| {
+            ProfileError::Write {
+                path: path.display().to_string(),
+                source,
+            }
         })
     }
 }

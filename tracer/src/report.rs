@@ -8,6 +8,7 @@ use crate::{
     classifier,
     cli::Format,
     container::sets,
+    escape::printable,
     formats, minimize, namespaces,
     profile::{Audit, Check, Profile, Scope, Verdict},
 };
@@ -52,7 +53,7 @@ fn rows(checks: &[Check]) -> BTreeMap<(Cap, Audit, Scope), Row> {
         if row.first.is_none()
             && let (Some(pid), Some(comm)) = (c.pid, &c.comm)
         {
-            row.first = Some(format!("{comm}[{pid}]"));
+            row.first = Some(format!("{}[{pid}]", printable(comm)));
         }
         let sys = c.syscall.clone().unwrap_or_else(|| "-".into());
         if !row.syscalls.contains(&sys) {
@@ -82,7 +83,7 @@ pub fn render(p: &Profile) -> String {
         .map_or("unknown".to_string(), |s| s.to_string());
     out += &format!(
         "captrace: recorded `{}` (exit status {status}, hook {})\n\n",
-        p.command.join(" "),
+        printable(&p.command.join(" ")),
         p.hook
     );
 
@@ -136,7 +137,7 @@ fn body(p: &Profile) -> String {
             "  {}({}) by {}[{}] failed: {}\n",
             c.syscall,
             c.namespaces.join("|"),
-            c.comm,
+            printable(&c.comm),
             c.pid,
             errno_name(c.ret)
         );
@@ -151,7 +152,7 @@ fn body(p: &Profile) -> String {
                 d.cap,
                 d.count,
                 d.syscall.as_deref().unwrap_or("-"),
-                d.comm.as_deref().unwrap_or("?"),
+                printable(d.comm.as_deref().unwrap_or("?")),
                 d.pid.unwrap_or(0)
             );
         }
@@ -240,12 +241,12 @@ fn containers(p: &Profile) -> String {
         );
     }
     for c in &p.containers {
-        out += &format!("\ncontainer {}", c.label());
+        out += &format!("\ncontainer {}", printable(&c.label()));
         if let Some(image) = &c.image {
-            out += &format!(", image {image}");
+            out += &format!(", image {}", printable(image));
         }
         if let Some(service) = &c.service {
-            out += &format!(", compose service {service}");
+            out += &format!(", compose service {}", printable(service));
         }
         out += "\n";
         let (own, runtime): (Vec<Check>, Vec<Check>) = c
@@ -269,7 +270,7 @@ fn containers(p: &Profile) -> String {
                 d.cap,
                 d.count,
                 d.syscall.as_deref().unwrap_or("-"),
-                d.comm.as_deref().unwrap_or("?")
+                printable(d.comm.as_deref().unwrap_or("?"))
             );
         }
         if let Some(granted) = &c.granted {
@@ -280,7 +281,7 @@ fn containers(p: &Profile) -> String {
                 c.cap_add.len()
             );
         }
-        out += &format!("  {}\n", sets::run_flags(c));
+        out += &format!("  {}\n", printable(&sets::run_flags(c)));
     }
     out
 }

@@ -111,6 +111,11 @@ impl Session {
             child.abort();
             return Err(e.into());
         }
+        // Only now: the fork above had to happen while captrace had no other thread.
+        if let Err(e) = self.symbolizer.start() {
+            child.abort();
+            return Err(anyhow::Error::from(e).context("reading /proc/kallsyms"));
+        }
         let started = Instant::now();
         self.collector.timeline.begin(workload, started);
         let pid = child.resume()?;

@@ -1,8 +1,8 @@
 //! Kernel stack addresses to function names, from `/proc/kallsyms`, cached per boot.
 use std::{
     fs,
-    io::{self, BufRead, BufReader, Write as _},
-    os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _},
+    io::{self, BufRead, BufReader, Read as _},
+    os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _},
     path::Path,
     sync::{Mutex, OnceLock},
     thread::JoinHandle,
@@ -35,29 +35,49 @@ const MODULES: &str = "/proc/modules";
 const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
 /// Root-only (the addresses defeat KASLR), on tmpfs: gone at reboot.
 const CACHE_DIR: &str = "/run/captrace";
+/// Far more than any kernel's table (~5 MB here): a bigger file is not ours.
+const CACHE_MAX: u64 = 256 << 20;
 const CACHE_FILE: &str = "/run/captrace/kallsyms";
 const CACHE_MAGIC: &[u8] = b"captrace kallsyms cache 1\n";
 
 impl Symbolizer {
-    /// Starts loading the table: from the cache when the kernel's text cannot have changed
-    /// since it was written (same boot, same modules at the same addresses), else from
-    /// `/proc/kallsyms`, then cached. Addresses read as zero when `kptr_restrict` hides them;
-    /// the table is then empty and every frame prints as an address.
+    /// A table of `/proc/kallsyms`: from the cache when the kernel's text cannot have
+    /// changed since it was written (same boot, same modules at the same addresses), else
+    /// from `/proc/kallsyms`, then cached. Addresses read as zero when `kptr_restrict` hides
+    /// them; the table is then empty and every frame prints as an address. Nothing is read
+    /// until `start` (or the first lookup).
     pub fn from_kallsyms() -> io::Result<Self> {
         fs::metadata(KALLSYMS)?;
-        let reading = std::thread::Builder::new()
-            .name("kallsyms".into())
-            .spawn(|| load(Path::new(CACHE_FILE)))?;
         Ok(Symbolizer {
-            reading: Mutex::new(Some(reading)),
+            reading: Mutex::new(None),
             table: OnceLock::new(),
         })
+    }
+
+    /// Starts reading the table on a thread. `record` and `run` call it only after forking
+    /// the workload: a child forked beside a running thread may find a lock (the allocator's,
+    /// stdio's) held forever by a thread that does not exist in it.
+    pub fn start(&self) -> io::Result<()> {
+        let Ok(mut reading) = self.reading.lock() else {
+            return Ok(());
+        };
+        if reading.is_none() && self.table.get().is_none() {
+            *reading = Some(
+                std::thread::Builder::new()
+                    .name("kallsyms".into())
+                    .spawn(|| load(Path::new(CACHE_FILE)))?,
+            );
+        }
+        Ok(())
     }
 
     fn table(&self) -> &Table {
         self.table.get_or_init(|| {
             let handle = self.reading.lock().ok().and_then(|mut h| h.take());
-            handle.and_then(|h| h.join().ok()).unwrap_or_default()
+            match handle {
+                Some(h) => h.join().unwrap_or_default(),
+                None => load(Path::new(CACHE_FILE)),
+            }
         })
     }
 
@@ -211,12 +231,33 @@ impl Table {
     }
 }
 
+/// Whether `meta` is something only captrace's user (root) can have written: owned by it and
+/// not writable by group or others. A cache anyone else could plant would name the call
+/// paths, and the classifier decides from those names what is needed.
+fn ours(meta: &fs::Metadata) -> bool {
+    meta.uid() == nix::unistd::geteuid().as_raw() && meta.mode() & 0o022 == 0
+}
+
+/// The cache directory, if it is a real directory (not a symlink) that is `ours`.
+fn trusted_dir(dir: &Path) -> bool {
+    fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir() && ours(&m))
+}
+
 fn write_cache(path: &Path, key: &[u8], t: &Table) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new(CACHE_DIR));
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
+    if !trusted_dir(dir) {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is not a directory only this user can write",
+                dir.display()
+            ),
+        ));
+    }
     let mut out = Vec::with_capacity(t.syms.len() * 16 + t.names.len() + key.len() + 64);
     out.extend_from_slice(CACHE_MAGIC);
     let mut put = |bytes: &[u8]| {
@@ -242,21 +283,33 @@ fn write_cache(path: &Path, key: &[u8], t: &Table) -> io::Result<()> {
         .collect::<Vec<u8>>());
     put(t.names.as_bytes());
     // Written aside and renamed: a concurrent captrace reads the old file or the new one.
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(&out)?;
-    drop(f);
-    fs::rename(&tmp, path)
+    crate::safe_file::write_replacing(path, &out, 0o600)
+}
+
+/// The cache file's bytes, if it and its directory are `ours` and it is a regular file
+/// (a symlink there is not followed).
+fn read_trusted(path: &Path) -> Option<Vec<u8>> {
+    if !trusted_dir(path.parent()?) {
+        tracing::debug!("kernel symbol cache not used: its directory is not root's alone");
+        return None;
+    }
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || !ours(&meta) || meta.len() > CACHE_MAX {
+        return None;
+    }
+    let mut data = Vec::with_capacity(meta.len() as usize);
+    file.take(CACHE_MAX).read_to_end(&mut data).ok()?;
+    Some(data)
 }
 
 /// The cached table, if the file is whole and its key is `key`.
 fn read_cache(path: &Path, key: &[u8]) -> Option<Table> {
-    let data = fs::read(path).ok()?;
+    let data = read_trusted(path)?;
     let mut rest = data.strip_prefix(CACHE_MAGIC)?;
     let mut take = || {
         let len = u64::from_le_bytes(rest.get(..8)?.try_into().ok()?);
@@ -363,6 +416,57 @@ mod tests {
         assert!(read_cache(&path, b"boot-1").is_none());
         fs::write(&path, b"").unwrap();
         assert!(read_cache(&path, b"boot-1").is_none());
+    }
+
+    #[test]
+    fn a_cache_others_can_write_or_redirect_is_never_used() {
+        use std::os::unix::fs::{PermissionsExt as _, symlink};
+        let (full, core) = Table::read(KALLSYMS_TEXT.as_bytes());
+        let table = || full.restricted(vec![core.unwrap()]);
+        let mode = |p: &Path, m| fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap();
+
+        // A directory anyone can write (pre-created 0777 by another user, say): a good cache
+        // in it is ignored, and nothing is written there.
+        let dir = tempfile::tempdir().unwrap();
+        let open_dir = dir.path().join("open");
+        let path = open_dir.join("kallsyms");
+        write_cache(&path, b"k", &table()).unwrap();
+        assert!(read_cache(&path, b"k").is_some());
+        mode(&open_dir, 0o777);
+        assert!(read_cache(&path, b"k").is_none());
+        fs::remove_file(&path).unwrap();
+        assert!(write_cache(&path, b"k", &table()).is_err());
+        assert_eq!(fs::read_dir(&open_dir).unwrap().count(), 0);
+        mode(&open_dir, 0o770);
+        assert!(write_cache(&path, b"k", &table()).is_err());
+
+        // The directory itself a symlink to a good one: not used.
+        let good = dir.path().join("good");
+        write_cache(&good.join("kallsyms"), b"k", &table()).unwrap();
+        let linked = dir.path().join("linked");
+        symlink(&good, &linked).unwrap();
+        assert!(read_cache(&linked.join("kallsyms"), b"k").is_none());
+        assert!(write_cache(&linked.join("kallsyms"), b"k", &table()).is_err());
+
+        // A symlink planted at the cache's name: not read through, and replaced (not written
+        // through) when the cache is written.
+        let victim = dir.path().join("victim");
+        fs::copy(good.join("kallsyms"), &victim).unwrap();
+        fs::remove_file(good.join("kallsyms")).unwrap();
+        symlink(&victim, good.join("kallsyms")).unwrap();
+        assert!(read_cache(&good.join("kallsyms"), b"k").is_none());
+        let before = fs::read(&victim).unwrap();
+        write_cache(&good.join("kallsyms"), b"other", &table()).unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), before);
+        assert!(
+            !fs::symlink_metadata(good.join("kallsyms"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        // A cache file others may write is not used either.
+        mode(&good.join("kallsyms"), 0o666);
+        assert!(read_cache(&good.join("kallsyms"), b"other").is_none());
     }
 
     #[test]

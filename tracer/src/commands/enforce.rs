@@ -181,9 +181,12 @@ pub fn run(args: EnforceArgs) -> anyhow::Result<u8> {
     let label = match &target {
         Target::Tree(pid) => {
             adopt_tree(&mut tracer, *pid)?;
-            format!("process {pid} ({}) and its descendants", comm(*pid))
+            format!(
+                "process {pid} ({}) and its descendants",
+                crate::escape::printable(&comm(*pid))
+            )
         }
-        Target::Cgroup { label, .. } => label.clone(),
+        Target::Cgroup { label, .. } => crate::escape::printable(label).into_owned(),
     };
     let names: Vec<String> = allowed.iter().map(|c| c.name()).collect();
     eprintln!(

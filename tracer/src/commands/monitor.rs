@@ -13,7 +13,7 @@ use crate::{
     capability::Cap,
     cli::MonitorArgs,
     container::resolve::{self, Resolver},
-    metrics,
+    escape, metrics,
     monitor::{self, Filter, Monitor},
 };
 
@@ -122,7 +122,7 @@ async fn watch(
         if json {
             let mut out = std::io::stdout().lock();
             for line in &lines {
-                writeln!(out, "{}", serde_json::to_string(line)?)?;
+                writeln!(out, "{}", escape::json(serde_json::to_string(line)?))?;
             }
             out.flush()?;
         }

@@ -107,8 +107,9 @@ fn record_container(args: &RecordArgs, name: &str) -> anyhow::Result<u8> {
     let mut mon = Monitor::start(vec![cgroup], Filter::default(), args.hook.hook)?;
     let short = &found.id[..12.min(found.id.len())];
     eprintln!(
-        "captrace: recording container {} ({short}) until it exits or Ctrl-C",
-        found.name
+        "captrace: recording container {} ({}) until it exits or Ctrl-C",
+        crate::escape::printable(&found.name),
+        crate::escape::printable(short)
     );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

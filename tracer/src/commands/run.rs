@@ -9,10 +9,11 @@ use crate::{
     capability::{self, Cap},
     cli::RunArgs,
     enforce::{self, Mode},
+    escape::printable,
     launch::{self, NsSet, Privileges, Sandbox, Spec, privileges},
     loader::Options,
     profile::{Check, Profile},
-    recommend,
+    recommend, safe_file,
     session::{Session, Wait},
 };
 
@@ -151,7 +152,13 @@ pub fn spec(args: &RunArgs, allowed: &[Cap]) -> anyhow::Result<Spec> {
     // A PID namespace gets its own /proc, which needs a mount namespace.
     ns.mnt |= ns.pid;
     let etc = args.rootfs.as_deref().unwrap_or(Path::new("/")).join("etc");
-    let read = |f: &str| fs::read_to_string(etc.join(f)).unwrap_or_default();
+    // The root file system is the workload's: its passwd may be a FIFO or a link to
+    // /dev/zero, which must not stall or exhaust captrace.
+    let read = |f: &str| {
+        safe_file::read_regular(&etc.join(f), 1 << 20)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    };
     let user = match &args.user {
         Some(u) => Some(privileges::parse_user(u, &read("passwd"), &read("group")).map_err(usage)?),
         None => None,
@@ -176,12 +183,49 @@ pub fn spec(args: &RunArgs, allowed: &[Cap]) -> anyhow::Result<Spec> {
             caps,
             user,
             no_new_privs: true,
+            inherit_groups: false,
         }),
         sandbox,
         init: args.init,
         quiet: false,
         // `run --audit` reports what the sandbox and privileges setup asks too.
         privileges_first: false,
+        new_session: true,
+    })
+}
+
+/// Capabilities that make a workload root on the host whatever namespaces (but a user
+/// namespace) it is in: SYS_ADMIN (mount, and most administration), SYS_MODULE (kernel
+/// modules), SYS_RAWIO (I/O ports, raw device access), SYS_PTRACE (other processes' memory
+/// without a PID namespace, and kernel checks that stand in for root), DAC_READ_SEARCH
+/// (open_by_handle_at opens any file of a host file system, the "shocker" escape), BPF
+/// (kernel programs).
+pub const ROOT_EQUIVALENT: &[&str] = &[
+    "SYS_ADMIN",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_PTRACE",
+    "DAC_READ_SEARCH",
+    "BPF",
+];
+
+/// The one-line warning for a set that holds root-equivalent capabilities, if it does. In
+/// a user namespace of its own the workload holds them only there, and the host's checks
+/// (made against the initial user namespace) refuse them.
+pub fn root_equivalent_warning(set: &[Cap], userns: bool) -> Option<String> {
+    if userns {
+        return None;
+    }
+    let held: Vec<String> = set
+        .iter()
+        .map(|c| c.name())
+        .filter(|n| ROOT_EQUIVALENT.contains(&n.as_str()))
+        .collect();
+    (!held.is_empty()).then(|| {
+        format!(
+            "captrace: warning: {} each give the workload root on the host, whatever its namespaces; add --ns user to hold them only there",
+            held.join(", ")
+        )
     })
 }
 
@@ -206,7 +250,7 @@ pub fn denial_lines(denied: &[Check]) -> Vec<String> {
         .map(|d| {
             format!(
                 "{}[{}]: {}: {} denied {}x; add --cap-add {}",
-                d.comm.as_deref().unwrap_or("?"),
+                printable(d.comm.as_deref().unwrap_or("?")),
                 d.pid.unwrap_or(0),
                 d.syscall.as_deref().unwrap_or("-"),
                 d.cap,
@@ -220,6 +264,10 @@ pub fn denial_lines(denied: &[Check]) -> Vec<String> {
 pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let allowed = allowed_set(&args)?;
     let spec = spec(&args, &allowed)?;
+    let userns = spec.sandbox.as_ref().is_some_and(|s| s.ns.user);
+    if let Some(warning) = root_equivalent_warning(&allowed, userns) {
+        eprintln!("{warning}");
+    }
     let levels = launch::supervisors(&spec);
     let status = if args.audit || args.enforce.is_some() {
         let mut session = Session::new(Options {
@@ -311,6 +359,20 @@ mod tests {
             e.to_string(),
             "unknown capability \"CHWON\" (did you mean CHOWN?)"
         );
+    }
+
+    #[test]
+    fn root_equivalent_capabilities_are_named_unless_in_a_user_namespace() {
+        let set = [Cap(0), Cap(19), Cap(21)];
+        let w = root_equivalent_warning(&set, false).unwrap();
+        assert!(
+            w.starts_with("captrace: warning: SYS_PTRACE, SYS_ADMIN each"),
+            "{w}"
+        );
+        assert!(!w.contains('\n'));
+        assert_eq!(root_equivalent_warning(&set, true), None);
+        let defaults: Vec<Cap> = capability::docker_defaults().collect();
+        assert_eq!(root_equivalent_warning(&defaults, false), None);
     }
 
     #[test]

@@ -21,6 +21,7 @@ use nix::{
     unistd::{ForkResult, Pid, fork, pipe2},
 };
 
+mod harden;
 mod init;
 pub mod privileges;
 pub mod sandbox;
@@ -109,6 +110,12 @@ pub struct Spec {
     /// launcher's, not the command's, and a replay must show only what the recording could.
     /// Only without a sandbox, whose setup needs the privileges first.
     pub privileges_first: bool,
+    /// A session of its own (`run`): without a controlling terminal the workload cannot push
+    /// input into captrace's terminal with TIOCSTI (the kernel allows it only on the caller's
+    /// own controlling tty, `tiocsti`) nor take the terminal over (TIOCSCTTY needs SYS_ADMIN
+    /// while captrace's session holds it). Signals from the terminal still reach it: they go
+    /// to captrace, which forwards them.
+    pub new_session: bool,
 }
 
 /// A forked child waiting to exec.
@@ -121,8 +128,9 @@ pub struct Suspended {
     program: String,
 }
 
-fn cloexec_pipe() -> (OwnedFd, OwnedFd) {
-    pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe2")
+/// A pipe the kernel may refuse (EMFILE, ENFILE): an error like a refused fork, not a panic.
+fn cloexec_pipe() -> Result<(OwnedFd, OwnedFd), ExecError> {
+    pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| ExecError::Setup("pipe", e.desc().to_string()))
 }
 
 fn cstrings(v: &[String], program: &str) -> Result<Vec<CString>, ExecError> {
@@ -176,7 +184,9 @@ fn resolve_for(spec: &Spec, program: &str) -> Result<PathBuf, ExecError> {
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Forks the child, stopped before exec until `resume`. Must be called while captrace is
-/// single-threaded (before the async runtime starts): the child allocates before exec.
+/// single-threaded (before the async runtime starts, before the kallsyms reader): the child
+/// allocates before exec. A fork the kernel refuses (EAGAIN: a pids cgroup or the process
+/// limit is full) is an error, not a panic.
 pub fn spawn_suspended(spec: &Spec) -> Result<Suspended, ExecError> {
     let program = spec.argv.first().ok_or(ExecError::Empty)?.clone();
     let path = resolve_for(spec, &program)?;
@@ -193,21 +203,24 @@ pub fn spawn_suspended(spec: &Spec) -> Result<Suspended, ExecError> {
     // Built before fork so the child only passes pointers to execve.
     let argv_ptrs = pointers(&argv);
     let env_ptrs = pointers(&env);
-    let (go_r, go_w) = cloexec_pipe();
-    let (err_r, err_w) = cloexec_pipe();
+    let (go_r, go_w) = cloexec_pipe()?;
+    let (err_r, err_w) = cloexec_pipe()?;
     // With `privileges_first`, the child says when they are applied: it must not be followed
     // (registered) before, or their checks would count as the command's.
-    let ready = (spec.privileges_first && spec.sandbox.is_none() && spec.privileges.is_some())
-        .then(cloexec_pipe);
-    let userns = spec
-        .sandbox
-        .as_ref()
-        .filter(|s| s.ns.user)
-        .map(|s| (cloexec_pipe(), cloexec_pipe(), s.clone()));
+    let ready = if spec.privileges_first && spec.sandbox.is_none() && spec.privileges.is_some() {
+        Some(cloexec_pipe()?)
+    } else {
+        None
+    };
+    let userns = match spec.sandbox.as_ref().filter(|s| s.ns.user) {
+        Some(s) => Some((cloexec_pipe()?, cloexec_pipe()?, s.clone())),
+        None => None,
+    };
 
     // SAFETY: captrace is single-threaded here (documented precondition), so the child may
     // run ordinary code until exec.
-    match unsafe { fork() }.expect("fork") {
+    let forked = unsafe { fork() }.map_err(|e| ExecError::Setup("fork", e.desc().to_string()))?;
+    match forked {
         ForkResult::Child => {
             drop(go_w);
             drop(err_r);
@@ -293,10 +306,13 @@ fn child(
     if let Err(e) = early {
         return (Stage::Privileges, e);
     }
+    if spec.new_session && nix::unistd::setsid().is_err() {
+        return (Stage::Session, nix::errno::Errno::last_raw());
+    }
     if let Err(e) = enter_sandbox(spec, userns_sync, err_w) {
         return e;
     }
-    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    default_signals();
     if spec.quiet {
         quiet_stdio();
     }
@@ -350,6 +366,45 @@ fn enter_sandbox(
         fork_supervised(err_w)?;
     }
     Ok(())
+}
+
+/// The workload starts as a shell would start it: no signal blocked, every disposition the
+/// default. An ignored disposition survives exec (Rust ignores SIGPIPE in captrace), and
+/// `yes | head -1` would then end in "Broken pipe" instead of a quiet SIGPIPE.
+fn default_signals() {
+    // rt_sigaction itself: glibc's signal() refuses the real-time signals it reserves (32,
+    // 33), which a parent may have left ignored too. Every field is zero (SIG_DFL, no flags,
+    // no mask), so the struct's layout, which differs between architectures, does not matter.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: libc::sighandler_t,
+        flags: libc::c_ulong,
+        restorer: usize,
+        mask: u64,
+    }
+    let act = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: rt_sigaction with a valid struct and no old action; SIG_DFL needs no
+        // restorer.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &act as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            )
+        };
+    }
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }
 
 fn quiet_stdio() {

@@ -22,6 +22,10 @@ pub struct Privileges {
     pub caps: Vec<Cap>,
     pub user: Option<User>,
     pub no_new_privs: bool,
+    /// Keep captrace's supplementary groups (replays of `record`, which ran with them).
+    /// Otherwise they are set to the user's, or emptied for root without `--user`: a group
+    /// captrace holds (even one a user namespace cannot map) still opens files by group.
+    pub inherit_groups: bool,
 }
 
 fn to_caps(set: &[Cap]) -> HashSet<caps::Capability> {
@@ -40,23 +44,39 @@ impl Privileges {
     /// ids with keep-caps (needs SETUID/SETGID), then the capability sets (capset), then the
     /// ambient set, then no_new_privs. Returns the errno of the first failure.
     pub fn apply(&self) -> Result<(), i32> {
-        let last = crate::capability::kernel_last_cap().unwrap_or(40);
-        for n in 0..=last {
+        // Every capability the kernel has, found by asking it rather than by reading
+        // /proc/sys/kernel/cap_last_cap: by now the child may be inside a root file system
+        // whose /proc is not the kernel's. Numbers are dense, so the first one the kernel does
+        // not know (EINVAL, `cap_valid` in prctl PR_CAPBSET_READ) ends the list.
+        for n in 0..=u8::MAX {
+            // SAFETY: prctl with integer arguments.
+            let known =
+                unsafe { libc::prctl(libc::PR_CAPBSET_READ, libc::c_ulong::from(n), 0, 0, 0) };
+            if known < 0 {
+                break;
+            }
             if !self.caps.contains(&Cap(n)) {
                 // SAFETY: prctl with integer arguments.
                 let rc =
                     unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(n), 0, 0, 0) };
-                if rc != 0 && nix::errno::Errno::last() != nix::errno::Errno::EINVAL {
+                if rc != 0 {
                     return Err(nix::errno::Errno::last_raw());
                 }
             }
         }
         let set = to_caps(&self.caps);
         let non_root = self.user.as_ref().is_some_and(|u| u.uid != 0);
+        if !self.inherit_groups {
+            let groups: Vec<Gid> = self
+                .user
+                .iter()
+                .flat_map(|u| &u.groups)
+                .map(|g| Gid::from_raw(*g))
+                .collect();
+            setgroups(&groups).map_err(errno)?;
+        }
         if let Some(user) = &self.user {
             nix::sys::prctl::set_keepcaps(true).map_err(errno)?;
-            let groups: Vec<Gid> = user.groups.iter().map(|g| Gid::from_raw(*g)).collect();
-            setgroups(&groups).map_err(errno)?;
             let gid = Gid::from_raw(user.gid);
             setresgid(gid, gid, gid).map_err(errno)?;
             let uid = Uid::from_raw(user.uid);

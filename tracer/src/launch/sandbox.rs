@@ -13,6 +13,8 @@ use nix::{
     sched::CloneFlags,
 };
 
+use super::harden;
+
 /// The namespaces a workload gets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NsSet {
@@ -99,13 +101,14 @@ pub enum Stage {
     Hostname,
     Loopback,
     Privileges,
+    Session,
 }
 
 impl Stage {
     pub fn from_u8(v: u8) -> Stage {
         use Stage::*;
         [
-            Exec, Unshare, UserMap, Fork, Mount, Rootfs, Hostname, Loopback, Privileges,
+            Exec, Unshare, UserMap, Fork, Mount, Rootfs, Hostname, Loopback, Privileges, Session,
         ]
         .get(v as usize)
         .copied()
@@ -123,6 +126,7 @@ impl Stage {
             Stage::Hostname => "setting the hostname",
             Stage::Loopback => "bringing up loopback",
             Stage::Privileges => "applying the user and capability sets",
+            Stage::Session => "starting a session of its own (setsid)",
         }
     }
 }
@@ -178,7 +182,10 @@ impl Sandbox {
         }
         match &self.rootfs {
             Some(root) => self.enter_rootfs(root)?,
-            None if self.ns.pid && self.ns.mnt => mount_proc(Path::new("/proc"))?,
+            None if self.ns.pid && self.ns.mnt => {
+                mount_proc(Path::new("/proc"))?;
+                harden::mask_proc(Path::new("/proc"))?;
+            }
             None => {}
         }
         if let Some(name) = &self.hostname {
@@ -193,21 +200,22 @@ impl Sandbox {
     fn enter_rootfs(&self, root: &Path) -> StepResult {
         let bind = MsFlags::MS_BIND | MsFlags::MS_REC;
         mount(Some(root), root, None::<&str>, bind, None::<&str>).map_err(fail(Stage::Rootfs))?;
-        let proc_dir = root.join("proc");
-        fs::create_dir_all(&proc_dir).map_err(io_fail(Stage::Mount))?;
+        harden::nodev(root)?;
+        let proc_dir = mount_point(root, "proc")?;
         if self.ns.pid {
             mount_proc(&proc_dir)?;
         } else {
             mount(Some("/proc"), &proc_dir, None::<&str>, bind, None::<&str>)
                 .map_err(fail(Stage::Mount))?;
         }
-        let dev = root.join("dev");
-        fs::create_dir_all(&dev).map_err(io_fail(Stage::Mount))?;
+        harden::mask_proc(&proc_dir)?;
+        let dev = mount_point(root, "dev")?;
+        // nodev: only the allowlist below, each a bind mount of its own, opens a device.
         mount(
             Some("tmpfs"),
             &dev,
             Some("tmpfs"),
-            MsFlags::MS_NOSUID,
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
             Some("mode=755,size=64k"),
         )
         .map_err(fail(Stage::Mount))?;
@@ -238,6 +246,22 @@ impl Sandbox {
         umount2(".", MntFlags::MNT_DETACH).map_err(fail(Stage::Rootfs))?;
         nix::unistd::chdir("/").map_err(fail(Stage::Rootfs))?;
         Ok(())
+    }
+}
+
+/// `root/name` as a directory to mount on. A symlink there is refused: it is resolved
+/// against the host's root before pivot_root, so a root file system whose `proc` points at
+/// `/etc` would have captrace create and mount on host paths, and a fake /proc inside would
+/// be what the workload (and anything reading /proc in it) sees.
+fn mount_point(root: &Path, name: &str) -> Result<PathBuf, (Stage, i32)> {
+    let path = root.join(name);
+    match fs::symlink_metadata(&path) {
+        Ok(m) if m.file_type().is_symlink() => Err((Stage::Mount, libc::ELOOP)),
+        Ok(m) if !m.is_dir() => Err((Stage::Mount, libc::ENOTDIR)),
+        Ok(_) => Ok(path),
+        Err(_) => fs::create_dir(&path)
+            .map(|()| path)
+            .map_err(io_fail(Stage::Mount)),
     }
 }
 
@@ -305,6 +329,7 @@ mod tests {
             Stage::Unshare,
             Stage::Rootfs,
             Stage::Privileges,
+            Stage::Session,
         ] {
             assert_eq!(Stage::from_u8(s as u8), s);
         }

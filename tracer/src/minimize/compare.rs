@@ -138,6 +138,8 @@ mod tests {
             comm: Some("chown".into()),
             call_paths: vec![],
             origin: Origin::Workload,
+            first_seen_ms: None,
+            last_seen_ms: None,
         }
     }
 

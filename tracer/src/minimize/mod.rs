@@ -124,6 +124,7 @@ impl Replayer<'_> {
         self.replays += 1;
         let privileges = caps.map(|c| Privileges {
             caps: c.iter().copied().collect(),
+            inherit_groups: true,
             ..Default::default()
         });
         let spec = Spec {
@@ -401,6 +402,8 @@ mod tests {
             comm: None,
             call_paths: vec![],
             origin: crate::profile::Origin::Workload,
+            first_seen_ms: None,
+            last_seen_ms: None,
         }
     }
 

@@ -188,6 +188,8 @@ mod tests {
                 rule: String::new(),
             }],
             origin: Origin::Workload,
+            first_seen_ms: None,
+            last_seen_ms: None,
         }
     }
 

@@ -141,6 +141,7 @@ impl Monitor {
         })?;
         let ring = tracer.take_events()?;
         let symbolizer = Symbolizer::from_kallsyms()?;
+        symbolizer.start()?;
         Ok(Monitor {
             tracer,
             ring,

@@ -4,7 +4,10 @@ use std::collections::BTreeMap;
 use comfy_table::{Table, presets::NOTHING};
 
 use super::{CgroupStats, Summary};
-use crate::{capability::Cap, container::resolve::Attribution, namespaces, profile::Losses};
+use crate::{
+    capability::Cap, container::resolve::Attribution, escape::printable, namespaces,
+    profile::Losses,
+};
 
 fn names(caps: &[Cap]) -> String {
     if caps.is_empty() {
@@ -35,7 +38,7 @@ pub fn render_table(
     for (id, s) in rows {
         let label = who
             .get(id)
-            .map(|a| a.label())
+            .map(|a| printable(&a.label()).into_owned())
             .unwrap_or_else(|| format!("cgroup {id}"));
         let ns = namespaces::summarize(s.workload_ns_calls());
         let ns = if ns.created.is_empty() && ns.joined.is_empty() {
@@ -72,7 +75,7 @@ pub fn summary_lines(s: &Summary) -> Vec<String> {
     };
     let mut out = vec![format!(
         "{}: {grants}, used {}: {flags}",
-        s.container.label(),
+        printable(&s.container.label()),
         s.used.len()
     )];
     if !s.can_drop.is_empty() {

@@ -10,7 +10,7 @@ use std::{
     fs,
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::{Command, Output, Stdio},
     thread,
     time::{Duration, Instant},
 };
@@ -142,4 +142,27 @@ pub fn count(p: &Profile, cap: &str, syscall: &str) -> u64 {
 pub fn time_scale() -> u32 {
     let slow = std::env::var("CAPTRACE_TEST_SLOW").is_ok_and(|v| !v.is_empty() && v != "0");
     if slow { 20 } else { 1 }
+}
+
+/// Runs `cmd`, killing it after `limit` (a hang is a failure, not a stuck test run).
+pub fn output_within(mut cmd: Command, limit: Duration) -> Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting captrace");
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || tx.send(child.wait_with_output()));
+    match rx.recv_timeout(limit * time_scale()) {
+        Ok(out) => out.expect("waiting for captrace"),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            panic!("captrace still running after {limit:?}: it hung");
+        }
+    }
 }
