@@ -229,6 +229,11 @@ pub struct ContainerProfile {
     /// The effective set of its init (what the runtime granted), when it could be read.
     #[serde(default)]
     pub granted: Option<Vec<Cap>>,
+    /// `--minimize`: what the replays proved for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimize: Option<Minimize>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub silent_refusals: Vec<SilentRefusal>,
 }
 
 impl ContainerProfile {

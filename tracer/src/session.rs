@@ -249,6 +249,7 @@ impl Session {
                 denied: rec.denied,
                 never_checked: rec.never_checked,
                 granted: c.granted.map(capability::from_mask),
+                ..Default::default()
             });
         }
         Ok(out)

@@ -54,11 +54,18 @@ impl Runtime<'_> {
 
 /// `captrace record -o P -- ARGS...` with `env`, and the profile it wrote.
 fn record(env: &[(&str, &Path)], args: &[&str]) -> (Output, Profile) {
+    record_with(env, &[], args)
+}
+
+/// `captrace record -o P OPTIONS... -- ARGS...`.
+fn record_with(env: &[(&str, &Path)], options: &[&str], args: &[&str]) -> (Output, Profile) {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("p.json");
     let out = Command::new(support::captrace_bin())
         .envs(env.iter().map(|(k, v)| (*k, *v)))
-        .args(["record", "-o", p.to_str().unwrap(), "--"])
+        .args(["record", "-o", p.to_str().unwrap()])
+        .args(options)
+        .arg("--")
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -433,4 +440,44 @@ fn a_failed_command_is_not_called_harmless() {
         "{err}"
     );
     assert!(!err.contains("needs no capabilities"), "{err}");
+}
+
+#[test]
+fn minimize_of_a_docker_run_drops_what_fresh_containers_prove_unneeded() {
+    if !support::require_root() {
+        return;
+    }
+    let _docker = support::Docker::start();
+    // CHOWN and FOWNER are needed; the mknod is best effort (its failure is ignored), so the
+    // MKNOD the kernel asks for is not a need; chmod asks FSETID only to keep a set-group-ID
+    // bit the new mode does not have.
+    let script = "touch /tmp/a && chown 1000:1000 /tmp/a && chmod 644 /tmp/a && (mknod /tmp/n c 1 3 2>/dev/null || true)";
+    let (out, p) = record_with(
+        &[],
+        &["--minimize"],
+        &[
+            "docker",
+            "run",
+            "--rm",
+            support::Docker::IMAGE,
+            "sh",
+            "-c",
+            script,
+        ],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let m = p.minimize.as_ref().expect("a minimize report");
+    assert!(m.faithful, "{err}");
+    let c = &p.containers[0];
+    assert_eq!(names(c), ["CHOWN", "FOWNER"], "{err}");
+    assert_eq!(p.cap_add, c.cap_add);
+    assert!(m.dropped.iter().any(|d| d.name() == "MKNOD"), "{err}");
+    assert!(
+        p.silent_refusals.iter().any(|r| r.cap.name() == "MKNOD"),
+        "{err}"
+    );
+    assert!(m.replays >= 4, "{m:?}");
+    // The proven flags work under real docker, and each is needed.
+    assert_exact(&Runtime::Docker, &names(c), script);
 }

@@ -9,6 +9,7 @@ use crate::{
     commands::monitor,
     container::{
         follow::{self, Follower},
+        replay::{self, ContainerReplayer},
         sets,
     },
     launch::{self, Spec},
@@ -29,15 +30,18 @@ pub fn run(args: RecordArgs) -> anyhow::Result<u8> {
     check_output_dir(args.output.as_deref())?;
 
     let follows = args.containers || follow::is_client(&args.command[0]);
-    if follows && args.minimize {
+    let replay_at = replay::run_position(&args.command);
+    if follows && args.minimize && replay_at.is_none() {
         return Err(UsageError(
-            "--minimize cannot replay containers yet: record without it, then check the set with `docker run --cap-drop=ALL --cap-add=...`".into(),
+            "--minimize replays one container started by `docker run`, `podman run` or `nerdctl run` (the flags are injected after `run`); record other container commands without it".into(),
         )
         .into());
     }
     let follower = if follows {
         match Follower::start() {
             Ok(f) => Some(f),
+            // Minimizing the client instead of its container would be a wrong answer.
+            Err(e) if args.minimize => return Err(e.context("cannot follow containers")),
             Err(e) => {
                 eprintln!("captrace: containers it starts cannot be followed: {e:#}");
                 None
@@ -70,8 +74,19 @@ pub fn run(args: RecordArgs) -> anyhow::Result<u8> {
     let mut profile = session.profile(&run, &args.command)?;
     if follows {
         sets::apply(&mut profile, session.container_profiles()?);
-    }
-    if args.minimize {
+        if let (true, Some(at)) = (args.minimize, replay_at) {
+            let mut r = ContainerReplayer {
+                session: &mut session,
+                argv: args.command.clone(),
+                at,
+                setup: args.setup.as_deref(),
+                check: args.check.as_deref(),
+                deadline: (run.duration * 3).max(Duration::from_secs(30)),
+                replays: 0,
+            };
+            sets::minimize(&mut r, run.exit_status, args.check.as_deref(), &mut profile)?;
+        }
+    } else if args.minimize {
         minimize::minimize(
             &mut session,
             &spec,

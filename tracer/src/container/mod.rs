@@ -7,6 +7,7 @@
 mod cgroup;
 pub mod follow;
 mod proc;
+pub mod replay;
 pub mod resolve;
 pub mod sets;
 

@@ -93,7 +93,7 @@ pub struct Hooks<'a> {
 }
 
 /// Runs `sh -c CMD` with captrace's environment, output to /dev/null; true if it exited 0.
-fn shell(cmd: &str, what: &str) -> anyhow::Result<bool> {
+pub fn shell(cmd: &str, what: &str) -> anyhow::Result<bool> {
     let status = Command::new("sh")
         .arg("-c")
         .arg(cmd)
@@ -113,7 +113,11 @@ struct Replayer<'a> {
     replays: u32,
 }
 
-impl Replayer<'_> {
+impl Replay for Replayer<'_> {
+    fn replays(&self) -> u32 {
+        self.replays
+    }
+
     fn replay(&mut self, caps: Option<&BTreeSet<Cap>>) -> anyhow::Result<Outcome> {
         if let Some(setup) = self.hooks.setup {
             anyhow::ensure!(
@@ -182,9 +186,42 @@ pub fn minimize(
     hooks: Hooks<'_>,
     profile: &mut Profile,
 ) -> anyhow::Result<()> {
-    let deadline = (recorded.duration * 3).max(Duration::from_secs(10));
+    let mut r = Replayer {
+        session,
+        argv: spec.argv.clone(),
+        hooks,
+        deadline: (recorded.duration * 3).max(Duration::from_secs(10)),
+        replays: 0,
+    };
+    prove(
+        &mut r,
+        recorded.exit_status,
+        &own_caps(),
+        hooks.check,
+        profile,
+    )
+}
+
+/// How the command is replayed: a process under a bounding set (`Replayer`), or a container
+/// started with `--cap-drop=ALL --cap-add=...` (`container::replay`).
+pub trait Replay {
+    /// Runs the command once, traced: with exactly `caps`, or as the recording ran (None).
+    fn replay(&mut self, caps: Option<&BTreeSet<Cap>>) -> anyhow::Result<Outcome>;
+    /// Replays so far.
+    fn replays(&self) -> u32;
+}
+
+/// Steps (a), (b), (c) on `profile`, whose recording exited `recorded_status`; step (b) looks
+/// for capabilities used without a check among `candidates_from` (what the recording held).
+pub fn prove(
+    r: &mut impl Replay,
+    recorded_status: i32,
+    candidates_from: &BTreeSet<Cap>,
+    check: Option<&str>,
+    profile: &mut Profile,
+) -> anyhow::Result<()> {
     let mut report = Minimize::default();
-    if let Some(check) = hooks.check
+    if let Some(check) = check
         && !shell(check, "--check")?
     {
         report.note = Some(format!(
@@ -193,13 +230,6 @@ pub fn minimize(
         profile.minimize = Some(report);
         return Ok(());
     }
-    let mut r = Replayer {
-        session,
-        argv: spec.argv.clone(),
-        hooks,
-        deadline,
-        replays: 0,
-    };
     let recorded_set: BTreeSet<Cap> = profile.cap_add.iter().copied().collect();
     let recorded_denied: BTreeSet<Cap> = profile.denied.iter().map(|c| c.cap).collect();
     let finish = |profile: &mut Profile, mut report: Minimize, replays: u32, note: String| {
@@ -210,21 +240,21 @@ pub fn minimize(
 
     // (a) The recording's own privileges must reproduce it: outcome and audited checks.
     let baseline = r.replay(None)?;
-    if baseline.exit_status != recorded.exit_status {
+    if baseline.exit_status != recorded_status {
         let note = format!(
             "not re-runnable: a replay exited {} where the recording exited {}; kept the recorded set. Use --setup CMD to restore what the command changes before each replay",
-            baseline.exit_status, recorded.exit_status
+            baseline.exit_status, recorded_status
         );
-        finish(profile, report, r.replays, note);
+        finish(profile, report, r.replays(), note);
         return Ok(());
     }
     report.rerunnable = true;
     if !baseline.check_ok {
-        let check = hooks.check.unwrap_or_default();
+        let check = check.unwrap_or_default();
         let note = format!(
             "not re-runnable: --check {check:?} failed after a replay with captrace's own privileges; kept the recorded set. Use --setup CMD to restore what the command changes before each replay"
         );
-        finish(profile, report, r.replays, note);
+        finish(profile, report, r.replays(), note);
         return Ok(());
     }
     let diffs = differences(&profile.checks, &baseline.checks);
@@ -234,7 +264,7 @@ pub fn minimize(
             "replays were not faithful: with captrace's own privileges the replay made other capability checks than the recording ({}); kept the recorded set. {NOT_FAITHFUL_ADVICE}",
             first_few(&report.differences)
         );
-        finish(profile, report, r.replays, note);
+        finish(profile, report, r.replays(), note);
         return Ok(());
     }
     report.faithful = true;
@@ -243,7 +273,7 @@ pub fn minimize(
     let mut set = recorded_set.clone();
     let mut proving = r.replay(Some(&set))?;
     if !passes(&proving, &baseline) {
-        let candidates: Vec<Cap> = own_caps().difference(&recorded_set).copied().collect();
+        let candidates: Vec<Cap> = candidates_from.difference(&recorded_set).copied().collect();
         let full: BTreeSet<Cap> = set
             .union(&candidates.iter().copied().collect())
             .copied()
@@ -256,7 +286,7 @@ pub fn minimize(
             // Nothing below this replay reproduces the recording: prove nothing.
             report.faithful = false;
             let note = "the command does not pass even with every capability captrace holds; kept the recorded set".to_string();
-            finish(profile, report, r.replays, note);
+            finish(profile, report, r.replays(), note);
             return Ok(());
         }
         // A capability checked where the recording checked nothing is another code path, not
@@ -271,7 +301,7 @@ pub fn minimize(
                 names(&added),
                 first_few(&report.differences)
             );
-            finish(profile, report, r.replays, note);
+            finish(profile, report, r.replays(), note);
             return Ok(());
         }
         set = kept;
@@ -308,7 +338,7 @@ pub fn minimize(
     }
     report.proven = set.iter().copied().collect();
     report.dropped = dropped;
-    report.replays = r.replays;
+    report.replays = r.replays();
 
     for c in &report.added {
         profile.never_checked.push(Added {
