@@ -481,3 +481,61 @@ fn minimize_of_a_docker_run_drops_what_fresh_containers_prove_unneeded() {
     // The proven flags work under real docker, and each is needed.
     assert_exact(&Runtime::Docker, &names(c), script);
 }
+
+#[test]
+fn ctrl_c_stops_the_recording_and_leaves_the_container_running() {
+    if !support::require_root() {
+        return;
+    }
+    let _docker = support::Docker::start();
+    let name = "ct-rec-interrupted";
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("p.json");
+    let captrace = Command::new(support::captrace_bin())
+        .args(["record", "-o", p.to_str().unwrap(), "--"])
+        .args(["docker", "run", "-d", "--rm", "--name", name])
+        .args([
+            support::Docker::IMAGE,
+            "sh",
+            "-c",
+            "chown 1000 /etc/passwd; touch /tmp/chowned; sleep 60",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let running = || {
+        Command::new("docker")
+            .args(["inspect", "--format", "{{.State.Running}}", name])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "true")
+    };
+    let chowned = || {
+        Command::new("docker")
+            .args(["exec", name, "test", "-f", "/tmp/chowned"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    // record waits for the containers it follows, as for daemons: interrupt it once the
+    // container has done its work.
+    support::wait_for(
+        "the container's chown",
+        std::time::Duration::from_secs(30),
+        chowned,
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(captrace.id() as i32),
+        nix::sys::signal::SIGINT,
+    )
+    .unwrap();
+    let out = captrace.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(running(), "the container was stopped: {err}");
+    let text = fs::read_to_string(&p).unwrap_or_else(|e| panic!("{e}: {err}"));
+    let profile = Profile::from_json(&text, "p.json").unwrap();
+    assert_eq!(profile.containers.len(), 1, "{err}");
+    assert_eq!(names(&profile.containers[0]), ["CHOWN"], "{err}");
+    let _ = Command::new("docker").args(["rm", "-f", name]).output();
+}

@@ -274,6 +274,12 @@ fn record_container_writes_a_profile_that_docker_run_accepts() {
         .map(|c| c.as_str().unwrap())
         .collect();
     assert_eq!(caps, ["CHOWN", "MKNOD"]);
+    // It attached to a running container: the report says start-up was not seen.
+    let stderr = String::from_utf8_lossy(&rec.stderr);
+    assert!(
+        stderr.contains("start-up was not observed") && stderr.contains("docker restart ct-rec"),
+        "{stderr}"
+    );
     // The flags make the same command succeed under docker run, and one less fails.
     let script = "touch /tmp/x && chown 1000 /tmp/x && mknod /tmp/n c 1 3";
     assert!(docker_.run(&caps, None, script).status.success());
