@@ -140,6 +140,7 @@ pub fn recommend_with(checks: &[Check], ns: &Namespaces, known: &[Added]) -> Rec
     let cap_add: Vec<Cap> = needed.into_iter().collect();
     let mut advice = advice(&cap_add, ns);
     advice.extend(covered);
+    advice.extend(user_change(checks, &cap_add));
     Recommendation {
         cap_add,
         denied,
@@ -147,6 +148,66 @@ pub fn recommend_with(checks: &[Check], ns: &Namespaces, known: &[Added]) -> Rec
         never_checked,
         advice,
     }
+}
+
+/// The system calls that change a process's user or groups.
+const USER_CHANGE_SYSCALLS: &[&str] = &[
+    "setuid",
+    "setgid",
+    "setreuid",
+    "setregid",
+    "setresuid",
+    "setresgid",
+    "setfsuid",
+    "setfsgid",
+    "setgroups",
+];
+
+/// SETUID and SETGID used only to change user (a daemon started as root dropping to its
+/// service user): say so, and give the shape that needs neither.
+fn user_change(checks: &[Check], cap_add: &[Cap]) -> Option<String> {
+    const SETGID: Cap = Cap(6);
+    const SETUID: Cap = Cap(7);
+    let ids: Vec<Cap> = [SETGID, SETUID]
+        .into_iter()
+        .filter(|c| cap_add.contains(c))
+        .collect();
+    let uses: Vec<&Check> = checks
+        .iter()
+        .filter(|c| ids.contains(&c.cap) && is_use(c))
+        .collect();
+    if uses.is_empty()
+        || !uses.iter().all(|c| {
+            c.syscall
+                .as_deref()
+                .is_some_and(|s| USER_CHANGE_SYSCALLS.contains(&s))
+        })
+    {
+        return None;
+    }
+    let mut calls: Vec<&str> = uses.iter().filter_map(|c| c.syscall.as_deref()).collect();
+    calls.sort_unstable();
+    calls.dedup();
+    let by = uses
+        .iter()
+        .find_map(|c| Some(format!("{}[{}]", c.comm.as_deref()?, c.pid?)))
+        .unwrap_or_else(|| "the command".into());
+    let names: Vec<String> = ids.iter().map(|c| c.name()).collect();
+    let rest: Vec<String> = cap_add
+        .iter()
+        .filter(|c| !ids.contains(c))
+        .map(|c| c.name())
+        .collect();
+    let rest = if rest.is_empty() {
+        "no capability at all".to_string()
+    } else {
+        format!("only {} (as ambient capabilities)", rest.join(", "))
+    };
+    Some(format!(
+        "{}: used by {by} only in {} to change user: where the program can start as that user, run it so (docker run --user, USER in the Dockerfile, systemd User=) with {rest}",
+        names.join(", "),
+        calls.join("/")
+    ))
 }
 
 /// Every audited check that was denied, in any user namespace, less the kernel's fallbacks:
@@ -210,6 +271,45 @@ pub fn advice(cap_add: &[Cap], ns: &Namespaces) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn setuid_and_setgid_only_to_change_user_are_explained() {
+        let use_in = |cap: u8, syscall: &str| Check {
+            cap: Cap(cap),
+            verdict: Verdict::Granted,
+            audit: Audit::Audited,
+            scope: Scope::Host,
+            syscall: Some(syscall.into()),
+            count: 1,
+            pid: Some(123),
+            comm: Some("nginx".into()),
+            call_paths: vec![],
+            origin: crate::profile::Origin::Workload,
+            first_seen_ms: None,
+            last_seen_ms: None,
+        };
+        let checks = vec![
+            use_in(6, "setgroups"),
+            use_in(6, "setgid"),
+            use_in(7, "setuid"),
+            use_in(10, "bind"),
+        ];
+        let r = recommend(&checks, &Namespaces::default());
+        let line = r
+            .advice
+            .iter()
+            .find(|a| a.starts_with("SETGID, SETUID: used by nginx[123] only in setgid/setgroups/setuid to change user"))
+            .unwrap_or_else(|| panic!("{:?}", r.advice));
+        assert!(
+            line.ends_with("with only NET_BIND_SERVICE (as ambient capabilities)"),
+            "{line}"
+        );
+        // SETUID asked elsewhere (e.g. kill of another user's process) is no user change.
+        let mut other = checks.clone();
+        other.push(use_in(7, "kill"));
+        let r = recommend(&other, &Namespaces::default());
+        assert!(!r.advice.iter().any(|a| a.contains("to change user")));
+    }
 
     fn check(cap: u8, verdict: Verdict, audit: Audit, scope: Scope, syscall: &str) -> Check {
         Check {
