@@ -193,6 +193,14 @@ pub struct RunArgs {
     /// Host id that root maps to in a new user namespace (65536 ids from there).
     #[arg(long, value_name = "ID", default_value_t = 100_000)]
     pub userns_base: u32,
+    /// seccomp filter: `default` (Docker's default profile), `unconfined` (none), or a
+    /// profile file in Docker's JSON format.
+    #[arg(
+        long,
+        value_name = "default|unconfined|FILE",
+        default_value = "default"
+    )]
+    pub seccomp: String,
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,

@@ -102,6 +102,7 @@ pub enum Stage {
     Loopback,
     Privileges,
     Session,
+    Seccomp,
 }
 
 impl Stage {
@@ -109,6 +110,7 @@ impl Stage {
         use Stage::*;
         [
             Exec, Unshare, UserMap, Fork, Mount, Rootfs, Hostname, Loopback, Privileges, Session,
+            Seccomp,
         ]
         .get(v as usize)
         .copied()
@@ -127,6 +129,7 @@ impl Stage {
             Stage::Loopback => "bringing up loopback",
             Stage::Privileges => "applying the user and capability sets",
             Stage::Session => "starting a session of its own (setsid)",
+            Stage::Seccomp => "installing the seccomp filter",
         }
     }
 }
