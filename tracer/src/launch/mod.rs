@@ -274,6 +274,7 @@ fn fork_supervised(err_w: &OwnedFd) -> Result<(), (Stage, i32)> {
             // Only the process that execs may hold the error pipe, so its exec closes it.
             // SAFETY: closing our copy of a descriptor we own; never used again here.
             unsafe { libc::close(err_w.as_raw_fd()) };
+            init::harden();
             exit_now(init::supervise(child))
         }
         Err(e) => Err((Stage::Fork, e as i32)),
