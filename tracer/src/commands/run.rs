@@ -167,6 +167,13 @@ pub fn spec(args: &RunArgs, allowed: &[Cap]) -> anyhow::Result<Spec> {
         Some(u) if u.uid != 0 => "/".to_string(),
         _ => "/root".to_string(),
     };
+    let (userns_base, userns_gid_base) = match args.userns_base {
+        Some(b) => (b, None),
+        None => {
+            let (u, g) = launch::subid::bases(Path::new("/"));
+            (u, Some(g))
+        }
+    };
     let sandbox = (!ns.is_empty()).then(|| Sandbox {
         ns,
         hostname: args.hostname.clone(),
@@ -174,7 +181,8 @@ pub fn spec(args: &RunArgs, allowed: &[Cap]) -> anyhow::Result<Spec> {
             .rootfs
             .as_ref()
             .map(|r| r.canonicalize().unwrap_or(r.clone())),
-        userns_base: args.userns_base,
+        userns_base,
+        userns_gid_base,
     });
     let seccomp = seccomp_programs(&args.seccomp, &caps)?;
     Ok(Spec {

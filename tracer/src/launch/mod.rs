@@ -26,6 +26,7 @@ mod init;
 pub mod privileges;
 pub mod sandbox;
 pub mod seccomp;
+pub mod subid;
 
 pub use privileges::{Privileges, User};
 pub use sandbox::{NsSet, Sandbox, Stage};
