@@ -254,6 +254,7 @@ mod tests {
                 container: c,
                 name: Some("we\"b".into()),
                 cgroup: "/docker/x".into(),
+                verified: true,
             },
         )]);
         let check = Check {
