@@ -190,9 +190,19 @@ pub struct RunArgs {
     /// Print the workload's PID inside its PID namespace and on the host.
     #[arg(long)]
     pub show_pids: bool,
-    /// Host id that root maps to in a new user namespace (65536 ids from there).
-    #[arg(long, value_name = "ID", default_value_t = 100_000)]
-    pub userns_base: u32,
+    /// Host id that root maps to in a new user namespace (65536 ids from there), for uids and
+    /// gids. Default: the range of `captrace`, else of root, in /etc/subuid and /etc/subgid;
+    /// 100000 without one.
+    #[arg(long, value_name = "ID")]
+    pub userns_base: Option<u32>,
+    /// seccomp filter: `default` (Docker's default profile), `unconfined` (none), or a
+    /// profile file in Docker's JSON format.
+    #[arg(
+        long,
+        value_name = "default|unconfined|FILE",
+        default_value = "default"
+    )]
+    pub seccomp: String,
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,

@@ -10,7 +10,7 @@ use crate::{
     cli::RunArgs,
     enforce::{self, Mode},
     escape::printable,
-    launch::{self, NsSet, Privileges, Sandbox, Spec, privileges},
+    launch::{self, NsSet, Privileges, Sandbox, Spec, privileges, seccomp},
     loader::Options,
     profile::{Check, Profile},
     recommend, safe_file,
@@ -167,6 +167,13 @@ pub fn spec(args: &RunArgs, allowed: &[Cap]) -> anyhow::Result<Spec> {
         Some(u) if u.uid != 0 => "/".to_string(),
         _ => "/root".to_string(),
     };
+    let (userns_base, userns_gid_base) = match args.userns_base {
+        Some(b) => (b, None),
+        None => {
+            let (u, g) = launch::subid::bases(Path::new("/"));
+            (u, Some(g))
+        }
+    };
     let sandbox = (!ns.is_empty()).then(|| Sandbox {
         ns,
         hostname: args.hostname.clone(),
@@ -174,8 +181,10 @@ pub fn spec(args: &RunArgs, allowed: &[Cap]) -> anyhow::Result<Spec> {
             .rootfs
             .as_ref()
             .map(|r| r.canonicalize().unwrap_or(r.clone())),
-        userns_base: args.userns_base,
+        userns_base,
+        userns_gid_base,
     });
+    let seccomp = seccomp_programs(&args.seccomp, &caps)?;
     Ok(Spec {
         argv: args.command.clone(),
         env: environment(args, &home)?,
@@ -191,7 +200,23 @@ pub fn spec(args: &RunArgs, allowed: &[Cap]) -> anyhow::Result<Spec> {
         // `run --audit` reports what the sandbox and privileges setup asks too.
         privileges_first: false,
         new_session: true,
+        seccomp,
     })
+}
+
+/// `--seccomp`: compiled before fork, so a bad profile starts nothing (exit 2).
+fn seccomp_programs(choice: &str, caps: &[Cap]) -> anyhow::Result<Vec<seccompiler::BpfProgram>> {
+    let text = match choice {
+        "unconfined" => return Ok(Vec::new()),
+        "default" => seccomp::DEFAULT_PROFILE.to_string(),
+        file => safe_file::read_regular(Path::new(file), 1 << 20)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .map_err(|e| usage(format!("--seccomp {file}: {e}")))?,
+    };
+    let release = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    seccomp::compile(&text, caps, &release).map_err(|e| usage(format!("--seccomp {choice}: {e}")))
 }
 
 /// Capabilities that make a workload root on the host whatever namespaces (but a user

@@ -7,6 +7,7 @@ use std::{
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
     process::Command,
+    time::{Duration, Instant},
 };
 
 use serde::Serialize;
@@ -44,24 +45,49 @@ pub struct Attribution {
     pub name: Option<String>,
     /// The cgroup v2 path.
     pub cgroup: String,
+    /// The runtime's own records confirm the container (docker's config on disk, `podman
+    /// inspect`), or the cgroup claims no container (host, systemd). Any process that can make
+    /// a cgroup can name it `docker/<64 hex>`: such an attribution is the path's word alone.
+    pub verified: bool,
+}
+
+/// Whether `container` (named `name` by its runtime's records, if found) is confirmed.
+pub fn verified(container: &ContainerRef, name: Option<&str>) -> bool {
+    match container.runtime {
+        Runtime::Host | Runtime::Systemd => true,
+        Runtime::Docker | Runtime::Podman => name.is_some(),
+        // containerd, CRI-O, Kubernetes and captrace's own: the cgroup path is all there is.
+        Runtime::Containerd | Runtime::CriO | Runtime::Kubernetes | Runtime::Captrace => false,
+    }
 }
 
 impl Attribution {
     /// `docker web (3f4e8a6c2b1d)`, `host`, `systemd nginx.service`.
     pub fn label(&self) -> String {
-        match (&self.name, self.container.short_id()) {
+        let label = match (&self.name, self.container.short_id()) {
             (Some(n), Some(id)) if n != id => {
                 format!("{} {n} ({id})", self.container.runtime.as_str())
             }
             _ => self.container.to_string(),
+        };
+        if self.verified {
+            label
+        } else {
+            label + " (unverified)"
         }
     }
 }
 
+/// How long an attribution that may still change (a cgroup not found, a container whose
+/// runtime has no record of it yet) is reused before it is looked up again: a hand-made
+/// `docker/<hex>` cgroup must not cost a tree walk or a `podman inspect` at every refresh.
+pub const RETRY_AFTER: Duration = Duration::from_secs(30);
+
 pub struct Resolver {
     cgroup2: Option<PathBuf>,
     docker_root: PathBuf,
-    cache: HashMap<u64, Attribution>,
+    /// Each attribution, and until when it holds (`None`: for good).
+    cache: HashMap<u64, (Attribution, Option<Instant>)>,
 }
 
 impl Default for Resolver {
@@ -101,7 +127,13 @@ impl Resolver {
 
     /// Cached attribution of `cgroup_id`; `pid` is a process seen in it, if any.
     pub fn resolve(&mut self, cgroup_id: u64, pid: Option<u32>) -> Attribution {
-        if let Some(a) = self.cache.get(&cgroup_id) {
+        let now = Instant::now();
+        // A path not found is looked up again whenever a process of the cgroup is known: that
+        // costs one read of /proc/PID/cgroup, not a walk of the tree.
+        if let Some((a, until)) = self.cache.get(&cgroup_id)
+            && until.is_none_or(|t| now < t)
+            && !(pid.is_some() && a.cgroup.starts_with("cgroup-id:"))
+        {
             return a.clone();
         }
         let cgroup = self
@@ -110,20 +142,28 @@ impl Resolver {
         let container = parse_cgroup_path(&cgroup);
         let name = container_name(&self.docker_root, &container);
         let a = Attribution {
+            verified: verified(&container, name.as_deref()),
             container,
             name,
             cgroup,
         };
         // Only a resolved path is final: a cgroup that could not be found may be found later,
         // and a container seen while its runtime is still creating it may not have its name on
-        // disk yet.
+        // disk yet. Those are kept for RETRY_AFTER.
         let named = a.name.is_some()
             || !matches!(a.container.runtime, Runtime::Docker | Runtime::Podman)
             || a.container.id.is_none();
-        if !a.cgroup.starts_with("cgroup-id:") && named {
-            self.cache.insert(cgroup_id, a.clone());
-        }
+        let until = (a.cgroup.starts_with("cgroup-id:") || !named).then(|| now + RETRY_AFTER);
+        self.cache.insert(cgroup_id, (a.clone(), until));
         a
+    }
+
+    /// A resolver reading docker's records under `docker_root` (tests).
+    pub fn with_docker_root(docker_root: PathBuf) -> Self {
+        Resolver {
+            docker_root,
+            ..Self::new()
+        }
     }
 
     /// The processes of a cgroup.
@@ -291,5 +331,36 @@ mod tests {
             );
         }
         assert!(namespaces(std::process::id()).contains_key("pid"));
+    }
+
+    #[test]
+    fn a_docker_path_without_docker_records_is_unverified() {
+        let id = "ab".repeat(32);
+        let c = parse_cgroup_path(&format!("/docker/{id}"));
+        assert_eq!(c.runtime, Runtime::Docker);
+        assert!(!verified(&c, None));
+        assert!(verified(&c, Some("web")));
+        assert!(verified(&parse_cgroup_path("/"), None));
+        let a = Attribution {
+            container: c,
+            name: None,
+            cgroup: format!("/docker/{id}"),
+            verified: false,
+        };
+        assert!(a.label().ends_with(" (unverified)"), "{}", a.label());
+    }
+
+    #[test]
+    fn an_unresolvable_cgroup_is_cached_for_a_while() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Resolver::with_docker_root(dir.path().to_path_buf());
+        let missing = u64::MAX - 7;
+        let a = r.resolve(missing, None);
+        assert_eq!(a.cgroup, format!("cgroup-id:{missing}"));
+        let (_, until) = r.cache.get(&missing).expect("cached");
+        let until = until.expect("for RETRY_AFTER, not for good");
+        assert!(until > Instant::now() + RETRY_AFTER - Duration::from_secs(5));
+        // Served from the cache: no second walk of the cgroup tree.
+        assert_eq!(r.resolve(missing, None).cgroup, a.cgroup);
     }
 }

@@ -37,6 +37,36 @@ pub fn block() {
     let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&supervised_set()), None);
 }
 
+/// Makes a supervisor (the `--init` PID 1 and the forwarder outside a PID namespace) worth
+/// nothing to the workload beside it: it waits and forwards signals, so it keeps only KILL
+/// (to signal a workload that changed its uid, `kill_ok_by_cred`), no fd but 0-2 (it was
+/// forked from captrace, so it held the BPF maps of `--audit`/`--enforce`), and is not
+/// dumpable, so the workload cannot read its memory or fds through /proc (`ptrace_may_access`
+/// then needs SYS_PTRACE) even when it holds KILL too and so every capability the supervisor
+/// kept. Best effort: each step only takes privileges away.
+pub fn harden() {
+    // SAFETY: closing the descriptors this process holds above stderr; none is used again.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    // SAFETY: PR_SET_DUMPABLE takes an integer and changes only this process.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    use caps::{CapSet, Capability};
+    let held = caps::read(None, CapSet::Permitted).unwrap_or_default();
+    let keep: caps::CapsHashSet = held
+        .into_iter()
+        .filter(|c| *c == Capability::CAP_KILL)
+        .collect();
+    // The bounding set first, while SETPCAP is still effective.
+    for c in caps::all() {
+        if c != Capability::CAP_KILL {
+            let _ = caps::drop(None, CapSet::Bounding, c);
+        }
+    }
+    let _ = caps::clear(None, CapSet::Ambient);
+    let _ = caps::clear(None, CapSet::Inheritable);
+    let _ = caps::set(None, CapSet::Effective, &keep);
+    let _ = caps::set(None, CapSet::Permitted, &keep);
+}
+
 /// Runs until `child` exits; returns its status as a shell reports it.
 pub fn supervise(child: Pid) -> i32 {
     let set = supervised_set();

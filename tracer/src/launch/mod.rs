@@ -25,6 +25,8 @@ mod harden;
 mod init;
 pub mod privileges;
 pub mod sandbox;
+pub mod seccomp;
+pub mod subid;
 
 pub use privileges::{Privileges, User};
 pub use sandbox::{NsSet, Sandbox, Stage};
@@ -116,6 +118,8 @@ pub struct Spec {
     /// while captrace's session holds it). Signals from the terminal still reach it: they go
     /// to captrace, which forwards them.
     pub new_session: bool,
+    /// seccomp programs (`seccomp::compile`) installed last before exec, after no_new_privs.
+    pub seccomp: Vec<seccompiler::BpfProgram>,
 }
 
 /// A forked child waiting to exec.
@@ -271,6 +275,7 @@ fn fork_supervised(err_w: &OwnedFd) -> Result<(), (Stage, i32)> {
             // Only the process that execs may hold the error pipe, so its exec closes it.
             // SAFETY: closing our copy of a descriptor we own; never used again here.
             unsafe { libc::close(err_w.as_raw_fd()) };
+            init::harden();
             exit_now(init::supervise(child))
         }
         Err(e) => Err((Stage::Fork, e as i32)),
@@ -321,6 +326,9 @@ fn child(
         && let Err(e) = p.apply()
     {
         return (Stage::Privileges, e);
+    }
+    if let Err(e) = seccomp::install(&spec.seccomp) {
+        return (Stage::Seccomp, e);
     }
     // Nothing captrace holds reaches the workload: every fd above stderr closes at exec.
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.

@@ -102,6 +102,7 @@ pub enum Stage {
     Loopback,
     Privileges,
     Session,
+    Seccomp,
 }
 
 impl Stage {
@@ -109,6 +110,7 @@ impl Stage {
         use Stage::*;
         [
             Exec, Unshare, UserMap, Fork, Mount, Rootfs, Hostname, Loopback, Privileges, Session,
+            Seccomp,
         ]
         .get(v as usize)
         .copied()
@@ -127,6 +129,7 @@ impl Stage {
             Stage::Loopback => "bringing up loopback",
             Stage::Privileges => "applying the user and capability sets",
             Stage::Session => "starting a session of its own (setsid)",
+            Stage::Seccomp => "installing the seccomp filter",
         }
     }
 }
@@ -148,6 +151,8 @@ pub struct Sandbox {
     pub rootfs: Option<PathBuf>,
     /// Host uid/gid that root inside a new user namespace maps to (65536 ids from there).
     pub userns_base: u32,
+    /// Host gid root's group maps to, when it is not `userns_base` (`/etc/subgid`).
+    pub userns_gid_base: Option<u32>,
 }
 
 /// Ids mapped into a new user namespace.
@@ -161,10 +166,15 @@ impl Sandbox {
         format!("0 {} {USERNS_SIZE}\n", self.userns_base)
     }
 
+    fn gid_map(&self) -> String {
+        let base = self.userns_gid_base.unwrap_or(self.userns_base);
+        format!("0 {base} {USERNS_SIZE}\n")
+    }
+
     /// Written by the parent once the child has unshared its user namespace.
     pub fn write_id_maps(&self, pid: i32) -> std::io::Result<()> {
         fs::write(format!("/proc/{pid}/uid_map"), self.id_map())?;
-        fs::write(format!("/proc/{pid}/gid_map"), self.id_map())
+        fs::write(format!("/proc/{pid}/gid_map"), self.gid_map())
     }
 
     /// Inside every namespace (and, with a PID namespace, as its first process).
@@ -317,6 +327,7 @@ mod tests {
     fn maps_root_to_an_unprivileged_range() {
         let sb = Sandbox {
             userns_base: 100_000,
+            userns_gid_base: None,
             ..Default::default()
         };
         assert_eq!(sb.id_map(), "0 100000 65536\n");

@@ -116,6 +116,7 @@ mod tests {
                 container,
                 name: Some("web".into()),
                 cgroup: "/docker/x".into(),
+                verified: true,
             },
             used: vec![Cap(0)],
             can_drop: grants.iter().copied().filter(|c| *c != Cap(0)).collect(),
