@@ -1,0 +1,103 @@
+//! The enforcer: a BPF LSM program on `capable`.
+use aya_ebpf::{
+    helpers::{bpf_get_current_cgroup_id, bpf_get_current_pid_tgid},
+    macros::lsm,
+    programs::LsmContext,
+};
+use tracer_common::{Config, Denial, Event, UsageKey, kind, mode, opts, origin, stat, verdict};
+
+use crate::{
+    check::{count_check, header, known_opts},
+    kmem::{Typed, borrowed, config, current_syscall, userns_scope},
+    maps::{DENIALS, ENFORCE_CGROUPS, EVENTS, POLICIES, TASKS, bump},
+};
+
+/// The workload whose policy applies to the current thread: its own when `run` or `enforce
+/// --pid` registered it, else its cgroup's (`enforce --container`).
+#[inline(always)]
+fn enforced_workload(cfg: &Config, pid_tgid: u64) -> Option<u64> {
+    // SAFETY: values copied out immediately.
+    if let Some(w) = unsafe { TASKS.get(pid_tgid as u32) } {
+        return Some(*w);
+    }
+    if cfg.enforce_cgroups == 0 {
+        return None;
+    }
+    // SAFETY: helper without preconditions; value copied out.
+    let cgroup = unsafe { bpf_get_current_cgroup_id() };
+    unsafe { ENFORCE_CGROUPS.get(cgroup) }.copied()
+}
+
+const EPERM: i32 = 1;
+
+/// BPF LSM `capable` hook: (cred, ns, cap, opts, ret of the LSMs before). Refuses (or only
+/// reports, in complain mode) every capability outside the workload's allowed set, in every
+/// user namespace. Runs after the capability LSM, so it only sees what the task holds.
+#[lsm(hook = "capable")]
+pub fn enforce_capable(ctx: LsmContext) -> i32 {
+    let prev: u64 = ctx.arg(4);
+    if prev as i32 != 0 {
+        return prev as i32;
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let cfg = config();
+    let Some(workload) = enforced_workload(&cfg, pid_tgid) else {
+        return 0;
+    };
+    // SAFETY: value copied out immediately.
+    let Some(policy) = (unsafe { POLICIES.get(workload) }).copied() else {
+        return 0;
+    };
+    let cap: u64 = ctx.arg(2);
+    let cap = (cap & 0xff) as u32;
+    if policy.armed == 0 || policy.allows(cap) {
+        return 0;
+    }
+    // Kernel code acting with credentials it borrowed (overlayfs reading its own xattrs as
+    // its mounter) is not the workload using a capability: refusing it would break the file
+    // system under the workload.
+    if borrowed::<Typed>(&cfg, ctx.arg(0)) {
+        return 0;
+    }
+    let raw_opts: u64 = ctx.arg(3);
+    let target_ns: u64 = ctx.arg(1);
+    let refuse = policy.mode == mode::ENFORCE;
+    let denial = Denial {
+        workload,
+        syscall: current_syscall::<Typed>(&cfg),
+        cap: cap as u8,
+        scope: userns_scope::<Typed>(&cfg, target_ns),
+        mode: policy.mode,
+        opts: known_opts(raw_opts),
+    };
+    let key = UsageKey {
+        workload,
+        syscall: denial.syscall as i16,
+        cap: denial.cap,
+        verdict: if refuse {
+            verdict::DENIED
+        } else {
+            verdict::GRANTED
+        },
+        scope: denial.scope,
+        origin: origin::WORKLOAD,
+        opts: denial.opts,
+        _pad: 0,
+    };
+    count_check(&DENIALS, &key);
+    // Noaudit checks are probes (the caller copes without the capability): refused like any
+    // other, counted, but not reported one by one.
+    if denial.opts & opts::NOAUDIT == 0 {
+        match EVENTS.reserve::<Event<Denial>>(0) {
+            Some(mut entry) => {
+                entry.write(Event {
+                    header: header(kind::DENIAL, pid_tgid),
+                    data: denial,
+                });
+                entry.submit(0);
+            }
+            None => bump(stat::EVENTS_LOST),
+        }
+    }
+    if refuse { -EPERM } else { 0 }
+}

@@ -1,0 +1,196 @@
+//! Attaching each program, and the hook choice.
+use aya::{
+    Btf, Ebpf,
+    programs::{BtfTracePoint, FExit, KProbe, Lsm, ProgramError, RawTracePoint},
+};
+use tracer_common::names;
+
+use super::{AttachBtf, CAP_CAPABLE, LoadError, PROGRAMS, Tracer};
+use crate::hook::{Hook, HookChoice, Refusals};
+
+impl Tracer {
+    /// The program watching capability checks, as the report names it
+    /// (`tp_btf/cap_capable`), if any.
+    pub fn hook_point(&self) -> Option<&'static str> {
+        self.hook.map(|(_, point)| point)
+    }
+
+    /// Attaches the first hook of `choice` that this kernel accepts.
+    pub(super) fn attach_hook(
+        &mut self,
+        choice: HookChoice,
+        has_tracepoint: bool,
+        btf: &AttachBtf,
+    ) -> Result<(), LoadError> {
+        let mut refusals = Refusals::default();
+        for &hook in choice.candidates() {
+            let attached = match hook {
+                Hook::Fentry => btf
+                    .as_ref()
+                    .map_err(Clone::clone)
+                    .and_then(|b| self.attach_fexit(b).map_err(describe))
+                    .map(|()| hook.attach_point()),
+                Hook::Tracepoint if !has_tracepoint => Err(
+                    "this kernel has no capability:cap_capable tracepoint (added in Linux 6.14)"
+                        .to_string(),
+                ),
+                Hook::Tracepoint => self
+                    .attach_tracepoint(
+                        btf,
+                        names::PROG_CAP_CAPABLE_TP_BTF,
+                        names::PROG_CAP_CAPABLE_RAW_TP,
+                        CAP_CAPABLE,
+                    )
+                    .map_err(describe)
+                    .map(|btf| {
+                        if btf {
+                            hook.attach_point()
+                        } else {
+                            "raw_tracepoint/cap_capable"
+                        }
+                    }),
+                Hook::Kprobe => self
+                    .attach_kprobes()
+                    .map_err(describe)
+                    .map(|()| hook.attach_point()),
+            };
+            match attached {
+                Ok(point) => {
+                    self.hook = Some((hook, point));
+                    return Ok(());
+                }
+                Err(why) => {
+                    tracing::debug!(hook = hook.name(), %why, "hook refused");
+                    refusals.0.push((hook, why));
+                }
+            }
+        }
+        Err(LoadError::NoHook(refusals))
+    }
+
+    /// Attaches `typed` as a tp_btf program on `point` (its arguments are BTF pointers, read
+    /// without helper calls), or `raw` as a raw tracepoint when the kernel's BTF cannot serve.
+    /// True when the typed one runs.
+    fn attach_tracepoint(
+        &mut self,
+        btf: &AttachBtf,
+        typed: &str,
+        raw: &str,
+        point: &str,
+    ) -> Result<bool, ProgramError> {
+        let why = match btf {
+            Ok(b) => match self.attach_tp_btf(b, typed, point) {
+                Ok(()) => return Ok(true),
+                Err(e) => describe(e),
+            },
+            Err(e) => e.clone(),
+        };
+        tracing::debug!(program = typed, %why, "tp_btf refused, using the raw tracepoint");
+        self.attach_raw_tp(raw, point)?;
+        Ok(false)
+    }
+
+    fn attach_tp_btf(&mut self, btf: &Btf, name: &str, point: &str) -> Result<(), ProgramError> {
+        let p: &mut BtfTracePoint = program(&mut self.ebpf, name)?;
+        p.load(point, btf)?;
+        let id = p.attach()?;
+        self.links.push(Box::new(p.take_link(id)?));
+        Ok(())
+    }
+
+    /// The namespace-call program, on every syscall's return.
+    pub(super) fn attach_sys_exit(&mut self, btf: &AttachBtf) -> Result<(), LoadError> {
+        self.attach_tracepoint(
+            btf,
+            names::PROG_SYS_EXIT_TP_BTF,
+            names::PROG_SYS_EXIT,
+            "sys_exit",
+        )
+        .map(|_| ())
+        .map_err(|source| LoadError::Program {
+            name: names::PROG_SYS_EXIT,
+            source,
+        })
+    }
+
+    fn attach_raw_tp(&mut self, name: &str, point: &str) -> Result<(), ProgramError> {
+        let p: &mut RawTracePoint = program(&mut self.ebpf, name)?;
+        p.load()?;
+        let id = p.attach(point)?;
+        self.links.push(Box::new(p.take_link(id)?));
+        Ok(())
+    }
+
+    fn attach_fexit(&mut self, btf: &Btf) -> Result<(), ProgramError> {
+        let p: &mut FExit = program(&mut self.ebpf, names::PROG_CAP_CAPABLE_FEXIT)?;
+        p.load(CAP_CAPABLE, btf)?;
+        let id = p.attach()?;
+        self.links.push(Box::new(p.take_link(id)?));
+        Ok(())
+    }
+
+    fn attach_kprobes(&mut self) -> Result<(), ProgramError> {
+        for name in [
+            names::PROG_CAP_CAPABLE_KRETPROBE,
+            names::PROG_CAP_CAPABLE_KPROBE,
+        ] {
+            let p: &mut KProbe = program(&mut self.ebpf, name)?;
+            p.load()?;
+            let id = p.attach(CAP_CAPABLE, 0)?;
+            self.links.push(Box::new(p.take_link(id)?));
+        }
+        Ok(())
+    }
+
+    pub(super) fn attach_lsm(&mut self, btf: &Btf) -> Result<(), ProgramError> {
+        let p: &mut Lsm = program(&mut self.ebpf, names::PROG_ENFORCE_CAPABLE)?;
+        p.load("capable", btf)?;
+        let id = p.attach()?;
+        self.links.push(Box::new(p.take_link(id)?));
+        Ok(())
+    }
+
+    /// Attaches the process-following programs as raw tracepoints: those detach at once, where
+    /// each perf tracepoint waits for an RCU grace period (perf_trace_event_unreg, ~70 ms
+    /// here). On error the links made so far are dropped with `self`.
+    pub(super) fn attach(&mut self) -> Result<(), LoadError> {
+        for (name, point) in PROGRAMS {
+            self.attach_raw_tp(name, point)
+                .map_err(|source| LoadError::Program { name, source })?;
+        }
+        Ok(())
+    }
+}
+
+/// A program of the object, as its type (every name is in the object `build.rs` made).
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, ProgramError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
+    ebpf.program_mut(name)
+        .expect("program in object")
+        .try_into()
+}
+
+/// A program error in one line: for a refused load, the errno and the verifier's last word.
+pub(super) fn describe(e: ProgramError) -> String {
+    use std::error::Error as _;
+    if let ProgramError::LoadError {
+        io_error,
+        verifier_log,
+    } = &e
+    {
+        let log = verifier_log.to_string();
+        return match log.lines().rev().find(|l| !l.trim().is_empty()) {
+            Some(last) => format!("the kernel refused the program: {io_error} (verifier: {last})"),
+            None => format!("the kernel refused the program: {io_error}"),
+        };
+    }
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out += &format!(": {s}");
+        source = s.source();
+    }
+    out
+}

@@ -1,0 +1,59 @@
+//! The load-time configuration handed to the programs: struct offsets from the kernel's BTF,
+//! the architecture's registers and syscall numbers, and what to trace.
+use syscalls::Sysno;
+use tracer_common::Config;
+
+use super::{ATTACH_TARGETS, LoadError, Options};
+use crate::{
+    kernel_btf::{self, Found, Kind},
+    syscall,
+};
+
+/// Everything captrace reads from the kernel's BTF, in one pass.
+pub(super) fn kernel_btf() -> Result<Found, LoadError> {
+    let lookups: Vec<(String, Kind)> = STRUCTS
+        .iter()
+        .map(|s| (s.to_string(), Kind::Struct))
+        .chain(ATTACH_TARGETS.iter().map(|t| t.lookup()))
+        .collect();
+    let wanted: Vec<(&str, Kind)> = lookups.iter().map(|(n, k)| (n.as_str(), *k)).collect();
+    kernel_btf::scan_vmlinux(&wanted).map_err(LoadError::Btf)
+}
+
+/// The structs whose member offsets the programs need.
+const STRUCTS: &[&str] = &["task_struct", "user_namespace", "pid"];
+
+pub(super) fn config(btf: &Found, opts: &Options) -> Result<Config, LoadError> {
+    let regs = syscall::REGS;
+    let off = |s: &str, m: &str| btf.member_offset(s, m).map_err(LoadError::Btf);
+    let task_pid_off = off("task_struct", "pid")?;
+    let task_real_cred_off = off("task_struct", "real_cred")?;
+    let task_comm_off = off("task_struct", "comm")?;
+    let task_thread_pid_off = off("task_struct", "thread_pid")?;
+    let userns_level_off = off("user_namespace", "level")?;
+    let pid_level_off = off("pid", "level")?;
+    let pid_numbers_off = off("pid", "numbers")?;
+    Ok(Config {
+        task_pid_off,
+        userns_level_off,
+        task_real_cred_off,
+        task_comm_off,
+        task_thread_pid_off,
+        pid_level_off,
+        pid_numbers_off,
+        regs_syscall_off: regs.syscall,
+        regs_arg0_off: regs.arg0,
+        regs_arg1_off: regs.arg1,
+        nr_unshare: Sysno::unshare.id() as u32,
+        nr_setns: Sysno::setns.id() as u32,
+        nr_clone: Sysno::clone.id() as u32,
+        nr_clone3: Sysno::clone3.id() as u32,
+        self_tgid: std::process::id(),
+        trace_all: u32::from(opts.trace_all),
+        filter_cgroups: u32::from(!opts.cgroups.is_empty()),
+        enforce_cgroups: u32::from(!opts.enforce_cgroups.is_empty()),
+        follow_cgroups: u32::from(opts.follow_cgroups_outside.is_some()),
+        _pad: 0,
+        home_cgroup: opts.follow_cgroups_outside.unwrap_or(0),
+    })
+}

@@ -1,0 +1,148 @@
+//! Typed access to the maps of a loaded `Tracer`.
+use aya::maps::{
+    HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues, RingBuf,
+};
+use tracer_common::{PathKey, Policy, UsageKey, names, stat};
+
+use super::{LoadError, Tracer, map_err};
+use crate::profile::Losses;
+
+impl Tracer {
+    /// Sets the enforcer's policy of `workload` (its threads are registered separately).
+    pub fn set_policy(&mut self, workload: u64, policy: Policy) -> Result<(), LoadError> {
+        let mut map: BpfHashMap<_, u64, Policy> = BpfHashMap::try_from(
+            self.ebpf
+                .map_mut(names::MAP_POLICIES)
+                .expect("POLICIES map"),
+        )
+        .map_err(map_err("POLICIES"))?;
+        map.insert(workload, policy, 0).map_err(map_err("POLICIES"))
+    }
+
+    /// Adds running threads to `workload` (no live count: `enforce` polls `tasks_of`).
+    pub fn adopt(&mut self, tids: &[u32], workload: u64) -> Result<(), LoadError> {
+        let mut tasks: BpfHashMap<_, u32, u64> =
+            BpfHashMap::try_from(self.ebpf.map_mut(names::MAP_TASKS).expect("TASKS map"))
+                .map_err(map_err("TASKS"))?;
+        for tid in tids {
+            tasks.insert(tid, workload, 0).map_err(map_err("TASKS"))?;
+        }
+        Ok(())
+    }
+
+    /// Stops following these threads.
+    pub fn forget(&mut self, tids: &[u32]) -> Result<(), LoadError> {
+        let mut tasks: BpfHashMap<_, u32, u64> =
+            BpfHashMap::try_from(self.ebpf.map_mut(names::MAP_TASKS).expect("TASKS map"))
+                .map_err(map_err("TASKS"))?;
+        for tid in tids {
+            let _ = tasks.remove(tid);
+        }
+        Ok(())
+    }
+
+    /// Exact counts of what the enforcer refused (verdict denied) or only reported (granted).
+    pub fn denials(&self) -> Result<Vec<(UsageKey, u64)>, LoadError> {
+        self.per_cpu_counts(names::MAP_DENIALS, "DENIALS")
+    }
+
+    /// Starts tracing thread `tid` (and everything it forks) as part of `workload`.
+    pub fn register(&mut self, tid: u32, workload: u64) -> Result<(), LoadError> {
+        let mut live: PerCpuHashMap<_, u64, i64> =
+            PerCpuHashMap::try_from(self.ebpf.map_mut(names::MAP_LIVE).expect("LIVE map"))
+                .map_err(map_err("LIVE"))?;
+        let mut counts = vec![0i64; self.nr_cpus];
+        counts[0] = 1;
+        let values = PerCpuValues::try_from(counts).expect("one value per CPU");
+        live.insert(workload, values, 0).map_err(map_err("LIVE"))?;
+        let mut tasks: BpfHashMap<_, u32, u64> =
+            BpfHashMap::try_from(self.ebpf.map_mut(names::MAP_TASKS).expect("TASKS map"))
+                .map_err(map_err("TASKS"))?;
+        tasks.insert(tid, workload, 0).map_err(map_err("TASKS"))
+    }
+
+    /// Threads of `workload` still alive (forks minus exits seen by the kernel).
+    pub fn live(&self, workload: u64) -> i64 {
+        let Ok(live) = PerCpuHashMap::<_, u64, i64>::try_from(
+            self.ebpf.map(names::MAP_LIVE).expect("LIVE map"),
+        ) else {
+            return 0;
+        };
+        live.get(&workload, 0).map(|v| v.iter().sum()).unwrap_or(0)
+    }
+
+    /// Threads of `workload` still tracked.
+    pub fn tasks_of(&self, workload: u64) -> Vec<u32> {
+        let Ok(tasks) = BpfHashMap::<_, u32, u64>::try_from(
+            self.ebpf.map(names::MAP_TASKS).expect("TASKS map"),
+        ) else {
+            return Vec::new();
+        };
+        tasks
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, w)| *w == workload)
+            .map(|(t, _)| t)
+            .collect()
+    }
+
+    /// The ring buffer of detail events. Call once.
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, LoadError> {
+        let map = self.ebpf.take_map(names::MAP_EVENTS).expect("EVENTS map");
+        RingBuf::try_from(map).map_err(map_err("EVENTS"))
+    }
+
+    /// Exact counts per key, summed over CPUs.
+    pub fn usage(&self) -> Result<Vec<(UsageKey, u64)>, LoadError> {
+        self.per_cpu_counts(names::MAP_USAGE, "USAGE")
+    }
+
+    fn per_cpu_counts(
+        &self,
+        map: &str,
+        label: &'static str,
+    ) -> Result<Vec<(UsageKey, u64)>, LoadError> {
+        let map: PerCpuHashMap<_, UsageKey, u64> =
+            PerCpuHashMap::try_from(self.ebpf.map(map).expect("counter map"))
+                .map_err(map_err(label))?;
+        let mut out = Vec::new();
+        for item in map.iter() {
+            let (k, v) = item.map_err(map_err(label))?;
+            out.push((k, v.iter().sum()));
+        }
+        Ok(out)
+    }
+
+    /// Every sampled call path.
+    pub fn paths(&self) -> Result<Vec<PathKey>, LoadError> {
+        let map: BpfHashMap<_, PathKey, u64> =
+            BpfHashMap::try_from(self.ebpf.map(names::MAP_PATHS).expect("PATHS map"))
+                .map_err(map_err("PATHS"))?;
+        map.keys()
+            .collect::<Result<_, _>>()
+            .map_err(map_err("PATHS"))
+    }
+
+    /// What the kernel side could not record.
+    pub fn losses(&self) -> Losses {
+        let s = self.stats();
+        Losses {
+            events: s[stat::EVENTS_LOST as usize],
+            stacks: s[stat::STACKS_LOST as usize],
+            map_full: s[stat::MAP_FULL as usize],
+        }
+    }
+
+    /// The `stat::*` counters summed over CPUs.
+    pub fn stats(&self) -> [u64; stat::COUNT as usize] {
+        let mut out = [0; stat::COUNT as usize];
+        if let Some(map) = self.ebpf.map(names::MAP_STATS)
+            && let Ok(arr) = PerCpuArray::<_, u64>::try_from(map)
+        {
+            for (i, slot) in out.iter_mut().enumerate() {
+                *slot = arr.get(&(i as u32), 0).map(|v| v.iter().sum()).unwrap_or(0);
+            }
+        }
+        out
+    }
+}

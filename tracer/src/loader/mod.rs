@@ -1,0 +1,241 @@
+//! Loads and attaches the kernel programs, after checking that this kernel and this process
+//! can run them. Dropping the `Tracer` detaches everything; nothing is pinned, so a captrace
+//! that dies leaves nothing attached either (the kernel drops links with their last fd).
+
+mod attach;
+mod config;
+mod maps;
+mod preflight;
+
+use aya::{Btf, Ebpf, EbpfLoader, maps::HashMap as BpfHashMap, util::nr_cpus};
+use tracer_common::names;
+
+use self::{
+    attach::describe,
+    config::{config, kernel_btf},
+    preflight::preflight,
+};
+use crate::{
+    attach_btf::{self, Target},
+    enforce,
+    hook::{Hook, HookChoice, Refusals},
+};
+
+/// The eBPF object built by `build.rs` (empty when built with `AYA_BUILD_SKIP=1`).
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
+
+const BTF_VMLINUX: &str = "/sys/kernel/btf/vmlinux";
+
+/// The kernel function every hook watches.
+const CAP_CAPABLE: &str = "cap_capable";
+
+/// What the tp_btf, fexit and lsm programs attach to.
+const ATTACH_TARGETS: &[Target] = &[
+    Target::Tracepoint(CAP_CAPABLE),
+    Target::Tracepoint("sys_exit"),
+    Target::Function(CAP_CAPABLE),
+    Target::Function("bpf_lsm_capable"),
+];
+
+/// The programs that follow processes, and the raw tracepoint each attaches to (present on
+/// every kernel captrace supports).
+const PROGRAMS: &[(&str, &str)] = &[
+    (names::PROG_FORK, "task_newtask"),
+    (names::PROG_EXIT, "sched_process_exit"),
+    (names::PROG_EXEC, "sched_process_exec"),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// captrace lacks the privileges to load BPF.
+    #[error(
+        "root (or CAP_BPF and CAP_PERFMON) is needed to load the kernel programs: run captrace with sudo"
+    )]
+    NotPrivileged,
+    /// captrace runs in a user namespace other than the host's: its capabilities there do
+    /// not reach BPF, which checks them against the initial user namespace.
+    #[error(
+        "running inside a user namespace (rootless container, unshare --user), where no capability allows loading BPF: run captrace as root on the host"
+    )]
+    UserNamespace,
+    /// The binary was built without its eBPF object.
+    #[error(
+        "this captrace was built with AYA_BUILD_SKIP=1 and carries no kernel programs; rebuild it without that variable"
+    )]
+    NoObject,
+    /// No hook on `cap_capable` could be attached.
+    #[error(
+        "no way to watch capability checks works on this kernel ({0}); `captrace doctor` shows what it offers"
+    )]
+    NoHook(Refusals),
+    /// In-kernel enforcement was asked for where BPF LSM cannot run.
+    #[error(
+        "in-kernel enforcement needs BPF LSM, which is unavailable here: {0}; nothing was started"
+    )]
+    NoEnforcement(String),
+    /// BTF is missing or lacks a needed member.
+    #[error(
+        "cannot read kernel type information from {BTF_VMLINUX} ({0}); captrace needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"
+    )]
+    Btf(String),
+    /// The kernel refused the object (maps or programs).
+    #[error("the kernel refused captrace's BPF object: {0}")]
+    Ebpf(#[from] aya::EbpfError),
+    /// The kernel refused one program.
+    #[error("the kernel refused program {name}: {source}")]
+    Program {
+        name: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    /// A map operation failed.
+    #[error("BPF map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+}
+
+/// What to trace.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Every process on the host, by cgroup (monitor) instead of registered workloads.
+    pub trace_all: bool,
+    /// With `trace_all`: only these cgroup (v2) ids; empty for all.
+    pub cgroups: Vec<u64>,
+    /// How to watch capability checks; None: do not (the enforcer alone).
+    pub hook: Option<HookChoice>,
+    /// Load the BPF LSM enforcer (policies are set per workload afterwards).
+    pub enforce: bool,
+    /// Cgroup (v2) id → workload id: cgroups the enforcer confines as a whole.
+    pub enforce_cgroups: Vec<(u64, u64)>,
+    /// The cgroup v2 id captrace runs in: every thread outside it is counted by cgroup
+    /// (workload `CGROUP_WORKLOAD | id`), so containers the recorded command starts are seen.
+    pub follow_cgroups_outside: Option<u64>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            trace_all: false,
+            cgroups: Vec::new(),
+            hook: Some(HookChoice::Auto),
+            enforce: false,
+            enforce_cgroups: Vec::new(),
+            follow_cgroups_outside: None,
+        }
+    }
+}
+
+/// Loaded and attached programs and their maps.
+pub struct Tracer {
+    ebpf: Ebpf,
+    nr_cpus: usize,
+    /// Owned links; dropping one detaches it.
+    links: Vec<Box<dyn Send>>,
+    /// The hook watching capability checks and the program attached to it
+    /// (`tp_btf/cap_capable`).
+    hook: Option<(Hook, &'static str)>,
+}
+
+/// The attach targets' BTF ids as aya looks them up (see `attach_btf`), or why there are none.
+type AttachBtf = Result<Btf, String>;
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        let t = std::time::Instant::now();
+        self.links.clear();
+        tracing::debug!(elapsed = ?t.elapsed(), "programs detached");
+    }
+}
+
+pub(super) fn map_err(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> LoadError {
+    move |source| LoadError::Map { name, source }
+}
+
+impl Tracer {
+    pub fn load(opts: Options) -> Result<Tracer, LoadError> {
+        let t = std::time::Instant::now();
+        preflight()?;
+        if opts.enforce {
+            enforce::available().map_err(LoadError::NoEnforcement)?;
+        }
+        // aya 0.14's EbpfLoader::new() parses the kernel's whole BTF (~20 ms here; later aya
+        // versions do it lazily, but need a newer rustc) even though captrace then tells it
+        // not to use it: done on another thread while this one scans the BTF for what
+        // captrace does need.
+        let loader = std::thread::spawn(EbpfLoader::new);
+        let btf = kernel_btf();
+        let loader = loader
+            .join()
+            .map_err(|_| LoadError::Btf("the BTF parser panicked".into()));
+        let (btf, mut loader) = (btf?, loader?);
+        tracing::debug!(elapsed = ?t.elapsed(), "kernel BTF read");
+        let config = config(&btf, &opts)?;
+        let targets = attach_btf::ids(&btf, ATTACH_TARGETS);
+        let has_tracepoint = targets
+            .iter()
+            .any(|(t, _)| *t == Target::Tracepoint(CAP_CAPABLE));
+        drop(btf);
+        // Its parse (~15 ms: placeholders up to the highest id) runs while aya loads the object.
+        let aya_btf = std::thread::spawn(move || attach_btf::for_aya(&targets));
+        // The programs use no CO-RE relocations (offsets come from CONFIG), so aya need not
+        // parse the kernel's BTF a second time.
+        let ebpf = loader
+            .btf(None)
+            .override_global(names::GLOBAL_CONFIG, &config, true)
+            .load(OBJECT);
+        let aya_btf: AttachBtf = aya_btf
+            .join()
+            .unwrap_or_else(|_| Err("the attach BTF builder panicked".into()));
+        let ebpf = ebpf?;
+        tracing::debug!(elapsed = ?t.elapsed(), "programs loaded");
+        let nr_cpus = nr_cpus().map_err(|(_, e)| LoadError::Btf(e.to_string()))?;
+        let mut tracer = Tracer {
+            ebpf,
+            nr_cpus,
+            links: Vec::new(),
+            hook: None,
+        };
+        let mut cgroups: BpfHashMap<_, u64, u8> = BpfHashMap::try_from(
+            tracer
+                .ebpf
+                .map_mut(names::MAP_CGROUPS)
+                .expect("CGROUPS map"),
+        )
+        .map_err(map_err("CGROUPS"))?;
+        for id in &opts.cgroups {
+            cgroups.insert(id, 1, 0).map_err(map_err("CGROUPS"))?;
+        }
+        let mut enforced: BpfHashMap<_, u64, u64> = BpfHashMap::try_from(
+            tracer
+                .ebpf
+                .map_mut(names::MAP_ENFORCE_CGROUPS)
+                .expect("ENFORCE_CGROUPS map"),
+        )
+        .map_err(map_err("ENFORCE_CGROUPS"))?;
+        for (cgroup, workload) in &opts.enforce_cgroups {
+            enforced
+                .insert(cgroup, workload, 0)
+                .map_err(map_err("ENFORCE_CGROUPS"))?;
+        }
+        // Namespace calls are reported by the tracing commands only; the enforcer alone does not
+        // need a program on every syscall of the host.
+        tracer.attach()?;
+        if opts.hook.is_some() {
+            tracer.attach_sys_exit(&aya_btf)?;
+        }
+        if let Some(choice) = opts.hook {
+            tracer.attach_hook(choice, has_tracepoint, &aya_btf)?;
+        }
+        if opts.enforce {
+            let btf = aya_btf.as_ref().map_err(|e| LoadError::Btf(e.clone()))?;
+            tracer.attach_lsm(btf).map_err(|e| {
+                LoadError::NoEnforcement(format!("the lsm/capable program: {}", describe(e)))
+            })?;
+        }
+        tracing::debug!(elapsed = ?t.elapsed(), hook = ?tracer.hook, "programs attached");
+        Ok(tracer)
+    }
+}
