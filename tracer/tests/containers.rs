@@ -94,10 +94,9 @@ fn assert_exact(rt: &Runtime, caps: &[String], script: &str) {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn docker_run_gives_the_containers_own_set_checked_by_docker() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let _docker = support::Docker::start();
     let (out, p) = record(
         &[],
@@ -137,10 +136,9 @@ fn docker_run_gives_the_containers_own_set_checked_by_docker() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn docker_run_detached_is_waited_for() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let _docker = support::Docker::start();
     let script = "sleep 1.5; chown 1000 /etc/passwd";
     let (out, p) = record(
@@ -168,10 +166,9 @@ fn docker_run_detached_is_waited_for() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn podman_run_keeps_podman_conmon_and_runc_out_of_the_containers_set() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let podman = support::Podman::start();
     let (out, p) = record(
         &[("CONTAINERS_CONF", podman.conf().as_path())],
@@ -260,11 +257,10 @@ fn first_instruction_image(dir: &Path) -> &'static str {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 #[cfg(target_arch = "x86_64")]
 fn a_containers_very_first_system_call_is_recorded() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let _docker = support::Docker::start();
     let dir = tempfile::tempdir().unwrap();
     let image = first_instruction_image(dir.path());
@@ -295,10 +291,9 @@ fn a_containers_very_first_system_call_is_recorded() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn docker_compose_services_get_their_own_sets_and_the_override_works() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let _docker = support::Docker::start();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("docker-compose.yml");
@@ -390,10 +385,9 @@ fn docker_compose_services_get_their_own_sets_and_the_override_works() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn a_container_client_that_started_nothing_is_no_recommendation() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let _docker = support::Docker::start();
     let (out, p) = record(
         &[],
@@ -420,10 +414,9 @@ fn a_container_client_that_started_nothing_is_no_recommendation() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn a_failed_command_is_not_called_harmless() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let (out, p) = support::record(&["sh", "-c", "exit 3"]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(3));

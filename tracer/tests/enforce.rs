@@ -1,9 +1,11 @@
 //! In-kernel enforcement (BPF LSM): `run --enforce`, `enforce --pid`, `enforce --cgroup`.
 //!
 //! BPF LSM does not run on every kernel (this project's CI host refuses lsm programs), so the
-//! tests that need it run in the VM stage (`cargo xtask vm-test --suite`, which sets
-//! `CAPTRACE_EXPECT_LSM=1`: there a missing BPF LSM is a failure). On a kernel without it, those
-//! tests say so and the refusal test asserts what the user gets instead.
+//! tests that need it run in the VM stage (`cargo xtask vm-test --suite`: there a missing BPF
+//! LSM is a failure). On a kernel without it, those
+//! tests fail (`needs_lsm_*`; `cargo xtask test` filters them out there, visibly, and runs
+//! `without_lsm_*`, which asserts what the user gets instead; where BPF LSM works it is the other
+//! way round).
 mod support;
 
 use std::{
@@ -32,24 +34,18 @@ fn lsm_available() -> bool {
     })
 }
 
-/// True when the test may go on; false (said on stderr) on a kernel without BPF LSM, unless
-/// the VM runner expects it, where its absence fails the test.
-fn require_lsm() -> bool {
-    if !support::require_root() {
-        return false;
-    }
-    if lsm_available() {
-        return true;
-    }
+/// Panics unless this kernel runs BPF LSM. The tests that call it are named `needs_lsm_*` and
+/// the one that needs its absence `without_lsm_*`: `cargo xtask test` filters out (`--skip`,
+/// counted as "filtered out" in the summary) whichever group this kernel cannot run, and the VM
+/// stage (`CAPTRACE_EXPECT_LSM=1`) runs the `needs_lsm_` ones on kernels that have it.
+fn require_lsm() {
+    support::require_root();
     let test = thread::current().name().unwrap_or("?").to_owned();
     assert!(
-        std::env::var_os("CAPTRACE_EXPECT_LSM").is_none(),
-        "{test}: BPF LSM is expected on this kernel but captrace doctor says it is unavailable"
+        lsm_available(),
+        "{test}: this kernel has no BPF LSM (captrace doctor); skip it with `--skip needs_lsm_` \
+         (cargo xtask test does) or run it in `cargo xtask vm-test --suite`"
     );
-    eprintln!(
-        "{test}: not run on this kernel (no BPF LSM); it runs in `cargo xtask vm-test --suite`"
-    );
-    false
 }
 
 fn tempdir() -> PathBuf {
@@ -212,10 +208,9 @@ fn interrupt(child: Child, rx: mpsc::Receiver<String>) -> (i32, String, String) 
 }
 
 #[test]
-fn enforce_pid_confines_a_running_process_and_releases_it_on_exit() {
-    if !require_lsm() {
-        return;
-    }
+#[ignore = "needs root and BPF LSM (cargo xtask test runs it where the kernel has BPF LSM)"]
+fn needs_lsm_enforce_pid_confines_a_running_process_and_releases_it_on_exit() {
+    require_lsm();
     let dir = tempdir();
     let target = target_file(&dir);
     let mut work = ChownLoop::start(&dir, &target);
@@ -249,10 +244,9 @@ fn enforce_pid_confines_a_running_process_and_releases_it_on_exit() {
 }
 
 #[test]
-fn complain_mode_allows_and_reports() {
-    if !require_lsm() {
-        return;
-    }
+#[ignore = "needs root and BPF LSM (cargo xtask test runs it where the kernel has BPF LSM)"]
+fn needs_lsm_complain_mode_allows_and_reports() {
+    require_lsm();
     let dir = tempdir();
     let target = target_file(&dir);
     let mut work = ChownLoop::start(&dir, &target);
@@ -279,10 +273,9 @@ fn complain_mode_allows_and_reports() {
 }
 
 #[test]
-fn allowed_capabilities_are_not_touched() {
-    if !require_lsm() {
-        return;
-    }
+#[ignore = "needs root and BPF LSM (cargo xtask test runs it where the kernel has BPF LSM)"]
+fn needs_lsm_allowed_capabilities_are_not_touched() {
+    require_lsm();
     let dir = tempdir();
     let target = target_file(&dir);
     let mut work = ChownLoop::start(&dir, &target);
@@ -295,10 +288,9 @@ fn allowed_capabilities_are_not_touched() {
 }
 
 #[test]
-fn enforce_ends_when_the_process_tree_is_gone() {
-    if !require_lsm() {
-        return;
-    }
+#[ignore = "needs root and BPF LSM (cargo xtask test runs it where the kernel has BPF LSM)"]
+fn needs_lsm_enforce_ends_when_the_process_tree_is_gone() {
+    require_lsm();
     // The sleeper may even be gone (a zombie) before the enforcer has started.
     let mut sleeper = Command::new("sleep").arg("1").spawn().unwrap();
     let pid = sleeper.id().to_string();
@@ -314,10 +306,9 @@ fn enforce_ends_when_the_process_tree_is_gone() {
 }
 
 #[test]
-fn run_enforce_reports_denials_live_and_in_total() {
-    if !require_lsm() {
-        return;
-    }
+#[ignore = "needs root and BPF LSM (cargo xtask test runs it where the kernel has BPF LSM)"]
+fn needs_lsm_run_enforce_reports_denials_live_and_in_total() {
+    require_lsm();
     let dir = tempdir();
     let target = target_file(&dir);
     // Complain mode: the workload keeps captrace's capabilities; what falls outside the set is
@@ -374,10 +365,9 @@ fn run_enforce_reports_denials_live_and_in_total() {
 }
 
 #[test]
-fn enforce_cgroup_confines_every_process_of_the_cgroup() {
-    if !require_lsm() {
-        return;
-    }
+#[ignore = "needs root and BPF LSM (cargo xtask test runs it where the kernel has BPF LSM)"]
+fn needs_lsm_enforce_cgroup_confines_every_process_of_the_cgroup() {
+    require_lsm();
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
     let root = mountinfo
         .lines()
@@ -404,14 +394,14 @@ fn enforce_cgroup_confines_every_process_of_the_cgroup() {
 }
 
 #[test]
-fn without_bpf_lsm_enforcement_refuses_and_starts_nothing() {
-    if !support::require_root() {
-        return;
-    }
-    if lsm_available() {
-        eprintln!("BPF LSM works on this kernel: the refusal is tested where it does not");
-        return;
-    }
+#[ignore = "needs root and a kernel without BPF LSM (cargo xtask test runs it there)"]
+fn without_lsm_enforcement_refuses_and_starts_nothing() {
+    support::require_root();
+    assert!(
+        !lsm_available(),
+        "BPF LSM works on this kernel, so the refusal cannot be tested here: skip it with \
+         `--skip without_lsm_` (cargo xtask test and the VM stage do)"
+    );
     let dir = tempdir();
     let marker = dir.join("ran");
     let out = captrace()
@@ -448,10 +438,9 @@ fn without_bpf_lsm_enforcement_refuses_and_starts_nothing() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn enforce_rejects_bad_targets_before_loading_anything() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let out = captrace()
         .args(["enforce", "--pid", "999999999"])
         .output()

@@ -46,10 +46,9 @@ fn record(script: &str) -> Vec<&str> {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn the_bpf_watch_sees_a_recording_load_and_attach() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     // The other tests here assert no bpf() call; this shows the watch would see them.
     let dir = tempfile::tempdir().unwrap();
     let (ran, script) = support::marker(dir.path());
@@ -64,10 +63,9 @@ fn the_bpf_watch_sees_a_recording_load_and_attach() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn bad_usage_exits_2() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let dir = tempfile::tempdir().unwrap();
     let (ran, script) = support::marker(dir.path());
     let sh = ["--", "sh", "-c", script.as_str()];
@@ -150,10 +148,9 @@ fn bad_usage_exits_2() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn a_bad_profile_exits_3() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let dir = tempfile::tempdir().unwrap();
     let (ran, script) = support::marker(dir.path());
     let head = r#"{"schema":"captrace/profile","version":1,"#;
@@ -211,10 +208,9 @@ fn a_bad_profile_exits_3() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn missing_privileges_exit_4() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let dir = tempfile::tempdir().unwrap();
     let (ran, script) = support::marker(dir.path());
     let nobody = [
@@ -271,10 +267,9 @@ fn missing_privileges_exit_4() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn cap_bpf_and_cap_perfmon_are_enough_without_cap_sys_admin() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     // What the privilege message says is true: no CAP_SYS_ADMIN, and the recording works.
     let dir = tempfile::tempdir().unwrap();
     let (ran, script) = support::marker(dir.path());
@@ -299,10 +294,9 @@ const UNMOUNT_CGROUP2: &str = "for m in $(findmnt -rn -t cgroup2 -o TARGET); do 
 const HIDE_CGROUPS: &str = "mount -t tmpfs none /sys/fs/cgroup";
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn missing_kernel_features_exit_5() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let dir = tempfile::tempdir().unwrap();
     let (ran, script) = support::marker(dir.path());
     let hide_btf = "mount -t tmpfs none /sys/kernel/btf";
@@ -327,10 +321,9 @@ fn missing_kernel_features_exit_5() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn record_needs_no_cgroup_v2() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     // Workloads are followed by process in the kernel, not by cgroup: only monitor needs it.
     for setup in [UNMOUNT_CGROUP2, HIDE_CGROUPS] {
         let dir = tempfile::tempdir().unwrap();
@@ -354,10 +347,9 @@ fn record_needs_no_cgroup_v2() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn other_failures_exit_125() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let dir = tempfile::tempdir().unwrap();
     let (ran, script) = support::marker(dir.path());
     // Before anything starts: the metrics address is taken.
@@ -398,10 +390,9 @@ fn other_failures_exit_125() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn a_command_that_cannot_run_exits_126_or_127() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let dir = tempfile::tempdir().unwrap();
     let ran = dir.path().join("ran");
     for sub in ["record", "run"] {

@@ -88,10 +88,9 @@ fn used_caps(lines: &[Value], name: &str) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn a_chown_in_a_docker_container_is_attributed_to_it_and_two_containers_stay_apart() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let _docker = support::Docker::start();
     let mon = Monitor::start(&["--duration", "6", "--summary"], None);
     let a = thread::spawn(|| {
@@ -168,10 +167,9 @@ fn a_chown_in_a_docker_container_is_attributed_to_it_and_two_containers_stay_apa
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn on_a_terminal_it_shows_a_live_table_and_a_text_summary() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let _docker = support::Docker::start();
     // `script` gives captrace a real terminal.
     let cmd = format!(
@@ -221,10 +219,9 @@ fn on_a_terminal_it_shows_a_live_table_and_a_text_summary() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn record_container_writes_a_profile_that_docker_run_accepts() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let docker_ = support::Docker::start();
     let script = "sleep 1.5; touch /tmp/x && chown 1000 /tmp/x && mknod /tmp/n c 1 3";
     let started = docker(&[
@@ -289,10 +286,9 @@ fn record_container_writes_a_profile_that_docker_run_accepts() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn a_container_calling_unshare_is_flagged() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let _docker = support::Docker::start();
     let mon = Monitor::start(&["--duration", "4"], None);
     // Docker's seccomp profile lets unshare through only with SYS_ADMIN.
@@ -340,10 +336,9 @@ fn a_container_calling_unshare_is_flagged() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn a_podman_container_is_attributed_to_podman() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let podman = support::Podman::start();
     let mon = Monitor::start(
         &["--duration", "5", "--cap", "CHOWN", "--unique"],
@@ -391,10 +386,9 @@ fn a_podman_container_is_attributed_to_podman() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn metrics_are_served_to_a_real_http_client() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let _docker = support::Docker::start();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

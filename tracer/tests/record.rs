@@ -66,10 +66,9 @@ fn root_file(dir: &Path, name: &str) -> PathBuf {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn chown_of_a_root_file_needs_exactly_chown() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let dir = tempdir();
     let f = root_file(dir.path(), "f");
     let r = record(dir.path(), &[], &["chown", "1000", f.to_str().unwrap()]);
@@ -137,10 +136,9 @@ fn chown_of_a_root_file_needs_exactly_chown() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn binding_port_80_needs_exactly_net_bind_service() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let dir = tempdir();
     let r = record(
         dir.path(),
@@ -162,10 +160,9 @@ fn binding_port_80_needs_exactly_net_bind_service() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn true_needs_nothing_and_gets_non_root_advice() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let dir = tempdir();
     let r = record(dir.path(), &[], &["true"]);
     assert_eq!(r.code(), 0);
@@ -195,10 +192,9 @@ fn daemon_chown(file: &Path, delay: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn a_daemonized_grandchild_is_followed_after_its_parent_exits() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let dir = tempdir();
     let f = root_file(dir.path(), "late");
     // The shell starts a new session leader in the background and exits at once; the
@@ -224,10 +220,9 @@ fn a_daemonized_grandchild_is_followed_after_its_parent_exits() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn no_follow_daemons_stops_with_the_command() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let dir = tempdir();
     let f = root_file(dir.path(), "late");
     // The daemon chowns only after the test writes to a FIFO, so captrace returning while it
@@ -305,10 +300,9 @@ fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn every_process_of_a_tree_is_traced() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let dir = tempdir();
     let f = root_file(dir.path(), "tree");
     let n = dir.path().join("null");
@@ -333,10 +327,9 @@ fn every_process_of_a_tree_is_traced() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn namespace_creation_is_reported() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let dir = tempdir();
     let r = record(
         dir.path(),
@@ -375,10 +368,9 @@ fn namespace_creation_is_reported() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn a_user_namespace_mapping_root_needs_setfcap_without_a_check() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let dir = tempdir();
     let r = record(
         dir.path(),
@@ -423,10 +415,9 @@ fn a_user_namespace_mapping_root_needs_setfcap_without_a_check() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn the_exit_status_is_the_commands() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let dir = tempdir();
     assert_eq!(sh(dir.path(), "exit 7").code(), 7);
     assert_eq!(sh(dir.path(), "kill -TERM $$").code(), 128 + 15);
@@ -435,10 +426,9 @@ fn the_exit_status_is_the_commands() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn a_missing_command_exits_127_and_starts_nothing() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let dir = tempdir();
     let r = record(dir.path(), &[], &["no-such-command-captrace"]);
     assert_eq!(r.code(), 127);
@@ -458,10 +448,9 @@ fn a_missing_command_exits_127_and_starts_nothing() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn minimize_keeps_a_capability_whose_check_no_replay_reached() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let dir = tempdir();
     let f = dir.path().join("owned");
     // A server that binds the privileged port when it may and falls back to 8080 otherwise,
@@ -514,10 +503,9 @@ s.bind(("127.0.0.1", port)); print(port)
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn minimize_says_when_a_command_is_not_rerunnable() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let dir = tempdir();
     let marker = dir.path().join("once");
     // Succeeds the first time only.
@@ -543,10 +531,9 @@ fn minimize_says_when_a_command_is_not_rerunnable() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn minimize_finds_a_capability_used_without_a_visible_check() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let dir = tempdir();
     // unshare -U -r needs SETFCAP (create_user_ns tests the bit directly). The static rule
     // already adds it; minimize must keep it, proven by replay.
@@ -565,10 +552,9 @@ fn minimize_finds_a_capability_used_without_a_visible_check() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn without_bpf_privileges_it_says_so_and_starts_nothing() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let dir = tempdir();
     let marker = dir.path().join("ran");
     let script = format!("touch {}", marker.display());

@@ -45,10 +45,9 @@ fn status_field<'a>(status: &'a str, key: &str) -> &'a str {
 const CHOWN_NBS: u64 = 1 | (1 << 10);
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn the_command_is_pid_1_inside_and_another_pid_outside() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let out = captrace(&[
         "run",
         "--cap-drop",
@@ -74,10 +73,9 @@ fn the_command_is_pid_1_inside_and_another_pid_outside() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn root_gets_exactly_the_set_asked_for() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let out = captrace(&[
         "run",
         "--cap-drop",
@@ -106,10 +104,9 @@ fn root_gets_exactly_the_set_asked_for() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn a_non_root_user_gets_the_set_as_ambient_capabilities() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let out = captrace(&[
         "run",
         "--user",
@@ -156,10 +153,9 @@ fn a_non_root_user_gets_the_set_as_ambient_capabilities() {
 const BIND_80: &str = "import socket; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', 80)); print('bound')";
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn a_non_root_user_binds_port_80_with_only_net_bind_service() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let with = captrace(&[
         "run",
         "--user",
@@ -197,10 +193,9 @@ fn a_non_root_user_binds_port_80_with_only_net_bind_service() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn the_init_reaps_zombies_and_a_pid_1_that_does_not_wait_leaves_them() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     // An orphan is reparented to PID 1 of the namespace; only an init reaps it. Python as
     // PID 1 never waits for children it did not start.
     let script = r#"
@@ -252,10 +247,9 @@ fn terminate_after(mut cmd: Command, delay: Duration) -> Output {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn sigterm_to_captrace_reaches_the_workload_and_its_status_comes_back() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let script = "trap 'echo got TERM; exit 42' TERM; sleep 5 & wait";
     for flags in [&["--init"][..], &["--ns", "uts"][..], &["--audit"][..]] {
         let mut cmd = Command::new(support::captrace_bin());
@@ -272,10 +266,9 @@ fn sigterm_to_captrace_reaches_the_workload_and_its_status_comes_back() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn a_busybox_rootfs_runs_in_all_namespaces() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let dir = tempfile::tempdir().unwrap();
     support::busybox_rootfs(dir.path());
     let root = dir.path().to_str().unwrap();
@@ -349,10 +342,9 @@ fn a_busybox_rootfs_runs_in_all_namespaces() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn the_workload_gets_only_stdin_stdout_and_stderr() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let leak = fs::File::open("/etc/hostname").unwrap();
     let raw = std::os::fd::AsRawFd::as_raw_fd(&leak);
     let mut cmd = Command::new(support::captrace_bin());
@@ -379,10 +371,9 @@ fn the_workload_gets_only_stdin_stdout_and_stderr() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn an_unknown_capability_exits_2_with_a_suggestion_and_starts_nothing() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("ran");
     let script = format!("touch {}", marker.display());
@@ -399,10 +390,9 @@ fn an_unknown_capability_exits_2_with_a_suggestion_and_starts_nothing() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn a_recorded_profile_runs_and_one_capability_less_is_named() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("f");
     let profile = dir.path().join("p.json");
@@ -454,10 +444,9 @@ fn a_recorded_profile_runs_and_one_capability_less_is_named() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn capability_sets_match_a_real_docker_run() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let docker = support::Docker::start();
     let docker_out = docker.run(
         &["CHOWN", "NET_BIND_SERVICE"],

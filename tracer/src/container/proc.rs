@@ -335,7 +335,7 @@ mod tests {
     }
 
     #[test]
-    fn cgroup2_mount_crafted_and_live() {
+    fn cgroup2_mount_crafted() {
         let mounts = fixture!("mountinfo.txt");
         assert_eq!(cgroup2_mount(mounts), Some(PathBuf::from("/sys/fs/cgroup")));
         // Only a bind mount of a sub-tree (a container without a cgroup namespace), escaped.
@@ -355,7 +355,11 @@ mod tests {
             unescape("a\\134b\\0\\999\\"),
             OsString::from("a\\b\\0\\999\\")
         );
+    }
 
+    #[test]
+    #[ignore = "needs a cgroup2 mount on this host (cargo xtask test runs it)"]
+    fn finds_this_hosts_cgroup2_mount() {
         let live =
             std::fs::read_to_string("/proc/self/mountinfo").expect("read /proc/self/mountinfo");
         let mount = cgroup2_mount(&live).expect("a cgroup2 mount on this host");
