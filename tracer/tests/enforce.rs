@@ -8,6 +8,8 @@
 //! way round).
 mod support;
 
+use support::{captrace, text};
+
 use std::{
     fs,
     io::{BufRead as _, BufReader},
@@ -19,16 +21,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-fn captrace() -> Command {
-    Command::new(support::captrace_bin())
-}
-
 /// Whether BPF LSM enforcement works here, per `captrace doctor` (asked once: it loads every
 /// program, which takes seconds in a VM).
 fn lsm_available() -> bool {
     static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *AVAILABLE.get_or_init(|| {
-        let out = captrace().args(["doctor", "--json"]).output().unwrap();
+        let out = captrace(&[]).args(["doctor", "--json"]).output().unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         v["enforcement"].get("Ok").is_some()
     })
@@ -46,21 +44,6 @@ fn require_lsm() {
         "{test}: this kernel has no BPF LSM (captrace doctor); skip it with `--skip needs_lsm_` \
          (cargo xtask test does) or run it in `cargo xtask vm-test --suite`"
     );
-}
-
-fn tempdir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "captrace-enforce-{}-{}",
-        std::process::id(),
-        thread::current().name().unwrap_or("t").replace("::", "-")
-    ));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// A file owned by root that the workload tries to give away.
@@ -161,7 +144,7 @@ fn wait_for_line(rx: &mpsc::Receiver<String>, what: &str) -> String {
 
 /// `captrace enforce ARGS`, started and confirmed confining.
 fn start_enforce(args: &[&str]) -> (Child, mpsc::Receiver<String>) {
-    let mut child = captrace()
+    let mut child = captrace(&[])
         .arg("enforce")
         .args(args)
         .stdout(Stdio::piped())
@@ -211,9 +194,10 @@ fn interrupt(child: Child, rx: mpsc::Receiver<String>) -> (i32, String, String) 
 #[ignore = "needs root and BPF LSM (cargo xtask test runs it where the kernel has BPF LSM)"]
 fn needs_lsm_enforce_pid_confines_a_running_process_and_releases_it_on_exit() {
     require_lsm();
-    let dir = tempdir();
-    let target = target_file(&dir);
-    let mut work = ChownLoop::start(&dir, &target);
+    let tmp = support::tempdir();
+    let dir = tmp.path();
+    let target = target_file(dir);
+    let mut work = ChownLoop::start(dir, &target);
     assert!(work.chown(1), "root's chown works before confinement");
 
     let pid = work.pid().to_string();
@@ -247,9 +231,10 @@ fn needs_lsm_enforce_pid_confines_a_running_process_and_releases_it_on_exit() {
 #[ignore = "needs root and BPF LSM (cargo xtask test runs it where the kernel has BPF LSM)"]
 fn needs_lsm_complain_mode_allows_and_reports() {
     require_lsm();
-    let dir = tempdir();
-    let target = target_file(&dir);
-    let mut work = ChownLoop::start(&dir, &target);
+    let tmp = support::tempdir();
+    let dir = tmp.path();
+    let target = target_file(dir);
+    let mut work = ChownLoop::start(dir, &target);
     let pid = work.pid().to_string();
     let (enforcer, rx) = start_enforce(&[
         "--pid",
@@ -276,9 +261,10 @@ fn needs_lsm_complain_mode_allows_and_reports() {
 #[ignore = "needs root and BPF LSM (cargo xtask test runs it where the kernel has BPF LSM)"]
 fn needs_lsm_allowed_capabilities_are_not_touched() {
     require_lsm();
-    let dir = tempdir();
-    let target = target_file(&dir);
-    let mut work = ChownLoop::start(&dir, &target);
+    let tmp = support::tempdir();
+    let dir = tmp.path();
+    let target = target_file(dir);
+    let mut work = ChownLoop::start(dir, &target);
     let pid = work.pid().to_string();
     let (enforcer, rx) = start_enforce(&["--pid", &pid, "--cap-drop", "ALL", "--cap-add", "CHOWN"]);
     assert!(work.chown(6));
@@ -309,11 +295,12 @@ fn needs_lsm_enforce_ends_when_the_process_tree_is_gone() {
 #[ignore = "needs root and BPF LSM (cargo xtask test runs it where the kernel has BPF LSM)"]
 fn needs_lsm_run_enforce_reports_denials_live_and_in_total() {
     require_lsm();
-    let dir = tempdir();
-    let target = target_file(&dir);
+    let tmp = support::tempdir();
+    let dir = tmp.path();
+    let target = target_file(dir);
     // Complain mode: the workload keeps captrace's capabilities; what falls outside the set is
     // allowed and reported.
-    let out: Output = captrace()
+    let out: Output = captrace(&[])
         .args([
             "run",
             "--enforce=complain",
@@ -338,7 +325,7 @@ fn needs_lsm_run_enforce_reports_denials_live_and_in_total() {
     assert!(err.contains("total: CHOWN in"), "{err}");
 
     // Enforce mode: refused, EPERM to the command, reported.
-    let out = captrace()
+    let out = captrace(&[])
         .args([
             "run",
             "--enforce",
@@ -377,9 +364,10 @@ fn needs_lsm_enforce_cgroup_confines_every_process_of_the_cgroup() {
         .expect("a cgroup v2 mount");
     let cg = root.join(format!("captrace-enforce-test-{}", std::process::id()));
     fs::create_dir(&cg).unwrap();
-    let dir = tempdir();
-    let target = target_file(&dir);
-    let mut work = ChownLoop::start(&dir, &target);
+    let tmp = support::tempdir();
+    let dir = tmp.path();
+    let target = target_file(dir);
+    let mut work = ChownLoop::start(dir, &target);
     fs::write(cg.join("cgroup.procs"), work.pid().to_string()).unwrap();
     let cg_arg = cg.display().to_string();
     let (enforcer, rx) = start_enforce(&["--cgroup", &cg_arg, "--cap-drop", "ALL"]);
@@ -402,9 +390,10 @@ fn without_lsm_enforcement_refuses_and_starts_nothing() {
         "BPF LSM works on this kernel, so the refusal cannot be tested here: skip it with \
          `--skip without_lsm_` (cargo xtask test and the VM stage do)"
     );
-    let dir = tempdir();
+    let tmp = support::tempdir();
+    let dir = tmp.path();
     let marker = dir.join("ran");
-    let out = captrace()
+    let out = captrace(&[])
         .args(["run", "--enforce", "--cap-drop", "ALL", "--", "touch"])
         .arg(&marker)
         .output()
@@ -423,7 +412,7 @@ fn without_lsm_enforcement_refuses_and_starts_nothing() {
     assert!(!marker.exists(), "the workload must not run unconfined");
 
     let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
-    let out = captrace()
+    let out = captrace(&[])
         .args(["enforce", "--pid", &sleeper.id().to_string()])
         .output()
         .unwrap();
@@ -441,24 +430,24 @@ fn without_lsm_enforcement_refuses_and_starts_nothing() {
 #[ignore = "needs root (cargo xtask test runs it)"]
 fn enforce_rejects_bad_targets_before_loading_anything() {
     support::require_root();
-    let out = captrace()
+    let out = captrace(&[])
         .args(["enforce", "--pid", "999999999"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("--pid 999999999: no such process"));
-    let out = captrace()
+    let out = captrace(&[])
         .args(["enforce", "--cgroup", "/tmp"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("not a cgroup v2 directory"));
-    let out = captrace()
+    let out = captrace(&[])
         .args(["enforce", "--pid", "1", "--cap-add", "CHWON"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("did you mean CHOWN"));
-    let out = captrace().args(["enforce"]).output().unwrap();
+    let out = captrace(&[]).args(["enforce"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }

@@ -5,6 +5,8 @@
 //! mount namespace.
 mod support;
 
+use support::{captrace, text};
+
 use std::{
     fs,
     net::TcpListener,
@@ -13,16 +15,6 @@ use std::{
 };
 
 use support::bpf::{self, BPF_PROG_LOAD, BPF_RAW_TRACEPOINT_OPEN};
-
-fn captrace(args: &[&str]) -> Command {
-    let mut c = Command::new(support::captrace_bin());
-    c.args(args);
-    c
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// Runs `cmd` watching its bpf() calls and checks what must hold when captrace fails before
 /// starting anything: exit status `code`, exactly one line of stderr that starts with

@@ -2,6 +2,8 @@
 //! still counted, a `run` workload stays confined, and nothing of captrace stays attached.
 mod support;
 
+use support::{root_file, status_field};
+
 use std::{
     fs,
     os::unix::{fs::MetadataExt as _, process::ExitStatusExt as _},
@@ -14,20 +16,6 @@ use support::{bpf, count, record, wait_for};
 
 fn names(p: &captrace::profile::Profile) -> Vec<String> {
     p.cap_add.iter().map(|c| c.name()).collect()
-}
-
-fn root_file(path: &Path) {
-    fs::write(path, "x").unwrap();
-    std::os::unix::fs::chown(path, Some(0), Some(0)).unwrap();
-}
-
-fn status_field(status: &str, key: &str) -> String {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .unwrap_or_else(|| panic!("{key} in {status}"))
-        .trim()
-        .to_string()
 }
 
 #[test]
@@ -45,11 +33,15 @@ fn hostile_workloads_are_still_traced() {
         ["CHOWN"]
     );
     // Moves itself to another cgroup first: tracking is by process, not by cgroup.
-    let cg = "/sys/fs/cgroup/unified/captrace-hostile";
-    let _ = fs::create_dir(cg);
+    let cg = support::cgroup2_root().join("captrace-hostile");
+    let _ = fs::create_dir(&cg);
     fs::write(&f, "x").unwrap();
     std::os::unix::fs::chown(&f, Some(0), Some(0)).unwrap();
-    let script = format!("echo $$ > {cg}/cgroup.procs && chown 1000 {}", f.display());
+    let script = format!(
+        "echo $$ > {}/cgroup.procs && chown 1000 {}",
+        cg.display(),
+        f.display()
+    );
     let (out, p) = record(&["sh", "-c", &script]);
     assert!(
         out.status.success(),
@@ -61,7 +53,7 @@ fn hostile_workloads_are_still_traced() {
         "{:?}",
         p.cap_add
     );
-    let _ = fs::remove_dir(cg);
+    let _ = fs::remove_dir(&cg);
     // Calls unshare and setns itself: followed into its namespaces, and the calls reported.
     let mut host = Command::new("sleep").arg("5").spawn().unwrap();
     let join = format!("hostname x; nsenter -t {} -u true", host.id());

@@ -5,6 +5,8 @@
 //! prints: `security_files.rs`.
 mod support;
 
+use support::{captrace, text};
+
 use std::{
     fs,
     os::{
@@ -21,16 +23,6 @@ use std::{
 };
 
 use nix::pty::OpenptyResult;
-
-fn captrace(args: &[&str]) -> Command {
-    let mut c = Command::new(support::captrace_bin());
-    c.args(args);
-    c
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// Reads what is available on a non-blocking fd.
 fn drain(fd: &OwnedFd) -> Vec<u8> {

@@ -4,17 +4,9 @@
 //! terminal escapes) and shows it fails. The `run` boundary itself: `security.rs`.
 mod support;
 
-use std::{fs, os::unix::fs::symlink, path::Path, process::Command, time::Duration};
+use support::{captrace, text};
 
-fn captrace(args: &[&str]) -> Command {
-    let mut c = Command::new(support::captrace_bin());
-    c.args(args);
-    c
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use std::{fs, os::unix::fs::symlink, path::Path, time::Duration};
 
 #[test]
 #[ignore = "needs root (cargo xtask test runs it)"]
