@@ -97,6 +97,7 @@ fn assert_exact(rt: &Runtime, caps: &[String], script: &str) {
 #[ignore = "needs root (cargo xtask test runs it)"]
 fn docker_run_gives_the_containers_own_set_checked_by_docker() {
     support::require_root();
+    let _serial = support::serial();
     let _docker = support::Docker::start();
     let (out, p) = record(
         &[],
@@ -139,6 +140,7 @@ fn docker_run_gives_the_containers_own_set_checked_by_docker() {
 #[ignore = "needs root (cargo xtask test runs it)"]
 fn docker_run_detached_is_waited_for() {
     support::require_root();
+    let _serial = support::serial();
     let _docker = support::Docker::start();
     let script = "sleep 1.5; chown 1000 /etc/passwd";
     let (out, p) = record(
@@ -169,6 +171,7 @@ fn docker_run_detached_is_waited_for() {
 #[ignore = "needs root (cargo xtask test runs it)"]
 fn podman_run_keeps_podman_conmon_and_runc_out_of_the_containers_set() {
     support::require_root();
+    let _serial = support::serial();
     let podman = support::Podman::start();
     let (out, p) = record(
         &[("CONTAINERS_CONF", podman.conf().as_path())],
@@ -261,6 +264,7 @@ fn first_instruction_image(dir: &Path) -> &'static str {
 #[cfg(target_arch = "x86_64")]
 fn a_containers_very_first_system_call_is_recorded() {
     support::require_root();
+    let _serial = support::serial();
     let _docker = support::Docker::start();
     let dir = tempfile::tempdir().unwrap();
     let image = first_instruction_image(dir.path());
@@ -294,6 +298,7 @@ fn a_containers_very_first_system_call_is_recorded() {
 #[ignore = "needs root (cargo xtask test runs it)"]
 fn docker_compose_services_get_their_own_sets_and_the_override_works() {
     support::require_root();
+    let _serial = support::serial();
     let _docker = support::Docker::start();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("docker-compose.yml");
@@ -388,6 +393,7 @@ fn docker_compose_services_get_their_own_sets_and_the_override_works() {
 #[ignore = "needs root (cargo xtask test runs it)"]
 fn a_container_client_that_started_nothing_is_no_recommendation() {
     support::require_root();
+    let _serial = support::serial();
     let _docker = support::Docker::start();
     let (out, p) = record(
         &[],
@@ -417,6 +423,7 @@ fn a_container_client_that_started_nothing_is_no_recommendation() {
 #[ignore = "needs root (cargo xtask test runs it)"]
 fn a_failed_command_is_not_called_harmless() {
     support::require_root();
+    let _serial = support::serial();
     let (out, p) = support::record(&["sh", "-c", "exit 3"]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(3));

@@ -124,6 +124,7 @@ fn describe(out: &Output) -> String {
 #[ignore = "needs root (cargo xtask test runs it)"]
 fn chown_in_docker() {
     support::require_root();
+    let _serial = support::serial();
     check("chown", CHOWN, &["CHOWN"]);
 }
 
@@ -131,5 +132,6 @@ fn chown_in_docker() {
 #[ignore = "needs root (cargo xtask test runs it)"]
 fn chown_and_mknod_in_docker() {
     support::require_root();
+    let _serial = support::serial();
     check("chown+mknod", CHOWN_MKNOD, &["CHOWN", "MKNOD"]);
 }

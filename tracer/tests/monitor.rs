@@ -91,6 +91,7 @@ fn used_caps(lines: &[Value], name: &str) -> Vec<String> {
 #[ignore = "needs root (cargo xtask test runs it)"]
 fn a_chown_in_a_docker_container_is_attributed_to_it_and_two_containers_stay_apart() {
     support::require_root();
+    let _serial = support::serial();
     let _docker = support::Docker::start();
     let mon = Monitor::start(&["--duration", "6", "--summary"], None);
     let a = thread::spawn(|| {
@@ -173,6 +174,7 @@ fn a_chown_in_a_docker_container_is_attributed_to_it_and_two_containers_stay_apa
 #[ignore = "needs root (cargo xtask test runs it)"]
 fn on_a_terminal_it_shows_a_live_table_and_a_text_summary() {
     support::require_root();
+    let _serial = support::serial();
     let _docker = support::Docker::start();
     // `script` gives captrace a real terminal.
     let cmd = format!(
@@ -231,6 +233,7 @@ fn on_a_terminal_it_shows_a_live_table_and_a_text_summary() {
 #[ignore = "needs root (cargo xtask test runs it)"]
 fn record_container_writes_a_profile_that_docker_run_accepts() {
     support::require_root();
+    let _serial = support::serial();
     let docker_ = support::Docker::start();
     let script = "sleep 1.5; touch /tmp/x && chown 1000 /tmp/x && mknod /tmp/n c 1 3";
     let started = docker(&[
@@ -298,6 +301,7 @@ fn record_container_writes_a_profile_that_docker_run_accepts() {
 #[ignore = "needs root (cargo xtask test runs it)"]
 fn a_container_calling_unshare_is_flagged() {
     support::require_root();
+    let _serial = support::serial();
     let _docker = support::Docker::start();
     let mon = Monitor::start(&["--duration", "4"], None);
     // Docker's seccomp profile lets unshare through only with SYS_ADMIN.
@@ -348,6 +352,7 @@ fn a_container_calling_unshare_is_flagged() {
 #[ignore = "needs root (cargo xtask test runs it)"]
 fn a_podman_container_is_attributed_to_podman() {
     support::require_root();
+    let _serial = support::serial();
     let podman = support::Podman::start();
     let mon = Monitor::start(
         &["--duration", "5", "--cap", "CHOWN", "--unique"],
@@ -398,6 +403,7 @@ fn a_podman_container_is_attributed_to_podman() {
 #[ignore = "needs root (cargo xtask test runs it)"]
 fn metrics_are_served_to_a_real_http_client() {
     support::require_root();
+    let _serial = support::serial();
     let _docker = support::Docker::start();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

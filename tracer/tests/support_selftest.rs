@@ -9,6 +9,7 @@ const CHOWN: &str = "touch /tmp/x && chown 1000 /tmp/x";
 #[ignore = "needs root (cargo xtask test runs it)"]
 fn docker_grants_only_the_added_capabilities() {
     support::require_root();
+    let _serial = support::serial();
     let docker = support::Docker::start();
 
     let granted = docker.run(&["CHOWN"], None, CHOWN);

@@ -269,8 +269,9 @@ fn unrun_tests(summaries: &[Summary], lsm: Lsm, vm_runs: bool, filters_given: bo
 }
 
 /// `cargo test --release` over the workspace (minus the eBPF crate), root-only tests included,
-/// one test at a time: the integration tests load BPF programs and drive a shared docker
-/// daemon.
+/// with cargo's default parallelism: the tests of one binary run on several threads (the
+/// container tiers serialize themselves with `support::serial()`: one dockerd, a host-wide
+/// monitor), the binaries one after another.
 fn test_command(extra: &[String], lsm: Lsm) -> Command {
     let (cargo_args, harness_args) = match extra.iter().position(|a| a == "--") {
         Some(i) => (&extra[..i], &extra[i + 1..]),
@@ -285,7 +286,7 @@ fn test_command(extra: &[String], lsm: Lsm) -> Command {
     if !picks_packages {
         command.args(["--workspace", "--exclude", "tracer-ebpf"]);
     }
-    command.args(cargo_args).args(["--", "--test-threads=1"]);
+    command.args(cargo_args).arg("--");
     if !harness_args.iter().any(|a| a == "--include-ignored") {
         command.arg("--include-ignored");
     }
@@ -348,10 +349,10 @@ mod tests {
     }
 
     #[test]
-    fn defaults_to_whole_workspace_serially() {
+    fn defaults_to_the_whole_workspace_root_tests_included() {
         assert_eq!(
             args_of(&[]),
-            "--release --no-fail-fast --workspace --exclude tracer-ebpf -- --test-threads=1 \
+            "--release --no-fail-fast --workspace --exclude tracer-ebpf -- \
              --include-ignored --skip needs_lsm_"
         );
     }
@@ -368,12 +369,12 @@ mod tests {
                 "--nocapture",
                 "kernel"
             ]),
-            "--release --no-fail-fast -p tracer --test e2e -- --test-threads=1 \
+            "--release --no-fail-fast -p tracer --test e2e -- \
              --include-ignored --skip needs_lsm_ --nocapture kernel"
         );
         assert_eq!(
             args_of(&["--lib"]),
-            "--release --no-fail-fast --workspace --exclude tracer-ebpf --lib -- --test-threads=1 \
+            "--release --no-fail-fast --workspace --exclude tracer-ebpf --lib -- \
              --include-ignored --skip needs_lsm_"
         );
     }

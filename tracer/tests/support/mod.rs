@@ -38,6 +38,18 @@ pub fn require_root() -> bool {
     true
 }
 
+/// Holds the tests of one binary to one at a time while the guard lives, whatever
+/// `--test-threads` says. The container tiers take it: they share one dockerd (and podman's
+/// storage), and `monitor` watches the whole host, so a test running beside another would see
+/// its containers. Everything else runs with cargo's default parallelism.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A test that failed while holding it must not fail the others.
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The `captrace` binary cargo built for these tests.
 pub fn captrace_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_captrace"))
