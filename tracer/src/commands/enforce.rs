@@ -8,16 +8,17 @@ use std::{
     time::Duration,
 };
 
-use aya::maps::{MapData, RingBuf};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
-    app::UsageError,
     capability::{self, Cap},
+    capability_set::requested_set,
     cli::EnforceArgs,
-    commands::{monitor::container_cgroup, run::requested_set},
+    container::{cgroup_dir, container_cgroup},
     enforce,
+    error::UsageError,
     loader::{Options, Tracer},
+    output::{self, To},
     reader::{Collector, Fresh},
 };
 
@@ -75,14 +76,6 @@ fn target(args: &EnforceArgs) -> anyhow::Result<Target> {
         label: format!("cgroup {}", dir.display()),
         dir,
     })
-}
-
-/// The directory of a cgroup v2 path (for noticing that the cgroup is gone).
-fn cgroup_dir(path: &str) -> PathBuf {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    crate::container::cgroup2_mount(&mountinfo)
-        .unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup"))
-        .join(path.trim_start_matches('/'))
 }
 
 /// Every thread of `pid` and of its descendants, as /proc shows them now.
@@ -150,15 +143,6 @@ fn comm(pid: u32) -> String {
         .unwrap_or_default()
 }
 
-/// Prints each denial the kernel reported since the last call, on stdout.
-fn print_denials(collector: &mut Collector, ring: &mut RingBuf<MapData>) {
-    for fresh in collector.drain(ring) {
-        if let Fresh::Denial { record, .. } = fresh {
-            println!("captrace: enforce: {}", record.line());
-        }
-    }
-}
-
 pub fn run(args: EnforceArgs) -> anyhow::Result<u8> {
     let every: BTreeSet<Cap> = capability::all().collect();
     let allowed = requested_set(
@@ -189,8 +173,8 @@ pub fn run(args: EnforceArgs) -> anyhow::Result<u8> {
         Target::Cgroup { label, .. } => crate::escape::printable(label).into_owned(),
     };
     let names: Vec<String> = allowed.iter().map(|c| c.name()).collect();
-    eprintln!(
-        "captrace: {} {label} to {}; Ctrl-C releases it",
+    output::note(format_args!(
+        "{} {label} to {}; Ctrl-C releases it",
         match args.mode {
             enforce::Mode::Enforce => "confining",
             enforce::Mode::Complain => "watching (complain mode)",
@@ -200,7 +184,7 @@ pub fn run(args: EnforceArgs) -> anyhow::Result<u8> {
         } else {
             names.join(",")
         }
-    );
+    ));
     let mut ring = tracer.take_events()?;
     let mut collector = Collector::default();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -218,7 +202,13 @@ pub fn run(args: EnforceArgs) -> anyhow::Result<u8> {
                 _ = sigterm.recv() => Some("terminated"),
                 _ = sighup.recv() => Some("hung up"),
             };
-            print_denials(&mut collector, &mut ring);
+            enforce::print_denials(
+                collector
+                    .drain(&mut ring)
+                    .into_iter()
+                    .filter_map(Fresh::into_denial),
+                To::Stdout,
+            );
             if let Some(why) = stop {
                 return anyhow::Ok(why);
             }
@@ -231,11 +221,17 @@ pub fn run(args: EnforceArgs) -> anyhow::Result<u8> {
             }
         }
     })?;
-    print_denials(&mut collector, &mut ring);
+    enforce::print_denials(
+        collector
+            .drain(&mut ring)
+            .into_iter()
+            .filter_map(Fresh::into_denial),
+        To::Stdout,
+    );
     for line in enforce::summary(&tracer.denials()?, WORKLOAD) {
-        eprintln!("captrace: enforce: total: {line}");
+        output::note(format_args!("enforce: total: {line}"));
     }
     drop(tracer);
-    eprintln!("captrace: released {label} ({why})");
+    output::note(format_args!("released {label} ({why})"));
     Ok(0)
 }

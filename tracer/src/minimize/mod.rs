@@ -25,6 +25,7 @@ pub use refusals::{EFFECTS, line as refusal_line, silent_refusals};
 
 use crate::{
     capability::Cap,
+    capability_set,
     launch::{Privileges, Spec},
     profile::{Added, Check, Minimize, Profile},
     recommend,
@@ -74,13 +75,6 @@ pub fn reduce(
         }
     }
     Ok((current, dropped))
-}
-
-/// Capabilities captrace itself holds: what the recording ran with.
-fn own_caps() -> BTreeSet<Cap> {
-    caps::read(None, caps::CapSet::Effective)
-        .map(|s| s.iter().map(|c| Cap(c.index())).collect())
-        .unwrap_or_default()
 }
 
 /// Shell commands around each replay.
@@ -243,7 +237,9 @@ pub fn minimize(
     let mut set = recorded_set.clone();
     let mut proving = r.replay(Some(&set))?;
     if !passes(&proving, &baseline) {
-        let candidates: Vec<Cap> = own_caps().difference(&recorded_set).copied().collect();
+        // What captrace itself holds is what the recording ran with.
+        let own = capability_set::own(caps::CapSet::Effective);
+        let candidates: Vec<Cap> = own.difference(&recorded_set).copied().collect();
         let full: BTreeSet<Cap> = set
             .union(&candidates.iter().copied().collect())
             .copied()
