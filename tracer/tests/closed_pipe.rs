@@ -41,8 +41,8 @@ fn monitor_json_into_a_closed_pipe_ends_quietly() {
     let dir = support::tempdir();
     let f = support::root_file(&dir.path().join("f"));
     let mut mon = into_closed_pipe(&["monitor", "--json", "--duration", "30"]);
-    support::bpf::links_once_attached(mon.id());
-    // Checks to report: the first line monitor writes meets the closed pipe.
+    // Checks to report until it stops: the first line it writes meets the closed pipe (the
+    // host's own checks may get there before ours, even before the programs show as attached).
     let deadline = Instant::now() + Duration::from_secs(20) * support::time_scale();
     while mon.try_wait().unwrap().is_none() {
         assert!(

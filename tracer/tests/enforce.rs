@@ -190,14 +190,19 @@ fn interrupt(child: Child, rx: mpsc::Receiver<String>) -> (i32, String, String) 
     )
 }
 
+/// A chown loop in a temporary directory (removed with the first value) and its target file.
+fn chown_workload() -> (tempfile::TempDir, PathBuf, ChownLoop) {
+    let tmp = support::tempdir();
+    let target = target_file(tmp.path());
+    let work = ChownLoop::start(tmp.path(), &target);
+    (tmp, target, work)
+}
+
 #[test]
 #[ignore = "needs root and BPF LSM (cargo xtask test runs it where the kernel has BPF LSM)"]
 fn needs_lsm_enforce_pid_confines_a_running_process_and_releases_it_on_exit() {
     require_lsm();
-    let tmp = support::tempdir();
-    let dir = tmp.path();
-    let target = target_file(dir);
-    let mut work = ChownLoop::start(dir, &target);
+    let (_tmp, target, mut work) = chown_workload();
     assert!(work.chown(1), "root's chown works before confinement");
 
     let pid = work.pid().to_string();
@@ -231,10 +236,7 @@ fn needs_lsm_enforce_pid_confines_a_running_process_and_releases_it_on_exit() {
 #[ignore = "needs root and BPF LSM (cargo xtask test runs it where the kernel has BPF LSM)"]
 fn needs_lsm_complain_mode_allows_and_reports() {
     require_lsm();
-    let tmp = support::tempdir();
-    let dir = tmp.path();
-    let target = target_file(dir);
-    let mut work = ChownLoop::start(dir, &target);
+    let (_tmp, target, mut work) = chown_workload();
     let pid = work.pid().to_string();
     let (enforcer, rx) = start_enforce(&[
         "--pid",
@@ -261,10 +263,7 @@ fn needs_lsm_complain_mode_allows_and_reports() {
 #[ignore = "needs root and BPF LSM (cargo xtask test runs it where the kernel has BPF LSM)"]
 fn needs_lsm_allowed_capabilities_are_not_touched() {
     require_lsm();
-    let tmp = support::tempdir();
-    let dir = tmp.path();
-    let target = target_file(dir);
-    let mut work = ChownLoop::start(dir, &target);
+    let (_tmp, _target, mut work) = chown_workload();
     let pid = work.pid().to_string();
     let (enforcer, rx) = start_enforce(&["--pid", &pid, "--cap-drop", "ALL", "--cap-add", "CHOWN"]);
     assert!(work.chown(6));
@@ -364,10 +363,7 @@ fn needs_lsm_enforce_cgroup_confines_every_process_of_the_cgroup() {
         .expect("a cgroup v2 mount");
     let cg = root.join(format!("captrace-enforce-test-{}", std::process::id()));
     fs::create_dir(&cg).unwrap();
-    let tmp = support::tempdir();
-    let dir = tmp.path();
-    let target = target_file(dir);
-    let mut work = ChownLoop::start(dir, &target);
+    let (_tmp, target, mut work) = chown_workload();
     fs::write(cg.join("cgroup.procs"), work.pid().to_string()).unwrap();
     let cg_arg = cg.display().to_string();
     let (enforcer, rx) = start_enforce(&["--cgroup", &cg_arg, "--cap-drop", "ALL"]);

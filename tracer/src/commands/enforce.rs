@@ -8,13 +8,14 @@ use std::{
     time::Duration,
 };
 
+use aya::maps::{MapData, RingBuf};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     capability::{self, Cap},
     capability_set::requested_set,
     cli::EnforceArgs,
-    container::{cgroup_dir, container_cgroup},
+    container::{alive, cgroup_dir, comm, container_cgroup, tree_threads},
     enforce,
     error::UsageError,
     loader::{Options, Tracer},
@@ -78,47 +79,6 @@ fn target(args: &EnforceArgs) -> anyhow::Result<Target> {
     })
 }
 
-/// Every thread of `pid` and of its descendants, as /proc shows them now.
-fn tree_threads(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    let mut todo = vec![pid];
-    let mut seen = BTreeSet::new();
-    while let Some(p) = todo.pop() {
-        if !seen.insert(p) {
-            continue;
-        }
-        let Ok(tasks) = fs::read_dir(format!("/proc/{p}/task")) else {
-            continue;
-        };
-        for task in tasks.flatten() {
-            let Some(tid) = task
-                .file_name()
-                .to_str()
-                .and_then(|t| t.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            out.push(tid);
-            let children = fs::read_to_string(task.path().join("children")).unwrap_or_default();
-            todo.extend(
-                children
-                    .split_whitespace()
-                    .filter_map(|c| c.parse::<u32>().ok()),
-            );
-        }
-    }
-    out
-}
-
-/// Whether thread `tid` is running (not exited, not a zombie waiting to be reaped).
-fn alive(tid: u32) -> bool {
-    fs::read_to_string(format!("/proc/{tid}/stat")).is_ok_and(|stat| {
-        stat.rsplit_once(") ")
-            .and_then(|(_, rest)| rest.chars().next())
-            .is_some_and(|state| state != 'Z' && state != 'X')
-    })
-}
-
 /// Adopts the threads of the tree rooted at `pid`. A thread that exited before it was adopted
 /// never reaches the exit hook again, so its entry is removed here: a stale entry would outlive
 /// the tree and could confine whoever gets the thread id next.
@@ -137,10 +97,14 @@ fn adopt_tree(tracer: &mut Tracer, pid: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn comm(pid: u32) -> String {
-    fs::read_to_string(format!("/proc/{pid}/comm"))
-        .map(|c| c.trim().to_string())
-        .unwrap_or_default()
+/// Prints each denial the kernel reported since the last call, on stdout (`enforce`'s output is
+/// its denials).
+fn report_denials(collector: &mut Collector, ring: &mut RingBuf<MapData>) {
+    let denials = collector
+        .drain(ring)
+        .into_iter()
+        .filter_map(Fresh::into_denial);
+    enforce::print_denials(denials, To::Stdout);
 }
 
 pub fn run(args: EnforceArgs) -> anyhow::Result<u8> {
@@ -202,13 +166,7 @@ pub fn run(args: EnforceArgs) -> anyhow::Result<u8> {
                 _ = sigterm.recv() => Some("terminated"),
                 _ = sighup.recv() => Some("hung up"),
             };
-            enforce::print_denials(
-                collector
-                    .drain(&mut ring)
-                    .into_iter()
-                    .filter_map(Fresh::into_denial),
-                To::Stdout,
-            );
+            report_denials(&mut collector, &mut ring);
             if let Some(why) = stop {
                 return anyhow::Ok(why);
             }
@@ -221,13 +179,7 @@ pub fn run(args: EnforceArgs) -> anyhow::Result<u8> {
             }
         }
     })?;
-    enforce::print_denials(
-        collector
-            .drain(&mut ring)
-            .into_iter()
-            .filter_map(Fresh::into_denial),
-        To::Stdout,
-    );
+    report_denials(&mut collector, &mut ring);
     for line in enforce::summary(&tracer.denials()?, WORKLOAD) {
         output::note(format_args!("enforce: total: {line}"));
     }

@@ -180,11 +180,9 @@ pub fn root_equivalent_warning(set: &[Cap], userns: bool) -> Option<String> {
 fn show_pids(pid: Pid, levels: usize) {
     let host = launch::workload_pid(pid, levels);
     let status = fs::read_to_string(format!("/proc/{}/status", host.as_raw())).unwrap_or_default();
-    let inside = status
-        .lines()
-        .find_map(|l| l.strip_prefix("NSpid:"))
-        .and_then(|l| l.split_whitespace().last().map(str::to_string))
-        .unwrap_or_else(|| "?".into());
+    let inside = crate::container::parse_status(&status)
+        .inner_pid()
+        .map_or_else(|| "?".into(), |p| p.to_string());
     output::note(format_args!(
         "the workload is PID {inside} in its PID namespace and PID {} on the host",
         host.as_raw()

@@ -20,7 +20,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use cgroup::parse_cgroup_path;
-pub use proc::{ProcStatus, cgroup2_mount, parse_proc_cgroup, parse_status};
+pub use proc::{
+    ProcStatus, alive, cgroup2_mount, comm, parse_proc_cgroup, parse_status, tree_threads,
+};
 pub use running::{NotRunning, cgroup_dir, container_cgroup};
 
 /// Who manages the cgroup a task is in.
