@@ -426,24 +426,28 @@ fn without_lsm_enforcement_refuses_and_starts_nothing() {
 #[ignore = "needs root (cargo xtask test runs it)"]
 fn enforce_rejects_bad_targets_before_loading_anything() {
     support::require_root();
-    let out = captrace(&[])
-        .args(["enforce", "--pid", "999999999"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("--pid 999999999: no such process"));
-    let out = captrace(&[])
-        .args(["enforce", "--cgroup", "/tmp"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("not a cgroup v2 directory"));
-    let out = captrace(&[])
-        .args(["enforce", "--pid", "1", "--cap-add", "CHWON"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("did you mean CHOWN"));
-    let out = captrace(&[]).args(["enforce"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    for (args, says) in [
+        (
+            &["--pid", "999999999"][..],
+            "--pid 999999999: no such process",
+        ),
+        (&["--cgroup", "/tmp"][..], "not a cgroup v2 directory"),
+        (
+            &["--pid", "1", "--cap-add", "CHWON"][..],
+            "did you mean CHOWN",
+        ),
+        (&[][..], ""),
+    ] {
+        // Watched under ptrace: "before loading anything" means not one bpf() call.
+        let mut cmd = captrace(&["enforce"]);
+        cmd.args(args);
+        let (out, calls) = support::bpf::output_watching_bpf(cmd);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            text(&out.stderr).contains(says),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert_eq!(calls, Vec::<u64>::new(), "{args:?}: bpf() calls made");
+    }
 }
