@@ -13,7 +13,7 @@ fn main() -> anyhow::Result<()> {
         if !object.exists() {
             fs::write(&object, []).context("writing the placeholder eBPF object")?;
         }
-    } else if which_bpf_linker().is_none() {
+    } else if which::which("bpf-linker").is_err() {
         return Err(anyhow!(
             "bpf-linker is not installed: run `cargo xtask setup` (or `cargo install bpf-linker@0.10.4 --locked`)"
         ));
@@ -29,12 +29,4 @@ fn main() -> anyhow::Result<()> {
         }],
         aya_build::Toolchain::default(),
     )
-}
-
-fn which_bpf_linker() -> Option<PathBuf> {
-    env::var_os("PATH").and_then(|paths| {
-        env::split_paths(&paths)
-            .map(|d| d.join("bpf-linker"))
-            .find(|p| p.is_file())
-    })
 }

@@ -178,25 +178,10 @@ fn nearest(name: &str) -> Option<&'static str> {
     }
     TABLE
         .iter()
-        .map(|c| (edit_distance(name, c.name), c.name))
+        .map(|c| (strsim::levenshtein(name, c.name), c.name))
         .filter(|(d, n)| *d <= (n.len() / 2).max(2))
         .min()
         .map(|(_, n)| n)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 /// The highest capability number this kernel knows (`/proc/sys/kernel/cap_last_cap`).

@@ -7,6 +7,9 @@ use tracer_common::{Denial, Policy, UsageKey, mode, opts, verdict};
 
 use crate::{
     capability::{self, Cap},
+    escape::printable,
+    output::{self, To},
+    profile::Check,
     syscall,
 };
 
@@ -139,6 +142,33 @@ pub fn summary(counts: &[(UsageKey, u64)], workload: u64) -> Vec<String> {
                 } else {
                     ""
                 }
+            )
+        })
+        .collect()
+}
+
+/// Reports denials as they come (`Fresh::into_denial` of what the events told), one line
+/// each on `to` (see [`output::denial`]).
+pub fn print_denials(records: impl IntoIterator<Item = DenialRecord>, to: To) {
+    for record in records {
+        output::denial(to, record.line());
+    }
+}
+
+/// `run --audit`'s lines for the denied checks of a workload:
+/// "mknod[42]: mknodat: MKNOD denied 1x; add --cap-add MKNOD"
+pub fn denial_lines(denied: &[Check]) -> Vec<String> {
+    denied
+        .iter()
+        .map(|d| {
+            format!(
+                "{}[{}]: {}: {} denied {}x; add --cap-add {}",
+                printable(d.comm.as_deref().unwrap_or("?")),
+                d.pid.unwrap_or(0),
+                d.syscall.as_deref().unwrap_or("-"),
+                d.cap,
+                d.count,
+                d.cap
             )
         })
         .collect()

@@ -334,11 +334,9 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "reads the running kernel's BTF (cargo xtask test runs it)"]
     fn the_running_kernel_has_what_captrace_needs() {
-        if !Path::new(VMLINUX).exists() {
-            assert!(std::env::var_os("CI").is_none(), "CI kernels have BTF");
-            return;
-        }
+        assert!(Path::new(VMLINUX).exists(), "this kernel has no {VMLINUX}");
         let found =
             scan_vmlinux(&[("task_struct", Kind::Struct), ("cap_capable", Kind::Func)]).unwrap();
         assert!(found.id("task_struct", Kind::Struct).is_some());

@@ -320,6 +320,31 @@ pub struct SilentRefusal {
     pub effect: String,
 }
 
+/// `-o FILE` names a directory that does not exist (bad usage: found before anything starts).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write profile {}: directory {} does not exist", .path.display(), .dir.display())]
+pub struct NoOutputDir {
+    pub path: std::path::PathBuf,
+    pub dir: std::path::PathBuf,
+}
+
+/// Checks that `-o FILE` can be written before anything starts: its directory must exist.
+pub fn check_output_dir(output: Option<&Path>) -> Result<(), NoOutputDir> {
+    if let Some(out) = output {
+        let dir = out
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !dir.is_dir() {
+            return Err(NoOutputDir {
+                path: out.to_owned(),
+                dir: dir.to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
     /// The file could not be read.

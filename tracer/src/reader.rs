@@ -46,6 +46,16 @@ pub enum Fresh {
     Denial { workload: u64, record: DenialRecord },
 }
 
+impl Fresh {
+    /// The enforcer's denial, if this is one.
+    pub fn into_denial(self) -> Option<DenialRecord> {
+        match self {
+            Fresh::Denial { record, .. } => Some(record),
+            _ => None,
+        }
+    }
+}
+
 /// What the events said, per workload, and the classified call path of every stack seen (the
 /// frames travel in the events, keyed by their hash).
 #[derive(Default)]

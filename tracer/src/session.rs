@@ -15,6 +15,7 @@ use crate::{
     launch::{self, Spec},
     loader::{Options, Tracer},
     namespaces,
+    output::{self, To},
     profile::{Check, ContainerProfile, Losses, NsCallRecord, Profile},
     reader::{self, Collector, Fresh},
     recommend,
@@ -196,7 +197,7 @@ impl Session {
         for fresh in self.collector.drain(&mut self.ring) {
             match fresh {
                 Fresh::Denial { record, .. } => {
-                    eprintln!("captrace: enforce: {}", record.line());
+                    output::denial(To::Stderr, record.line());
                 }
                 Fresh::Check { path, tgid, .. } => {
                     if let Some(f) = &mut self.follower {

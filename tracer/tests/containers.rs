@@ -101,10 +101,10 @@ fn assert_exact(rt: &Runtime, caps: &[String], script: &str) {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn docker_run_gives_the_containers_own_set_checked_by_docker() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
+    let _serial = support::serial();
     let _docker = support::Docker::start();
     let (out, p) = record(
         &[],
@@ -144,10 +144,10 @@ fn docker_run_gives_the_containers_own_set_checked_by_docker() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn docker_run_detached_is_waited_for() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
+    let _serial = support::serial();
     let _docker = support::Docker::start();
     let script = "sleep 1.5; chown 1000 /etc/passwd";
     let (out, p) = record(
@@ -175,10 +175,10 @@ fn docker_run_detached_is_waited_for() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn podman_run_keeps_podman_conmon_and_runc_out_of_the_containers_set() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
+    let _serial = support::serial();
     let podman = support::Podman::start();
     let (out, p) = record(
         &[("CONTAINERS_CONF", podman.conf().as_path())],
@@ -267,11 +267,11 @@ fn first_instruction_image(dir: &Path) -> &'static str {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 #[cfg(target_arch = "x86_64")]
 fn a_containers_very_first_system_call_is_recorded() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
+    let _serial = support::serial();
     let _docker = support::Docker::start();
     let dir = tempfile::tempdir().unwrap();
     let image = first_instruction_image(dir.path());
@@ -302,10 +302,10 @@ fn a_containers_very_first_system_call_is_recorded() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn docker_compose_services_get_their_own_sets_and_the_override_works() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
+    let _serial = support::serial();
     let _docker = support::Docker::start();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("docker-compose.yml");
@@ -397,10 +397,10 @@ fn docker_compose_services_get_their_own_sets_and_the_override_works() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn a_container_client_that_started_nothing_is_no_recommendation() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
+    let _serial = support::serial();
     let _docker = support::Docker::start();
     let (out, p) = record(
         &[],
@@ -427,10 +427,10 @@ fn a_container_client_that_started_nothing_is_no_recommendation() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn a_failed_command_is_not_called_harmless() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
+    let _serial = support::serial();
     let (out, p) = support::record(&["sh", "-c", "exit 3"]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(3));
@@ -443,10 +443,12 @@ fn a_failed_command_is_not_called_harmless() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn minimize_of_a_docker_run_drops_what_fresh_containers_prove_unneeded() {
     if !support::require_root() {
         return;
     }
+    let _serial = support::serial();
     let _docker = support::Docker::start();
     // CHOWN and FOWNER are needed; the mknod is best effort (its failure is ignored), so the
     // MKNOD the kernel asks for is not a need; chmod asks FSETID only to keep a set-group-ID
@@ -483,10 +485,12 @@ fn minimize_of_a_docker_run_drops_what_fresh_containers_prove_unneeded() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn ctrl_c_stops_the_recording_and_leaves_the_container_running() {
     if !support::require_root() {
         return;
     }
+    let _serial = support::serial();
     let _docker = support::Docker::start();
     let name = "ct-rec-interrupted";
     let dir = tempfile::tempdir().unwrap();

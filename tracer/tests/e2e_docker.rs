@@ -121,17 +121,17 @@ fn describe(out: &Output) -> String {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn chown_in_docker() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
+    let _serial = support::serial();
     check("chown", CHOWN, &["CHOWN"]);
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn chown_and_mknod_in_docker() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
+    let _serial = support::serial();
     check("chown+mknod", CHOWN_MKNOD, &["CHOWN", "MKNOD"]);
 }

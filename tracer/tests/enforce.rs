@@ -1,10 +1,14 @@
 //! In-kernel enforcement (BPF LSM): `run --enforce`, `enforce --pid`, `enforce --cgroup`.
 //!
 //! BPF LSM does not run on every kernel (this project's CI host refuses lsm programs), so the
-//! tests that need it run in the VM stage (`cargo xtask vm-test --suite`, which sets
-//! `CAPTRACE_EXPECT_LSM=1`: there a missing BPF LSM is a failure). On a kernel without it, those
-//! tests say so and the refusal test asserts what the user gets instead.
+//! tests that need it run in the VM stage (`cargo xtask vm-test --suite`: there a missing BPF
+//! LSM is a failure). On a kernel without it, those
+//! tests fail (`needs_lsm_*`; `cargo xtask test` filters them out there, visibly, and runs
+//! `without_lsm_*`, which asserts what the user gets instead; where BPF LSM works it is the other
+//! way round).
 mod support;
+
+use support::{captrace, text};
 
 use std::{
     fs,
@@ -17,54 +21,29 @@ use std::{
     time::{Duration, Instant},
 };
 
-fn captrace() -> Command {
-    Command::new(support::captrace_bin())
-}
-
 /// Whether BPF LSM enforcement works here, per `captrace doctor` (asked once: it loads every
 /// program, which takes seconds in a VM).
 fn lsm_available() -> bool {
     static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *AVAILABLE.get_or_init(|| {
-        let out = captrace().args(["doctor", "--json"]).output().unwrap();
+        let out = captrace(&[]).args(["doctor", "--json"]).output().unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         v["enforcement"].get("Ok").is_some()
     })
 }
 
-/// True when the test may go on; false (said on stderr) on a kernel without BPF LSM, unless
-/// the VM runner expects it, where its absence fails the test.
-fn require_lsm() -> bool {
-    if !support::require_root() {
-        return false;
-    }
-    if lsm_available() {
-        return true;
-    }
+/// Panics unless this kernel runs BPF LSM. The tests that call it are named `needs_lsm_*` and
+/// the one that needs its absence `without_lsm_*`: `cargo xtask test` filters out (`--skip`,
+/// counted as "filtered out" in the summary) whichever group this kernel cannot run, and the VM
+/// stage (`CAPTRACE_EXPECT_LSM=1`) runs the `needs_lsm_` ones on kernels that have it.
+fn require_lsm() {
+    support::require_root();
     let test = thread::current().name().unwrap_or("?").to_owned();
     assert!(
-        std::env::var_os("CAPTRACE_EXPECT_LSM").is_none(),
-        "{test}: BPF LSM is expected on this kernel but captrace doctor says it is unavailable"
+        lsm_available(),
+        "{test}: this kernel has no BPF LSM (captrace doctor); skip it with `--skip needs_lsm_` \
+         (cargo xtask test does) or run it in `cargo xtask vm-test --suite`"
     );
-    eprintln!(
-        "{test}: not run on this kernel (no BPF LSM); it runs in `cargo xtask vm-test --suite`"
-    );
-    false
-}
-
-fn tempdir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "captrace-enforce-{}-{}",
-        std::process::id(),
-        thread::current().name().unwrap_or("t").replace("::", "-")
-    ));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// A file owned by root that the workload tries to give away.
@@ -165,7 +144,7 @@ fn wait_for_line(rx: &mpsc::Receiver<String>, what: &str) -> String {
 
 /// `captrace enforce ARGS`, started and confirmed confining.
 fn start_enforce(args: &[&str]) -> (Child, mpsc::Receiver<String>) {
-    let mut child = captrace()
+    let mut child = captrace(&[])
         .arg("enforce")
         .args(args)
         .stdout(Stdio::piped())
@@ -211,14 +190,19 @@ fn interrupt(child: Child, rx: mpsc::Receiver<String>) -> (i32, String, String) 
     )
 }
 
+/// A chown loop in a temporary directory (removed with the first value) and its target file.
+fn chown_workload() -> (tempfile::TempDir, PathBuf, ChownLoop) {
+    let tmp = support::tempdir();
+    let target = target_file(tmp.path());
+    let work = ChownLoop::start(tmp.path(), &target);
+    (tmp, target, work)
+}
+
 #[test]
-fn enforce_pid_confines_a_running_process_and_releases_it_on_exit() {
-    if !require_lsm() {
-        return;
-    }
-    let dir = tempdir();
-    let target = target_file(&dir);
-    let mut work = ChownLoop::start(&dir, &target);
+#[ignore = "needs root and BPF LSM (cargo xtask test runs it where the kernel has BPF LSM)"]
+fn needs_lsm_enforce_pid_confines_a_running_process_and_releases_it_on_exit() {
+    require_lsm();
+    let (_tmp, target, mut work) = chown_workload();
     assert!(work.chown(1), "root's chown works before confinement");
 
     let pid = work.pid().to_string();
@@ -249,13 +233,10 @@ fn enforce_pid_confines_a_running_process_and_releases_it_on_exit() {
 }
 
 #[test]
-fn complain_mode_allows_and_reports() {
-    if !require_lsm() {
-        return;
-    }
-    let dir = tempdir();
-    let target = target_file(&dir);
-    let mut work = ChownLoop::start(&dir, &target);
+#[ignore = "needs root and BPF LSM (cargo xtask test runs it where the kernel has BPF LSM)"]
+fn needs_lsm_complain_mode_allows_and_reports() {
+    require_lsm();
+    let (_tmp, target, mut work) = chown_workload();
     let pid = work.pid().to_string();
     let (enforcer, rx) = start_enforce(&[
         "--pid",
@@ -279,13 +260,10 @@ fn complain_mode_allows_and_reports() {
 }
 
 #[test]
-fn allowed_capabilities_are_not_touched() {
-    if !require_lsm() {
-        return;
-    }
-    let dir = tempdir();
-    let target = target_file(&dir);
-    let mut work = ChownLoop::start(&dir, &target);
+#[ignore = "needs root and BPF LSM (cargo xtask test runs it where the kernel has BPF LSM)"]
+fn needs_lsm_allowed_capabilities_are_not_touched() {
+    require_lsm();
+    let (_tmp, _target, mut work) = chown_workload();
     let pid = work.pid().to_string();
     let (enforcer, rx) = start_enforce(&["--pid", &pid, "--cap-drop", "ALL", "--cap-add", "CHOWN"]);
     assert!(work.chown(6));
@@ -295,10 +273,9 @@ fn allowed_capabilities_are_not_touched() {
 }
 
 #[test]
-fn enforce_ends_when_the_process_tree_is_gone() {
-    if !require_lsm() {
-        return;
-    }
+#[ignore = "needs root and BPF LSM (cargo xtask test runs it where the kernel has BPF LSM)"]
+fn needs_lsm_enforce_ends_when_the_process_tree_is_gone() {
+    require_lsm();
     // The sleeper may even be gone (a zombie) before the enforcer has started.
     let mut sleeper = Command::new("sleep").arg("1").spawn().unwrap();
     let pid = sleeper.id().to_string();
@@ -314,15 +291,15 @@ fn enforce_ends_when_the_process_tree_is_gone() {
 }
 
 #[test]
-fn run_enforce_reports_denials_live_and_in_total() {
-    if !require_lsm() {
-        return;
-    }
-    let dir = tempdir();
-    let target = target_file(&dir);
+#[ignore = "needs root and BPF LSM (cargo xtask test runs it where the kernel has BPF LSM)"]
+fn needs_lsm_run_enforce_reports_denials_live_and_in_total() {
+    require_lsm();
+    let tmp = support::tempdir();
+    let dir = tmp.path();
+    let target = target_file(dir);
     // Complain mode: the workload keeps captrace's capabilities; what falls outside the set is
     // allowed and reported.
-    let out: Output = captrace()
+    let out: Output = captrace(&[])
         .args([
             "run",
             "--enforce=complain",
@@ -347,7 +324,7 @@ fn run_enforce_reports_denials_live_and_in_total() {
     assert!(err.contains("total: CHOWN in"), "{err}");
 
     // Enforce mode: refused, EPERM to the command, reported.
-    let out = captrace()
+    let out = captrace(&[])
         .args([
             "run",
             "--enforce",
@@ -374,10 +351,9 @@ fn run_enforce_reports_denials_live_and_in_total() {
 }
 
 #[test]
-fn enforce_cgroup_confines_every_process_of_the_cgroup() {
-    if !require_lsm() {
-        return;
-    }
+#[ignore = "needs root and BPF LSM (cargo xtask test runs it where the kernel has BPF LSM)"]
+fn needs_lsm_enforce_cgroup_confines_every_process_of_the_cgroup() {
+    require_lsm();
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
     let root = mountinfo
         .lines()
@@ -387,9 +363,7 @@ fn enforce_cgroup_confines_every_process_of_the_cgroup() {
         .expect("a cgroup v2 mount");
     let cg = root.join(format!("captrace-enforce-test-{}", std::process::id()));
     fs::create_dir(&cg).unwrap();
-    let dir = tempdir();
-    let target = target_file(&dir);
-    let mut work = ChownLoop::start(&dir, &target);
+    let (_tmp, target, mut work) = chown_workload();
     fs::write(cg.join("cgroup.procs"), work.pid().to_string()).unwrap();
     let cg_arg = cg.display().to_string();
     let (enforcer, rx) = start_enforce(&["--cgroup", &cg_arg, "--cap-drop", "ALL"]);
@@ -404,17 +378,18 @@ fn enforce_cgroup_confines_every_process_of_the_cgroup() {
 }
 
 #[test]
-fn without_bpf_lsm_enforcement_refuses_and_starts_nothing() {
-    if !support::require_root() {
-        return;
-    }
-    if lsm_available() {
-        eprintln!("BPF LSM works on this kernel: the refusal is tested where it does not");
-        return;
-    }
-    let dir = tempdir();
+#[ignore = "needs root and a kernel without BPF LSM (cargo xtask test runs it there)"]
+fn without_lsm_enforcement_refuses_and_starts_nothing() {
+    support::require_root();
+    assert!(
+        !lsm_available(),
+        "BPF LSM works on this kernel, so the refusal cannot be tested here: skip it with \
+         `--skip without_lsm_` (cargo xtask test and the VM stage do)"
+    );
+    let tmp = support::tempdir();
+    let dir = tmp.path();
     let marker = dir.join("ran");
-    let out = captrace()
+    let out = captrace(&[])
         .args(["run", "--enforce", "--cap-drop", "ALL", "--", "touch"])
         .arg(&marker)
         .output()
@@ -433,7 +408,7 @@ fn without_bpf_lsm_enforcement_refuses_and_starts_nothing() {
     assert!(!marker.exists(), "the workload must not run unconfined");
 
     let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
-    let out = captrace()
+    let out = captrace(&[])
         .args(["enforce", "--pid", &sleeper.id().to_string()])
         .output()
         .unwrap();
@@ -448,28 +423,31 @@ fn without_bpf_lsm_enforcement_refuses_and_starts_nothing() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn enforce_rejects_bad_targets_before_loading_anything() {
-    if !support::require_root() {
-        return;
+    support::require_root();
+    for (args, says) in [
+        (
+            &["--pid", "999999999"][..],
+            "--pid 999999999: no such process",
+        ),
+        (&["--cgroup", "/tmp"][..], "not a cgroup v2 directory"),
+        (
+            &["--pid", "1", "--cap-add", "CHWON"][..],
+            "did you mean CHOWN",
+        ),
+        (&[][..], ""),
+    ] {
+        // Watched under ptrace: "before loading anything" means not one bpf() call.
+        let mut cmd = captrace(&["enforce"]);
+        cmd.args(args);
+        let (out, calls) = support::bpf::output_watching_bpf(cmd);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            text(&out.stderr).contains(says),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert_eq!(calls, Vec::<u64>::new(), "{args:?}: bpf() calls made");
     }
-    let out = captrace()
-        .args(["enforce", "--pid", "999999999"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("--pid 999999999: no such process"));
-    let out = captrace()
-        .args(["enforce", "--cgroup", "/tmp"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("not a cgroup v2 directory"));
-    let out = captrace()
-        .args(["enforce", "--pid", "1", "--cap-add", "CHWON"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("did you mean CHOWN"));
-    let out = captrace().args(["enforce"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
 }

@@ -5,6 +5,8 @@
 //! mount namespace.
 mod support;
 
+use support::{captrace, text};
+
 use std::{
     fs,
     net::TcpListener,
@@ -13,16 +15,6 @@ use std::{
 };
 
 use support::bpf::{self, BPF_PROG_LOAD, BPF_RAW_TRACEPOINT_OPEN};
-
-fn captrace(args: &[&str]) -> Command {
-    let mut c = Command::new(support::captrace_bin());
-    c.args(args);
-    c
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// Runs `cmd` watching its bpf() calls and checks what must hold when captrace fails before
 /// starting anything: exit status `code`, exactly one line of stderr that starts with
@@ -46,10 +38,9 @@ fn record(script: &str) -> Vec<&str> {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn the_bpf_watch_sees_a_recording_load_and_attach() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     // The other tests here assert no bpf() call; this shows the watch would see them.
     let dir = tempfile::tempdir().unwrap();
     let (ran, script) = support::marker(dir.path());
@@ -64,10 +55,9 @@ fn the_bpf_watch_sees_a_recording_load_and_attach() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn bad_usage_exits_2() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let dir = tempfile::tempdir().unwrap();
     let (ran, script) = support::marker(dir.path());
     let sh = ["--", "sh", "-c", script.as_str()];
@@ -150,10 +140,9 @@ fn bad_usage_exits_2() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn a_bad_profile_exits_3() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let dir = tempfile::tempdir().unwrap();
     let (ran, script) = support::marker(dir.path());
     let head = r#"{"schema":"captrace/profile","version":1,"#;
@@ -211,10 +200,9 @@ fn a_bad_profile_exits_3() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn missing_privileges_exit_4() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let dir = tempfile::tempdir().unwrap();
     let (ran, script) = support::marker(dir.path());
     let nobody = [
@@ -271,10 +259,9 @@ fn missing_privileges_exit_4() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn cap_bpf_and_cap_perfmon_are_enough_without_cap_sys_admin() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     // What the privilege message says is true: no CAP_SYS_ADMIN, and the recording works.
     let dir = tempfile::tempdir().unwrap();
     let (ran, script) = support::marker(dir.path());
@@ -299,10 +286,9 @@ const UNMOUNT_CGROUP2: &str = "for m in $(findmnt -rn -t cgroup2 -o TARGET); do 
 const HIDE_CGROUPS: &str = "mount -t tmpfs none /sys/fs/cgroup";
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn missing_kernel_features_exit_5() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let dir = tempfile::tempdir().unwrap();
     let (ran, script) = support::marker(dir.path());
     let hide_btf = "mount -t tmpfs none /sys/kernel/btf";
@@ -327,10 +313,9 @@ fn missing_kernel_features_exit_5() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn record_needs_no_cgroup_v2() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     // Workloads are followed by process in the kernel, not by cgroup: only monitor needs it.
     for setup in [UNMOUNT_CGROUP2, HIDE_CGROUPS] {
         let dir = tempfile::tempdir().unwrap();
@@ -354,10 +339,9 @@ fn record_needs_no_cgroup_v2() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn other_failures_exit_125() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let dir = tempfile::tempdir().unwrap();
     let (ran, script) = support::marker(dir.path());
     // Before anything starts: the metrics address is taken.
@@ -398,10 +382,9 @@ fn other_failures_exit_125() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn a_command_that_cannot_run_exits_126_or_127() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let dir = tempfile::tempdir().unwrap();
     let ran = dir.path().join("ran");
     for sub in ["record", "run"] {

@@ -88,10 +88,10 @@ fn used_caps(lines: &[Value], name: &str) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn a_chown_in_a_docker_container_is_attributed_to_it_and_two_containers_stay_apart() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
+    let _serial = support::serial();
     let _docker = support::Docker::start();
     let mon = Monitor::start(&["--duration", "6", "--summary"], None);
     let a = thread::spawn(|| {
@@ -118,7 +118,10 @@ fn a_chown_in_a_docker_container_is_attributed_to_it_and_two_containers_stay_apa
             "sleep 1.5; mknod /tmp/n c 1 3; sleep 2",
         ])
     });
-    thread::sleep(Duration::from_millis(700));
+    // Both containers sleep 1.5 s before their checks: their ids are read while they run.
+    support::wait_for("both containers to exist", Duration::from_secs(30), || {
+        !container_id("ct-mon-a").is_empty() && !container_id("ct-mon-b").is_empty()
+    });
     let (id_a, id_b) = (container_id("ct-mon-a"), container_id("ct-mon-b"));
     assert!(a.join().unwrap().status.success());
     assert!(b.join().unwrap().status.success());
@@ -168,10 +171,10 @@ fn a_chown_in_a_docker_container_is_attributed_to_it_and_two_containers_stay_apa
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn on_a_terminal_it_shows_a_live_table_and_a_text_summary() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
+    let _serial = support::serial();
     let _docker = support::Docker::start();
     // `script` gives captrace a real terminal.
     let cmd = format!(
@@ -183,7 +186,13 @@ fn on_a_terminal_it_shows_a_live_table_and_a_text_summary() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    thread::sleep(Duration::from_millis(800));
+    // Watching once the kernel lists the programs of the captrace that `script` started.
+    let mut captrace = None;
+    support::wait_for("script to start captrace", Duration::from_secs(10), || {
+        captrace = support::descendant_named(mon.id(), "captrace");
+        captrace.is_some()
+    });
+    support::bpf::links_once_attached(captrace.unwrap());
     let run = docker(&[
         "run",
         "--rm",
@@ -221,10 +230,10 @@ fn on_a_terminal_it_shows_a_live_table_and_a_text_summary() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn record_container_writes_a_profile_that_docker_run_accepts() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
+    let _serial = support::serial();
     let docker_ = support::Docker::start();
     let script = "sleep 1.5; touch /tmp/x && chown 1000 /tmp/x && mknod /tmp/n c 1 3";
     let started = docker(&[
@@ -295,10 +304,10 @@ fn record_container_writes_a_profile_that_docker_run_accepts() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn a_container_calling_unshare_is_flagged() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
+    let _serial = support::serial();
     let _docker = support::Docker::start();
     let mon = Monitor::start(&["--duration", "4"], None);
     // Docker's seccomp profile lets unshare through only with SYS_ADMIN.
@@ -346,10 +355,10 @@ fn a_container_calling_unshare_is_flagged() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn a_podman_container_is_attributed_to_podman() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
+    let _serial = support::serial();
     let podman = support::Podman::start();
     let mon = Monitor::start(
         &["--duration", "5", "--cap", "CHOWN", "--unique"],
@@ -397,10 +406,10 @@ fn a_podman_container_is_attributed_to_podman() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn metrics_are_served_to_a_real_http_client() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
+    let _serial = support::serial();
     let _docker = support::Docker::start();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -420,20 +429,28 @@ fn metrics_are_served_to_a_real_http_client() {
         "touch /tmp/x; chown 1000 /tmp/x; sleep 1.5",
     ]);
     assert!(run.status.success());
-    thread::sleep(Duration::from_millis(1200));
-    let curl = Command::new("curl")
-        .args(["-sf", &format!("http://{addr}/metrics")])
-        .output()
-        .expect("running curl");
-    assert!(curl.status.success(), "curl failed");
-    let body = String::from_utf8_lossy(&curl.stdout);
+    // The metrics refresh once a second: poll until the container's counter shows up.
+    let scrape = || {
+        let curl = Command::new("curl")
+            .args(["-sf", &format!("http://{addr}/metrics")])
+            .output()
+            .expect("running curl");
+        assert!(curl.status.success(), "curl failed");
+        String::from_utf8_lossy(&curl.stdout).into_owned()
+    };
+    let is_chown = |l: &&str| {
+        l.contains("container_name=\"ct-metrics\"")
+            && l.contains("capability=\"CHOWN\"")
+            && l.contains("origin=\"workload\"")
+    };
+    let mut body = String::new();
+    support::wait_until(Duration::from_secs(5), || {
+        body = scrape();
+        body.lines().any(|l| is_chown(&l))
+    });
     let line = body
         .lines()
-        .find(|l| {
-            l.contains("container_name=\"ct-metrics\"")
-                && l.contains("capability=\"CHOWN\"")
-                && l.contains("origin=\"workload\"")
-        })
+        .find(is_chown)
         .unwrap_or_else(|| panic!("no CHOWN counter for ct-metrics in:\n{body}"));
     let value: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(value >= 1, "{line}");

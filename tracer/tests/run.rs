@@ -2,6 +2,8 @@
 //! --audit, really traces the workload (root). The parity test runs real dockerd.
 mod support;
 
+use support::{captrace_output, status_field, text};
+
 use std::{
     collections::BTreeMap,
     fs,
@@ -10,17 +12,6 @@ use std::{
     process::{Command, Output, Stdio},
     time::Duration,
 };
-
-fn captrace(args: &[&str]) -> Output {
-    Command::new(support::captrace_bin())
-        .args(args)
-        .output()
-        .expect("running captrace")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// The Cap* lines of a /proc/PID/status text, as numbers.
 fn cap_sets(status: &str) -> BTreeMap<String, u64> {
@@ -34,22 +25,13 @@ fn cap_sets(status: &str) -> BTreeMap<String, u64> {
         .collect()
 }
 
-fn status_field<'a>(status: &'a str, key: &str) -> &'a str {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .map(str::trim)
-        .unwrap_or_default()
-}
-
 const CHOWN_NBS: u64 = 1 | (1 << 10);
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn the_command_is_pid_1_inside_and_another_pid_outside() {
-    if !support::require_root() {
-        return;
-    }
-    let out = captrace(&[
+    support::require_root();
+    let out = captrace_output(&[
         "run",
         "--cap-drop",
         "ALL",
@@ -74,11 +56,10 @@ fn the_command_is_pid_1_inside_and_another_pid_outside() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn root_gets_exactly_the_set_asked_for() {
-    if !support::require_root() {
-        return;
-    }
-    let out = captrace(&[
+    support::require_root();
+    let out = captrace_output(&[
         "run",
         "--cap-drop",
         "ALL",
@@ -106,11 +87,10 @@ fn root_gets_exactly_the_set_asked_for() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn a_non_root_user_gets_the_set_as_ambient_capabilities() {
-    if !support::require_root() {
-        return;
-    }
-    let out = captrace(&[
+    support::require_root();
+    let out = captrace_output(&[
         "run",
         "--user",
         "1000",
@@ -147,7 +127,7 @@ fn a_non_root_user_gets_the_set_as_ambient_capabilities() {
         "root's groups dropped"
     );
     // The default set (Docker's 14) for a non-root user, as the same numbers everywhere.
-    let out = captrace(&["run", "--user", "1000", "--", "cat", "/proc/self/status"]);
+    let out = captrace_output(&["run", "--user", "1000", "--", "cat", "/proc/self/status"]);
     let sets = cap_sets(&text(&out.stdout));
     assert_eq!(sets["CapEff"].count_ones(), 14);
     assert_eq!(sets["CapEff"], sets["CapAmb"]);
@@ -156,11 +136,10 @@ fn a_non_root_user_gets_the_set_as_ambient_capabilities() {
 const BIND_80: &str = "import socket; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', 80)); print('bound')";
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn a_non_root_user_binds_port_80_with_only_net_bind_service() {
-    if !support::require_root() {
-        return;
-    }
-    let with = captrace(&[
+    support::require_root();
+    let with = captrace_output(&[
         "run",
         "--user",
         "1000",
@@ -175,7 +154,7 @@ fn a_non_root_user_binds_port_80_with_only_net_bind_service() {
     ]);
     assert_eq!(with.status.code(), Some(0), "{}", text(&with.stderr));
     assert_eq!(text(&with.stdout), "bound\n");
-    let without = captrace(&[
+    let without = captrace_output(&[
         "run",
         "--user",
         "1000",
@@ -197,10 +176,9 @@ fn a_non_root_user_binds_port_80_with_only_net_bind_service() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn the_init_reaps_zombies_and_a_pid_1_that_does_not_wait_leaves_them() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     // An orphan is reparented to PID 1 of the namespace; only an init reaps it. Python as
     // PID 1 never waits for children it did not start.
     let script = r#"
@@ -220,7 +198,7 @@ for f in glob.glob("/proc/[0-9]*/status"):
         pass
 print(zombies)
 "#;
-    let with_init = captrace(&["run", "--init", "--", "/usr/bin/python3", "-c", script]);
+    let with_init = captrace_output(&["run", "--init", "--", "/usr/bin/python3", "-c", script]);
     assert_eq!(
         with_init.status.code(),
         Some(0),
@@ -228,7 +206,7 @@ print(zombies)
         text(&with_init.stderr)
     );
     assert_eq!(text(&with_init.stdout).trim(), "0");
-    let without = captrace(&["run", "--ns", "pid", "--", "/usr/bin/python3", "-c", script]);
+    let without = captrace_output(&["run", "--ns", "pid", "--", "/usr/bin/python3", "-c", script]);
     assert_eq!(
         text(&without.stdout).trim(),
         "1",
@@ -236,13 +214,19 @@ print(zombies)
     );
 }
 
-fn terminate_after(mut cmd: Command, delay: Duration) -> Output {
+/// Starts `cmd` and sends it SIGTERM once `ready` exists (the workload creates it once its
+/// trap is set).
+fn terminate_when(mut cmd: Command, ready: &Path) -> Output {
     let child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(delay);
+    support::wait_for(
+        "the workload to set its trap",
+        Duration::from_secs(10),
+        || ready.exists(),
+    );
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -252,15 +236,20 @@ fn terminate_after(mut cmd: Command, delay: Duration) -> Output {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn sigterm_to_captrace_reaches_the_workload_and_its_status_comes_back() {
-    if !support::require_root() {
-        return;
-    }
-    let script = "trap 'echo got TERM; exit 42' TERM; sleep 5 & wait";
+    support::require_root();
+    let dir = support::tempdir();
+    let ready = dir.path().join("ready");
+    let script = format!(
+        "trap 'echo got TERM; exit 42' TERM; touch {}; sleep 5 & wait",
+        ready.display()
+    );
     for flags in [&["--init"][..], &["--ns", "uts"][..], &["--audit"][..]] {
+        let _ = fs::remove_file(&ready);
         let mut cmd = Command::new(support::captrace_bin());
-        cmd.arg("run").args(flags).args(["--", "sh", "-c", script]);
-        let out = terminate_after(cmd, Duration::from_millis(700));
+        cmd.arg("run").args(flags).args(["--", "sh", "-c", &script]);
+        let out = terminate_when(cmd, &ready);
         assert_eq!(
             out.status.code(),
             Some(42),
@@ -272,14 +261,13 @@ fn sigterm_to_captrace_reaches_the_workload_and_its_status_comes_back() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn a_busybox_rootfs_runs_in_all_namespaces() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let dir = tempfile::tempdir().unwrap();
     support::busybox_rootfs(dir.path());
     let root = dir.path().to_str().unwrap();
-    let out = captrace(&[
+    let out = captrace_output(&[
         "run",
         "--rootfs",
         root,
@@ -326,18 +314,23 @@ fn a_busybox_rootfs_runs_in_all_namespaces() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
-    let mut pids = fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok());
-    let sleeper = pids
-        .find(|p| {
-            let s = fs::read_to_string(format!("/proc/{p}/status")).unwrap_or_default();
-            s.starts_with("Name:\tsleep")
-                && s.lines()
-                    .any(|l| l.starts_with("NSpid:") && l.trim_end().ends_with("\t1"))
-        })
-        .expect("the sleep on the host");
+    let find_sleeper = || {
+        fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .find(|p| {
+                let s = fs::read_to_string(format!("/proc/{p}/status")).unwrap_or_default();
+                s.starts_with("Name:\tsleep")
+                    && s.lines()
+                        .any(|l| l.starts_with("NSpid:") && l.trim_end().ends_with("\t1"))
+            })
+    };
+    let mut sleeper = None;
+    support::wait_for("the sleep on the host", Duration::from_secs(10), || {
+        sleeper = find_sleeper();
+        sleeper.is_some()
+    });
+    let sleeper = sleeper.unwrap();
     let status = fs::read_to_string(format!("/proc/{sleeper}/status")).unwrap();
     assert_eq!(
         status_field(&status, "Uid:").split_whitespace().next(),
@@ -349,10 +342,9 @@ fn a_busybox_rootfs_runs_in_all_namespaces() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn the_workload_gets_only_stdin_stdout_and_stderr() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let leak = fs::File::open("/etc/hostname").unwrap();
     let raw = std::os::fd::AsRawFd::as_raw_fd(&leak);
     let mut cmd = Command::new(support::captrace_bin());
@@ -379,30 +371,28 @@ fn the_workload_gets_only_stdin_stdout_and_stderr() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn an_unknown_capability_exits_2_with_a_suggestion_and_starts_nothing() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("ran");
     let script = format!("touch {}", marker.display());
-    let out = captrace(&["run", "--cap-add", "CHWON", "--", "sh", "-c", &script]);
+    let out = captrace_output(&["run", "--cap-add", "CHWON", "--", "sh", "-c", &script]);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         text(&out.stderr),
         "captrace: unknown capability \"CHWON\" (did you mean CHOWN?)\n"
     );
-    let out = captrace(&["run", "--ns", "pid,time", "--", "sh", "-c", &script]);
+    let out = captrace_output(&["run", "--ns", "pid,time", "--", "sh", "-c", &script]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("unknown namespace \"time\""));
     assert!(!marker.exists());
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn a_recorded_profile_runs_and_one_capability_less_is_named() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("f");
     let profile = dir.path().join("p.json");
@@ -425,14 +415,14 @@ fn a_recorded_profile_runs_and_one_capability_less_is_named() {
         .unwrap();
     assert_eq!(rec.status.code(), Some(0), "{}", text(&rec.stderr));
     let p = profile.to_str().unwrap();
-    let ok = captrace(&["run", "--profile", p, "--audit", "--", "sh", "-c", &script]);
+    let ok = captrace_output(&["run", "--profile", p, "--audit", "--", "sh", "-c", &script]);
     assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
     assert!(
         text(&ok.stderr).contains("audit: no capability check was denied"),
         "{}",
         text(&ok.stderr)
     );
-    let less = captrace(&[
+    let less = captrace_output(&[
         "run",
         "--profile",
         p,
@@ -454,10 +444,9 @@ fn a_recorded_profile_runs_and_one_capability_less_is_named() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn capability_sets_match_a_real_docker_run() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let docker = support::Docker::start();
     let docker_out = docker.run(
         &["CHOWN", "NET_BIND_SERVICE"],
@@ -467,7 +456,7 @@ fn capability_sets_match_a_real_docker_run() {
     assert!(docker_out.status.success(), "{}", text(&docker_out.stderr));
     let dir = tempfile::tempdir().unwrap();
     support::busybox_rootfs(dir.path());
-    let ours = captrace(&[
+    let ours = captrace_output(&[
         "run",
         "--rootfs",
         dir.path().to_str().unwrap(),

@@ -45,6 +45,7 @@ fn text(out: &Output) -> String {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn shocker_open_by_handle_at_of_the_host_root_fails_under_the_default_filter() {
     if !support::require_root() {
         return;
@@ -97,6 +98,7 @@ fn shocker_open_by_handle_at_of_the_host_root_fails_under_the_default_filter() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn add_key_fails_with_eperm_by_default_and_works_unconfined() {
     if !support::require_root() {
         return;
@@ -158,6 +160,7 @@ fn add_key_fails_with_eperm_by_default_and_works_unconfined() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn a_bad_seccomp_profile_starts_nothing() {
     if !support::require_root() {
         return;
@@ -179,6 +182,7 @@ fn a_bad_seccomp_profile_starts_nothing() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn namespaces_need_sys_admin_under_the_default_filter() {
     if !support::require_root() {
         return;

@@ -5,6 +5,8 @@
 //! prints: `security_files.rs`.
 mod support;
 
+use support::{captrace, text};
+
 use std::{
     fs,
     os::{
@@ -21,16 +23,6 @@ use std::{
 };
 
 use nix::pty::OpenptyResult;
-
-fn captrace(args: &[&str]) -> Command {
-    let mut c = Command::new(support::captrace_bin());
-    c.args(args);
-    c
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// Reads what is available on a non-blocking fd.
 fn drain(fd: &OwnedFd) -> Vec<u8> {
@@ -119,10 +111,9 @@ fn wait_on_terminal(
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn tiocsti_from_a_run_workload_never_reaches_captraces_terminal() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     for extra in [
         &[][..],
         &["--ns", "pid"][..],
@@ -148,10 +139,9 @@ fn tiocsti_from_a_run_workload_never_reaches_captraces_terminal() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn ctrl_c_on_captraces_terminal_still_reaches_the_workload_in_its_own_session() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     // The terminal sends SIGINT to its foreground group, captrace's: the workload, in a
     // session of its own, gets it only because captrace forwards it.
     let script = "trap 'echo got INT; kill $!; exit 42' INT; echo ready; sleep 10 & wait";
@@ -169,10 +159,9 @@ fn ctrl_c_on_captraces_terminal_still_reaches_the_workload_in_its_own_session() 
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn a_run_workload_starts_with_default_signal_dispositions_and_an_empty_mask() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     for extra in [&[][..], &["--init"][..], &["--audit"][..]] {
         let mut cmd = captrace(&["run"]);
         cmd.args(extra).args([
@@ -195,10 +184,9 @@ fn a_run_workload_starts_with_default_signal_dispositions_and_an_empty_mask() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn captraces_supplementary_groups_do_not_reach_the_workload() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let dir = tempfile::tempdir().unwrap();
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let secret = dir.path().join("group-0-only");
@@ -252,10 +240,9 @@ fn captraces_supplementary_groups_do_not_reach_the_workload() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn a_fork_the_kernel_refuses_is_a_clean_error() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     // A pids cgroup (v1 here; the v2 file is the same) with room for captrace alone.
     let root = Path::new("/sys/fs/cgroup/pids");
     let cg = root.join(format!("captrace-security-{}", std::process::id()));
@@ -280,10 +267,9 @@ fn a_fork_the_kernel_refuses_is_a_clean_error() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn a_root_file_system_cannot_point_its_mount_points_at_the_host() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     support::busybox_rootfs(&root);
@@ -337,10 +323,9 @@ fn a_root_file_system_cannot_point_its_mount_points_at_the_host() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn a_rootfs_workload_cannot_open_a_host_device_it_makes() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     support::busybox_rootfs(&root);
@@ -384,10 +369,9 @@ fn a_rootfs_workload_cannot_open_a_host_device_it_makes() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn a_capability_less_root_cannot_write_host_wide_proc_files() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     support::busybox_rootfs(&root);
@@ -435,10 +419,9 @@ fn a_capability_less_root_cannot_write_host_wide_proc_files() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn root_equivalent_capabilities_are_warned_about_outside_a_user_namespace() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let out = captrace(&["run", "--cap-add", "SYS_ADMIN,SYS_PTRACE", "--", "true"])
         .output()
         .unwrap();

@@ -28,6 +28,7 @@ fn descendants(pid: u32) -> Vec<u32> {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn the_workload_cannot_read_its_supervisors_memory_or_fds_and_they_keep_only_kill() {
     if !support::require_root() {
         return;

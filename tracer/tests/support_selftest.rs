@@ -6,10 +6,10 @@ use std::os::unix::fs::PermissionsExt as _;
 const CHOWN: &str = "touch /tmp/x && chown 1000 /tmp/x";
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn docker_grants_only_the_added_capabilities() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
+    let _serial = support::serial();
     let docker = support::Docker::start();
 
     let granted = docker.run(&["CHOWN"], None, CHOWN);
@@ -30,10 +30,9 @@ fn docker_grants_only_the_added_capabilities() {
 }
 
 #[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn busybox_rootfs_has_users_and_a_sticky_tmp() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     let dir = tempfile::tempdir().unwrap();
     support::busybox_rootfs(dir.path());
     let passwd = std::fs::read_to_string(dir.path().join("etc/passwd")).unwrap();

@@ -11,10 +11,10 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::{
-    app::UsageError,
     capability::Cap,
     cli::CheckArgs,
     compare::{self, FirstUse},
+    error::UsageError,
     profile::Profile,
 };
 
@@ -86,7 +86,7 @@ mod tests {
         assert_eq!(set, BTreeSet::from([Cap(0), Cap(5), Cap(13)]));
         assert!(allowed_set(&s(&[""]), &[]).unwrap().is_empty());
         let err = allowed_set(&s(&["CHWON"]), &[]).unwrap_err();
-        assert_eq!(crate::app::exit_code(&err), 2);
+        assert_eq!(crate::error::exit_code(&err), 2);
         assert_eq!(
             format!("{err:#}"),
             "--allow: unknown capability \"CHWON\" (did you mean CHOWN?)"
@@ -103,7 +103,7 @@ mod tests {
         let set = allowed_set(&s(&["CHOWN"]), &[base]).unwrap();
         assert_eq!(set, BTreeSet::from([Cap(0), Cap(10)]));
         let err = allowed_set(&[], &[dir.path().join("missing.json")]).unwrap_err();
-        assert_eq!(crate::app::exit_code(&err), 3);
+        assert_eq!(crate::error::exit_code(&err), 3);
     }
 
     #[test]

@@ -91,7 +91,7 @@ mod tests {
             json: false,
         };
         let err = run(&args).unwrap_err();
-        assert_eq!(crate::app::exit_code(&err), 3);
+        assert_eq!(crate::error::exit_code(&err), 3);
         let message = format!("{err:#}");
         assert!(message.contains(&bad.display().to_string()), "{message}");
         assert!(!message.contains('\n'), "{message}");

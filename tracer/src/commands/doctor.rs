@@ -1,5 +1,5 @@
 //! `captrace doctor`: what this kernel and this process offer, and what captrace will use.
-use std::{collections::BTreeMap, fs, path::Path};
+use std::{collections::BTreeMap, fs, io::Write as _, path::Path};
 
 use aya::{
     programs::{LsmAttachType, ProgramType},
@@ -188,10 +188,11 @@ pub fn render(f: &Findings) -> String {
 
 pub fn run(args: &DoctorArgs) -> anyhow::Result<u8> {
     let f = findings();
+    let mut out = std::io::stdout().lock();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&f)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&f)?)?;
     } else {
-        print!("{}", render(&f));
+        write!(out, "{}", render(&f))?;
     }
     Ok(if f.hook.is_ok() { 0 } else { 1 })
 }

@@ -12,12 +12,14 @@ use aya::maps::{MapData, RingBuf};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
-    app::UsageError,
     capability::{self, Cap},
+    capability_set::requested_set,
     cli::EnforceArgs,
-    commands::{monitor::container_cgroup, run::requested_set},
+    container::{alive, cgroup_dir, comm, container_cgroup, tree_threads},
     enforce,
+    error::UsageError,
     loader::{Options, Tracer},
+    output::{self, To},
     reader::{Collector, Fresh},
 };
 
@@ -77,55 +79,6 @@ fn target(args: &EnforceArgs) -> anyhow::Result<Target> {
     })
 }
 
-/// The directory of a cgroup v2 path (for noticing that the cgroup is gone).
-fn cgroup_dir(path: &str) -> PathBuf {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    crate::container::cgroup2_mount(&mountinfo)
-        .unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup"))
-        .join(path.trim_start_matches('/'))
-}
-
-/// Every thread of `pid` and of its descendants, as /proc shows them now.
-fn tree_threads(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    let mut todo = vec![pid];
-    let mut seen = BTreeSet::new();
-    while let Some(p) = todo.pop() {
-        if !seen.insert(p) {
-            continue;
-        }
-        let Ok(tasks) = fs::read_dir(format!("/proc/{p}/task")) else {
-            continue;
-        };
-        for task in tasks.flatten() {
-            let Some(tid) = task
-                .file_name()
-                .to_str()
-                .and_then(|t| t.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            out.push(tid);
-            let children = fs::read_to_string(task.path().join("children")).unwrap_or_default();
-            todo.extend(
-                children
-                    .split_whitespace()
-                    .filter_map(|c| c.parse::<u32>().ok()),
-            );
-        }
-    }
-    out
-}
-
-/// Whether thread `tid` is running (not exited, not a zombie waiting to be reaped).
-fn alive(tid: u32) -> bool {
-    fs::read_to_string(format!("/proc/{tid}/stat")).is_ok_and(|stat| {
-        stat.rsplit_once(") ")
-            .and_then(|(_, rest)| rest.chars().next())
-            .is_some_and(|state| state != 'Z' && state != 'X')
-    })
-}
-
 /// Adopts the threads of the tree rooted at `pid`. A thread that exited before it was adopted
 /// never reaches the exit hook again, so its entry is removed here: a stale entry would outlive
 /// the tree and could confine whoever gets the thread id next.
@@ -144,19 +97,14 @@ fn adopt_tree(tracer: &mut Tracer, pid: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn comm(pid: u32) -> String {
-    fs::read_to_string(format!("/proc/{pid}/comm"))
-        .map(|c| c.trim().to_string())
-        .unwrap_or_default()
-}
-
-/// Prints each denial the kernel reported since the last call, on stdout.
-fn print_denials(collector: &mut Collector, ring: &mut RingBuf<MapData>) {
-    for fresh in collector.drain(ring) {
-        if let Fresh::Denial { record, .. } = fresh {
-            println!("captrace: enforce: {}", record.line());
-        }
-    }
+/// Prints each denial the kernel reported since the last call, on stdout (`enforce`'s output is
+/// its denials).
+fn report_denials(collector: &mut Collector, ring: &mut RingBuf<MapData>) {
+    let denials = collector
+        .drain(ring)
+        .into_iter()
+        .filter_map(Fresh::into_denial);
+    enforce::print_denials(denials, To::Stdout);
 }
 
 pub fn run(args: EnforceArgs) -> anyhow::Result<u8> {
@@ -189,8 +137,8 @@ pub fn run(args: EnforceArgs) -> anyhow::Result<u8> {
         Target::Cgroup { label, .. } => crate::escape::printable(label).into_owned(),
     };
     let names: Vec<String> = allowed.iter().map(|c| c.name()).collect();
-    eprintln!(
-        "captrace: {} {label} to {}; Ctrl-C releases it",
+    output::note(format_args!(
+        "{} {label} to {}; Ctrl-C releases it",
         match args.mode {
             enforce::Mode::Enforce => "confining",
             enforce::Mode::Complain => "watching (complain mode)",
@@ -200,7 +148,7 @@ pub fn run(args: EnforceArgs) -> anyhow::Result<u8> {
         } else {
             names.join(",")
         }
-    );
+    ));
     let mut ring = tracer.take_events()?;
     let mut collector = Collector::default();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -218,7 +166,7 @@ pub fn run(args: EnforceArgs) -> anyhow::Result<u8> {
                 _ = sigterm.recv() => Some("terminated"),
                 _ = sighup.recv() => Some("hung up"),
             };
-            print_denials(&mut collector, &mut ring);
+            report_denials(&mut collector, &mut ring);
             if let Some(why) = stop {
                 return anyhow::Ok(why);
             }
@@ -231,11 +179,11 @@ pub fn run(args: EnforceArgs) -> anyhow::Result<u8> {
             }
         }
     })?;
-    print_denials(&mut collector, &mut ring);
+    report_denials(&mut collector, &mut ring);
     for line in enforce::summary(&tracer.denials()?, WORKLOAD) {
-        eprintln!("captrace: enforce: total: {line}");
+        output::note(format_args!("enforce: total: {line}"));
     }
     drop(tracer);
-    eprintln!("captrace: released {label} ({why})");
+    output::note(format_args!("released {label} ({why})"));
     Ok(0)
 }

@@ -5,15 +5,14 @@ use std::io::{self, Write};
 use anyhow::Context;
 
 use crate::{
-    app::UsageError,
     cli::{Format, MergeArgs},
-    commands::record::check_output_dir,
-    formats, merge,
+    error::UsageError,
+    formats, merge, output,
     profile::Profile,
 };
 
 pub fn run(args: &MergeArgs) -> anyhow::Result<u8> {
-    check_output_dir(args.output.as_deref())?;
+    crate::profile::check_output_dir(args.output.as_deref())?;
     let profiles = args
         .profiles
         .iter()
@@ -25,12 +24,12 @@ pub fn run(args: &MergeArgs) -> anyhow::Result<u8> {
     match &args.output {
         Some(out) => {
             merged.write(out)?;
-            eprintln!(
-                "captrace: merged {} profiles into {}: {}",
+            output::note(format_args!(
+                "merged {} profiles into {}: {}",
                 profiles.len(),
                 out.display(),
                 formats::render(&merged, Format::Docker).trim_end()
-            );
+            ));
         }
         None => {
             let mut text = merged.to_json();

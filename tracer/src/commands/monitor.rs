@@ -9,33 +9,14 @@ use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
-    app::UsageError,
     capability::Cap,
     cli::MonitorArgs,
-    container::resolve::{self, Resolver},
+    container::container_cgroup,
+    error::UsageError,
     escape, metrics,
     monitor::{self, Filter, Monitor},
+    output,
 };
-
-/// The cgroup id of a running docker or podman container.
-pub fn container_cgroup(id_or_name: &str) -> anyhow::Result<(u64, resolve::Inspected)> {
-    resolve::cgroup2_root()?;
-    let found = resolve::find_container(id_or_name).ok_or_else(|| {
-        UsageError(format!(
-            "no running docker or podman container {id_or_name:?}"
-        ))
-    })?;
-    let path = resolve::pid_cgroup_path(found.pid).with_context(|| {
-        format!(
-            "reading the cgroup of container {id_or_name} (PID {})",
-            found.pid
-        )
-    })?;
-    let id = Resolver::new().id_of_path(&path).with_context(|| {
-        format!("container {id_or_name} is in cgroup {path}, which has no cgroup v2 directory")
-    })?;
-    Ok((id, found))
-}
 
 pub fn run(args: MonitorArgs) -> anyhow::Result<u8> {
     let caps = args
@@ -85,7 +66,7 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<u8> {
         }
     }
     for line in mon.losses().lines() {
-        eprintln!("captrace: {line}");
+        output::note(format_args!("{line}"));
     }
     Ok(0)
 }
@@ -135,11 +116,13 @@ async fn watch(
             }
             if !json {
                 // Clear the screen and redraw.
-                println!(
+                let mut out = std::io::stdout().lock();
+                writeln!(
+                    out,
                     "\x1b[2J\x1b[H{}",
                     monitor::render_table(&mon.stats, &who, mon.losses())
-                );
-                std::io::stdout().flush()?;
+                )?;
+                out.flush()?;
             }
         }
         if stop {

@@ -4,9 +4,9 @@ use std::io::{self, Write};
 use anyhow::Context;
 
 use crate::{
-    app::UsageError,
     cli::{Format, RecommendArgs},
     container::sets,
+    error::UsageError,
     formats,
     profile::Profile,
 };

@@ -4,19 +4,20 @@ use std::{path::Path, time::Duration};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
-    app::UsageError,
     cli::RecordArgs,
-    commands::monitor,
     container::{
+        container_cgroup,
         follow::{self, Follower},
         replay::{self, ContainerReplayer},
         sets,
     },
+    error::UsageError,
     launch::{self, Spec},
     loader::Options,
     minimize,
     monitor::{Filter, Monitor},
-    profile::Profile,
+    output,
+    profile::{self, Profile},
     report,
     session::{Session, Wait, observed_profile},
 };
@@ -27,7 +28,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<u8> {
     }
     // Everything that can be checked is checked before anything starts.
     launch::resolve(&args.command[0])?;
-    check_output_dir(args.output.as_deref())?;
+    profile::check_output_dir(args.output.as_deref())?;
 
     let follows = args.containers || follow::is_client(&args.command[0]);
     let replay_at = replay::run_position(&args.command);
@@ -43,7 +44,9 @@ pub fn run(args: RecordArgs) -> anyhow::Result<u8> {
             // Minimizing the client instead of its container would be a wrong answer.
             Err(e) if args.minimize => return Err(e.context("cannot follow containers")),
             Err(e) => {
-                eprintln!("captrace: containers it starts cannot be followed: {e:#}");
+                output::note(format_args!(
+                    "containers it starts cannot be followed: {e:#}"
+                ));
                 None
             }
         }
@@ -117,15 +120,15 @@ fn finish(args: &RecordArgs, profile: &Profile) -> anyhow::Result<()> {
 
 /// `record --container X`: from now until the container's init exits, or a signal.
 fn record_container(args: &RecordArgs, name: &str) -> anyhow::Result<u8> {
-    check_output_dir(args.output.as_deref())?;
-    let (cgroup, found) = monitor::container_cgroup(name)?;
+    profile::check_output_dir(args.output.as_deref())?;
+    let (cgroup, found) = container_cgroup(name)?;
     let mut mon = Monitor::start(vec![cgroup], Filter::default(), args.hook.hook)?;
     let short = &found.id[..12.min(found.id.len())];
-    eprintln!(
-        "captrace: recording container {} ({}) until it exits or Ctrl-C",
+    output::note(format_args!(
+        "recording container {} ({}) until it exits or Ctrl-C",
         crate::escape::printable(&found.name),
         crate::escape::printable(short)
-    );
+    ));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -168,23 +171,4 @@ fn record_container(args: &RecordArgs, name: &str) -> anyhow::Result<u8> {
     );
     finish(args, &profile)?;
     Ok(0)
-}
-
-/// `-o FILE` into a directory that does not exist is bad usage, found before anything starts.
-pub fn check_output_dir(output: Option<&Path>) -> anyhow::Result<()> {
-    if let Some(out) = output {
-        let dir = out
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        if !dir.is_dir() {
-            return Err(UsageError(format!(
-                "cannot write profile {}: directory {} does not exist",
-                out.display(),
-                dir.display()
-            ))
-            .into());
-        }
-    }
-    Ok(())
 }

@@ -1,63 +1,23 @@
 //! `captrace run [...] -- CMD...`: launch a workload with exactly its capabilities.
-use std::{collections::BTreeSet, fs, path::Path};
+use std::{fs, path::Path};
 
 use anyhow::Context as _;
 use nix::unistd::Pid;
 
 use crate::{
-    app::UsageError,
-    capability::{self, Cap},
+    capability::Cap,
+    capability_set::{self, requested_set},
     cli::RunArgs,
     enforce::{self, Mode},
-    escape::printable,
+    error::UsageError,
     launch::{self, NsSet, Privileges, Sandbox, Spec, privileges, seccomp},
     loader::Options,
-    profile::{Check, Profile},
-    recommend, safe_file,
+    output, recommend, safe_file,
     session::{Session, Wait},
 };
 
 fn usage(msg: impl Into<String>) -> anyhow::Error {
     UsageError(msg.into()).into()
-}
-
-/// The starting set (a profile's, or Docker's defaults) with --cap-drop and --cap-add applied.
-pub fn capability_set(
-    start: &[Cap],
-    drop: &[String],
-    add: &[String],
-    own: &BTreeSet<Cap>,
-) -> anyhow::Result<Vec<Cap>> {
-    let mut set: BTreeSet<Cap> = start.iter().copied().collect();
-    let parse = |name: &str| Cap::parse(name).map_err(|e| usage(e.to_string()));
-    for name in drop {
-        if name.eq_ignore_ascii_case("all") {
-            set.clear();
-        } else {
-            set.remove(&parse(name)?);
-        }
-    }
-    for name in add {
-        if name.eq_ignore_ascii_case("all") {
-            set.extend(own.iter().copied());
-        } else {
-            set.insert(parse(name)?);
-        }
-    }
-    let missing: Vec<String> = set.difference(own).map(|c| c.name()).collect();
-    if !missing.is_empty() {
-        return Err(usage(format!(
-            "captrace itself does not hold {}: it cannot grant what its own bounding set lacks",
-            missing.join(", ")
-        )));
-    }
-    Ok(set.into_iter().collect())
-}
-
-fn own_bounding_set() -> BTreeSet<Cap> {
-    caps::read(None, caps::CapSet::Bounding)
-        .map(|s| s.iter().map(|c| Cap(c.index())).collect())
-        .unwrap_or_default()
 }
 
 /// The environment: captrace's own (less its CAPTRACE_* variables), or in a root file system
@@ -101,27 +61,13 @@ fn environment(args: &RunArgs, user_home: &str) -> anyhow::Result<Option<Vec<Str
     Ok(Some(env))
 }
 
-/// The capability set a profile (or Docker's defaults) with --cap-drop/--cap-add gives.
-pub fn requested_set(
-    profile: Option<&Path>,
-    drop: &[String],
-    add: &[String],
-    own: &BTreeSet<Cap>,
-) -> anyhow::Result<Vec<Cap>> {
-    let start: Vec<Cap> = match profile {
-        Some(p) => Profile::read(p)?.cap_add,
-        None => capability::docker_defaults().collect(),
-    };
-    capability_set(&start, drop, add, own)
-}
-
 /// The set the flags ask for: the workload's capabilities, and the enforcer's allowed set.
 fn allowed_set(args: &RunArgs) -> anyhow::Result<Vec<Cap>> {
     requested_set(
         args.profile.as_deref(),
         &args.cap_drop,
         &args.cap_add,
-        &own_bounding_set(),
+        &capability_set::own(caps::CapSet::Bounding),
     )
 }
 
@@ -130,7 +76,9 @@ fn allowed_set(args: &RunArgs) -> anyhow::Result<Vec<Cap>> {
 pub fn spec(args: &RunArgs, allowed: &[Cap]) -> anyhow::Result<Spec> {
     // Complain mode reports what the set would refuse: the workload must still hold it.
     let caps: Vec<Cap> = if args.enforce == Some(Mode::Complain) {
-        own_bounding_set().into_iter().collect()
+        capability_set::own(caps::CapSet::Bounding)
+            .into_iter()
+            .collect()
     } else {
         allowed.to_vec()
     };
@@ -248,7 +196,7 @@ pub fn root_equivalent_warning(set: &[Cap], userns: bool) -> Option<String> {
         .collect();
     (!held.is_empty()).then(|| {
         format!(
-            "captrace: warning: {} each give the workload root on the host, whatever its namespaces; add --ns user to hold them only there",
+            "warning: {} each give the workload root on the host, whatever its namespaces; add --ns user to hold them only there",
             held.join(", ")
         )
     })
@@ -257,33 +205,13 @@ pub fn root_equivalent_warning(set: &[Cap], userns: bool) -> Option<String> {
 fn show_pids(pid: Pid, levels: usize) {
     let host = launch::workload_pid(pid, levels);
     let status = fs::read_to_string(format!("/proc/{}/status", host.as_raw())).unwrap_or_default();
-    let inside = status
-        .lines()
-        .find_map(|l| l.strip_prefix("NSpid:"))
-        .and_then(|l| l.split_whitespace().last().map(str::to_string))
-        .unwrap_or_else(|| "?".into());
-    eprintln!(
-        "captrace: the workload is PID {inside} in its PID namespace and PID {} on the host",
+    let inside = crate::container::parse_status(&status)
+        .inner_pid()
+        .map_or_else(|| "?".into(), |p| p.to_string());
+    output::note(format_args!(
+        "the workload is PID {inside} in its PID namespace and PID {} on the host",
         host.as_raw()
-    );
-}
-
-/// "mknod[42]: mknodat: MKNOD denied 1x; add --cap-add MKNOD"
-pub fn denial_lines(denied: &[Check]) -> Vec<String> {
-    denied
-        .iter()
-        .map(|d| {
-            format!(
-                "{}[{}]: {}: {} denied {}x; add --cap-add {}",
-                printable(d.comm.as_deref().unwrap_or("?")),
-                d.pid.unwrap_or(0),
-                d.syscall.as_deref().unwrap_or("-"),
-                d.cap,
-                d.count,
-                d.cap
-            )
-        })
-        .collect()
+    ));
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<u8> {
@@ -291,7 +219,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let spec = spec(&args, &allowed)?;
     let userns = spec.sandbox.as_ref().is_some_and(|s| s.ns.user);
     if let Some(warning) = root_equivalent_warning(&allowed, userns) {
-        eprintln!("{warning}");
+        output::note(warning);
     }
     let levels = launch::supervisors(&spec);
     let status = if args.audit || args.enforce.is_some() {
@@ -318,18 +246,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         let checks = session.checks(run.workload)?;
         let denied = recommend::denials(&checks);
         if denied.is_empty() {
-            eprintln!("captrace: audit: no capability check was denied");
+            output::note("audit: no capability check was denied");
         }
-        for line in denial_lines(&denied) {
-            eprintln!("captrace: audit: {line}");
+        for line in enforce::denial_lines(&denied) {
+            output::note(format_args!("audit: {line}"));
         }
         if args.enforce.is_some() {
             let summary = session.denial_summary(run.workload)?;
             if summary.is_empty() {
-                eprintln!("captrace: enforce: nothing outside the allowed set was asked for");
+                output::note("enforce: nothing outside the allowed set was asked for");
             }
             for line in summary {
-                eprintln!("captrace: enforce: total: {line}");
+                output::note(format_args!("enforce: total: {line}"));
             }
         }
         run.exit_status
@@ -348,63 +276,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn names(v: &[Cap]) -> Vec<String> {
-        v.iter().map(|c| c.name()).collect()
-    }
-
-    fn all() -> BTreeSet<Cap> {
-        (0..=40).map(Cap).filter(|c| c.0 != 24).collect()
-    }
-
-    fn s(v: &[&str]) -> Vec<String> {
-        v.iter().map(|x| x.to_string()).collect()
-    }
-
-    #[test]
-    fn drop_all_then_add() {
-        let defaults: Vec<Cap> = capability::docker_defaults().collect();
-        let set = capability_set(
-            &defaults,
-            &s(&["ALL"]),
-            &s(&["chown", "CAP_NET_BIND_SERVICE"]),
-            &all(),
-        )
-        .unwrap();
-        assert_eq!(names(&set), ["CHOWN", "NET_BIND_SERVICE"]);
-        let set = capability_set(&defaults, &s(&["KILL"]), &[], &all()).unwrap();
-        assert_eq!(set.len(), 13);
-    }
-
-    #[test]
-    fn unknown_names_are_usage_errors_with_a_suggestion() {
-        let e = capability_set(&[], &[], &s(&["CHWON"]), &all()).unwrap_err();
-        assert!(e.downcast_ref::<UsageError>().is_some());
-        assert_eq!(
-            e.to_string(),
-            "unknown capability \"CHWON\" (did you mean CHOWN?)"
-        );
-    }
+    use crate::capability;
 
     #[test]
     fn root_equivalent_capabilities_are_named_unless_in_a_user_namespace() {
         let set = [Cap(0), Cap(19), Cap(21)];
         let w = root_equivalent_warning(&set, false).unwrap();
-        assert!(
-            w.starts_with("captrace: warning: SYS_PTRACE, SYS_ADMIN each"),
-            "{w}"
-        );
+        assert!(w.starts_with("warning: SYS_PTRACE, SYS_ADMIN each"), "{w}");
         assert!(!w.contains('\n'));
         assert_eq!(root_equivalent_warning(&set, true), None);
         let defaults: Vec<Cap> = capability::docker_defaults().collect();
         assert_eq!(root_equivalent_warning(&defaults, false), None);
-    }
-
-    #[test]
-    fn cannot_grant_what_captrace_lacks() {
-        let e = capability_set(&[], &[], &s(&["SYS_RESOURCE"]), &all()).unwrap_err();
-        assert!(e.to_string().contains("does not hold SYS_RESOURCE"), "{e}");
-        let set = capability_set(&[], &[], &s(&["ALL"]), &all()).unwrap();
-        assert_eq!(set.len(), 40);
     }
 }

@@ -42,9 +42,10 @@ const NOT_NAMESPACES: &[&str] = &[
 ///   still sets `namespace: k8s.io`. Pods directly under `kubepods` are QoS `guaranteed`.
 /// - containerd is a guess: exactly two levels `/<ns>/<name>`, both valid containerd
 ///   identifiers, the first not a systemd unit or a name another runtime uses.
-/// - `captrace run` puts a workload in `/captrace/<run-id>` (cgroupfs style, no systemd needed,
-///   as on hosts where PID 1 is not systemd) or, where systemd owns the tree, in the transient
-///   scope `captrace-<run-id>.scope`; `<run-id>` follows containerd's identifier rule.
+/// - `/captrace/<run-id>` (cgroupfs style) and the systemd scope `captrace-<run-id>.scope` are
+///   named `Captrace`: the names reserved for workloads of captrace. `captrace run` itself
+///   creates no cgroup today (its workload stays in captrace's own), so only a cgroup someone
+///   made by that name is reported so; `<run-id>` follows containerd's identifier rule.
 pub fn parse_cgroup_path(path: &str) -> ContainerRef {
     let path = without_proc_prefix(path.trim());
     // proc_cgroup_show() appends this to the path of a removed cgroup.

@@ -3,12 +3,15 @@
 //! The kernel gives `captrace monitor` the cgroup v2 id and host PID of each capability check;
 //! everything here turns the text the kernel and the runtimes leave behind (`/proc/PID/cgroup`,
 //! `/proc/PID/status`, `/proc/self/mountinfo`, docker's `config.v2.json`) into a [`ContainerRef`].
-//! It is all pure: inputs come in as strings or injected paths, so it is tested without root.
+//! The parsers are pure (inputs come in as strings or injected paths, so they are tested without
+//! root); `resolve` and `running` read the live system and ask `docker`/`podman inspect`, and
+//! `follow` watches the runtimes' events.
 mod cgroup;
 pub mod follow;
 mod proc;
 pub mod replay;
 pub mod resolve;
+mod running;
 pub mod sets;
 
 use std::fmt;
@@ -18,7 +21,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use cgroup::parse_cgroup_path;
-pub use proc::{ProcStatus, cgroup2_mount, parse_proc_cgroup, parse_status};
+pub use proc::{
+    ProcStatus, alive, cgroup2_mount, comm, parse_proc_cgroup, parse_status, tree_threads,
+};
+pub use running::{NotRunning, cgroup_dir, container_cgroup};
 
 /// Who manages the cgroup a task is in.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -33,7 +39,8 @@ pub enum Runtime {
     Kubernetes,
     /// A systemd service or scope that is not a container.
     Systemd,
-    /// A workload started by `captrace run`.
+    /// A cgroup named for a captrace workload (`/captrace/<id>`, `captrace-<id>.scope`; see
+    /// `parse_cgroup_path`: `captrace run` does not create one itself).
     Captrace,
     /// The root cgroup, `init.scope`, login sessions, and any path no rule recognises.
     Host,

@@ -25,6 +25,7 @@ pub use refusals::{EFFECTS, line as refusal_line, silent_refusals};
 
 use crate::{
     capability::Cap,
+    capability_set,
     launch::{Privileges, Spec},
     profile::{Added, Check, Minimize, Profile},
     recommend,
@@ -74,13 +75,6 @@ pub fn reduce(
         }
     }
     Ok((current, dropped))
-}
-
-/// Capabilities captrace itself holds: what the recording ran with.
-fn own_caps() -> BTreeSet<Cap> {
-    caps::read(None, caps::CapSet::Effective)
-        .map(|s| s.iter().map(|c| Cap(c.index())).collect())
-        .unwrap_or_default()
 }
 
 /// Shell commands around each replay.
@@ -196,7 +190,7 @@ pub fn minimize(
     prove(
         &mut r,
         recorded.exit_status,
-        &own_caps(),
+        &capability_set::own(caps::CapSet::Effective),
         hooks.check,
         profile,
     )

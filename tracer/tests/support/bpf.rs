@@ -119,8 +119,9 @@ pub const BPF_RAW_TRACEPOINT_OPEN: u64 = 17;
 /// Runs `cmd` to its end under ptrace and returns its output and the `cmd` argument of every
 /// bpf(2) call it made, through every exec (wrappers such as setpriv or unshare exec into
 /// captrace) and in every thread; its children are not followed. stdout and stderr are
-/// captured through files. Reaps whatever child of the calling thread exits meanwhile: run
-/// nothing else alongside.
+/// captured through files. Waits only for children of the calling thread (`__WNOTHREAD`), so
+/// tests on other threads keep theirs; a child this thread started before and that exits
+/// meanwhile is reaped here.
 pub fn output_watching_bpf(mut cmd: Command) -> (Output, Vec<u64>) {
     let dir = tempfile::tempdir().unwrap();
     let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
@@ -149,10 +150,14 @@ pub fn output_watching_bpf(mut cmd: Command) -> (Output, Vec<u64>) {
     (output, calls)
 }
 
+/// The next of this thread's children or tracees to change state. The tracee's parent is the
+/// thread that spawned it (copy_process sets `real_parent = current`) and its threads are
+/// traced by that thread too, so `__WNOTHREAD` keeps this from reaping the children of tests
+/// running on other threads (`waitpid(-1, __WALL)` alone waits for the whole process's).
 fn wait_any() -> (i32, i32) {
     let mut status = 0;
-    // SAFETY: waitpid writes the status of one of our (ptrace) children.
-    let tid = unsafe { libc::waitpid(-1, &mut status, libc::__WALL) };
+    // SAFETY: waitpid writes the status of one of this thread's (ptrace) children.
+    let tid = unsafe { libc::waitpid(-1, &mut status, libc::__WALL | libc::__WNOTHREAD) };
     assert!(tid > 0, "waitpid: {}", io::Error::last_os_error());
     (tid, status)
 }

@@ -22,18 +22,32 @@ pub use docker::Docker;
 #[allow(unused_imports)] // test binaries without podman
 pub use podman::Podman;
 
-/// True if the test may go on. Without root it panics in CI (`CI` set), and otherwise says why
-/// on stderr and returns false, so the test can return early.
+/// Panics unless the process is root; returns true, so the older
+/// `if !support::require_root() { return; }` still compiles (and no longer skips).
+///
+/// Every test that calls it is marked `#[ignore = "needs root (cargo xtask test runs it)"]`, so
+/// a plain `cargo test` off root reports it as ignored instead of passing without running;
+/// `cargo xtask test` runs them with `--include-ignored` and fails if any was ignored or skipped.
 pub fn require_root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
     let test = std::thread::current().name().unwrap_or("?").to_owned();
-    if std::env::var_os("CI").is_some() {
-        panic!("{test}: loads BPF programs and runs containers, so it must run as root in CI");
-    }
-    eprintln!("{test}: skipped, it needs root (BPF programs, containers)");
-    false
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "{test}: loads BPF programs, makes namespaces or runs containers, so it needs root \
+         (it is #[ignore]d for a plain `cargo test`; `cargo xtask test` runs it as root)"
+    );
+    true
+}
+
+/// Holds the tests of one binary to one at a time while the guard lives, whatever
+/// `--test-threads` says. The container tiers take it: they share one dockerd (and podman's
+/// storage), and `monitor` watches the whole host, so a test running beside another would see
+/// its containers. Everything else runs with cargo's default parallelism.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A test that failed while holding it must not fail the others.
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The `captrace` binary cargo built for these tests.
@@ -101,6 +115,93 @@ pub fn in_private_mounts(setup: &str, args: &[&str]) -> Command {
     c
 }
 
+/// `captrace ARGS...`, not started.
+pub fn captrace(args: &[&str]) -> Command {
+    let mut c = Command::new(captrace_bin());
+    c.args(args);
+    c
+}
+
+/// `captrace ARGS...` run to its end, its output collected.
+pub fn captrace_output(args: &[&str]) -> Output {
+    captrace(args).output().expect("running captrace")
+}
+
+/// Bytes a command printed, as text.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A temporary directory, removed when the value is dropped.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("making a temporary directory")
+}
+
+/// Writes `path` owned by root:root (the tests run as root) and returns it.
+pub fn root_file(path: &Path) -> PathBuf {
+    fs::write(path, "x").unwrap();
+    std::os::unix::fs::chown(path, Some(0), Some(0)).unwrap();
+    path.to_owned()
+}
+
+/// The value of `key` (`Uid:`) in a `/proc/PID/status` text, trimmed; panics if it is not there.
+pub fn status_field(status: &str, key: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .unwrap_or_else(|| panic!("{key} in {status}"))
+        .trim()
+        .to_string()
+}
+
+/// Where this host mounts the cgroup v2 hierarchy (`/sys/fs/cgroup`, or
+/// `/sys/fs/cgroup/unified` on hybrid hosts), from `/proc/self/mountinfo`.
+pub fn cgroup2_root() -> PathBuf {
+    let mountinfo =
+        fs::read_to_string("/proc/self/mountinfo").expect("reading /proc/self/mountinfo");
+    captrace::container::cgroup2_mount(&mountinfo).expect("a cgroup2 mount on this host")
+}
+
+/// Polls `done` every 20 ms until it is true (returns true) or `limit` has passed (false).
+pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A process below `ancestor` (its child, grandchild, ...) whose `comm` is `comm`, if one runs.
+pub fn descendant_named(ancestor: u32, comm: &str) -> Option<u32> {
+    let parent_of = |pid: u32| -> Option<u32> {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // pid (comm) state ppid ...: comm may hold spaces and parentheses.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        rest.split(' ').nth(1)?.parse().ok()
+    };
+    fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == comm)
+        })
+        .find(|&pid| {
+            let mut p = pid;
+            while let Some(parent) = parent_of(p).filter(|&q| q > 1) {
+                if parent == ancestor {
+                    return true;
+                }
+                p = parent;
+            }
+            false
+        })
+}
+
 /// Polls `ok` every 50 ms; panics naming `what` after `limit`.
 pub fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
     let t = Instant::now();
@@ -152,6 +253,11 @@ pub fn output_within(mut cmd: Command, limit: Duration) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting captrace");
+    output_within_of(child, limit)
+}
+
+/// The output of `child` once it exits, killing it after `limit`.
+pub fn output_within_of(child: std::process::Child, limit: Duration) -> Output {
     let pid = child.id() as i32;
     let (tx, rx) = std::sync::mpsc::channel();
     thread::spawn(move || tx.send(child.wait_with_output()));
