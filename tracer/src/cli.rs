@@ -69,6 +69,10 @@ pub enum Command {
     /// Render a profile written by `record -o` in another syntax.
     #[command(after_help = EXIT_CODES_HELP)]
     Recommend(RecommendArgs),
+    /// Show a profile written by `record -o`: the report `record` prints, or with --html one
+    /// self-contained page (process tree, timeline, every format with a copy button).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Report(ReportArgs),
     /// Compare two profiles' capability sets: which capabilities the new one adds (and the
     /// process and syscall that first used each) and which it no longer needs.
     #[command(after_help = COMPARE_EXIT_HELP)]
@@ -133,6 +137,9 @@ pub struct RecordArgs {
     /// Print the report as JSON on stderr instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// Also write the report as one self-contained HTML page here.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// Record a running container (docker or podman id or name) from now until it exits or
     /// Ctrl-C, instead of running a command.
     #[arg(long, value_name = "ID|NAME", conflicts_with_all = ["minimize", "setup", "check", "no_follow_daemons", "containers"])]
@@ -276,6 +283,17 @@ pub struct RecommendArgs {
     /// the union of all of them.
     #[arg(long, value_name = "NAME")]
     pub container: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A profile written by `captrace record -o` (or by `merge`).
+    #[arg(value_name = "PROFILE")]
+    pub profile: PathBuf,
+    /// Write one self-contained HTML page here (inline CSS and JavaScript, nothing fetched)
+    /// instead of printing the text report.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -12,6 +12,7 @@ pub mod enforce;
 pub mod escape;
 pub mod formats;
 pub mod hook;
+pub mod html;
 pub mod kernel_btf;
 pub mod launch;
 pub mod loader;

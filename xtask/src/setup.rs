@@ -30,6 +30,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "iputils-ping",
     "attr",
     "libcap2-bin",
+    // The HTML report's browser test.
+    "chromium",
 ];
 
 /// Pseudo file systems the tracer and the tests need: (mount point, type, source).

@@ -8,4 +8,5 @@ pub mod merge;
 pub mod monitor;
 pub mod recommend;
 pub mod record;
+pub mod report;
 pub mod run;

@@ -27,6 +27,10 @@ pub fn run(args: RecordArgs) -> anyhow::Result<u8> {
     // Everything that can be checked is checked before anything starts.
     launch::resolve(&args.command[0])?;
     check_output_dir(args.output.as_deref())?;
+    args.html
+        .as_deref()
+        .map(super::report::check_dir)
+        .transpose()?;
 
     let follows = args.containers || follow::is_client(&args.command[0]);
     if follows && args.minimize {
@@ -97,12 +101,19 @@ fn finish(args: &RecordArgs, profile: &Profile) -> anyhow::Result<()> {
     if let Some(out) = &args.output {
         profile.write(out)?;
     }
+    if let Some(out) = &args.html {
+        super::report::write_html(profile, out)?;
+    }
     Ok(())
 }
 
 /// `record --container X`: from now until the container's init exits, or a signal.
 fn record_container(args: &RecordArgs, name: &str) -> anyhow::Result<u8> {
     check_output_dir(args.output.as_deref())?;
+    args.html
+        .as_deref()
+        .map(super::report::check_dir)
+        .transpose()?;
     let (cgroup, found) = monitor::container_cgroup(name)?;
     let mut mon = Monitor::start(vec![cgroup], Filter::default(), args.hook.hook)?;
     let short = &found.id[..12.min(found.id.len())];
