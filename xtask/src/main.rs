@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod cmd;
+mod pytools;
 mod setup;
 mod test;
 mod vm;
