@@ -40,6 +40,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Merge(args) => commands::merge::run(&args),
         Command::Caps(args) => commands::caps::run(&args),
         Command::Doctor(args) => commands::doctor::run(&args),
+        Command::GenerateDocs(args) => commands::docs::run(&args),
     }
 }
 

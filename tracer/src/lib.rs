@@ -5,6 +5,8 @@ pub mod attach_btf;
 pub mod capability;
 pub mod classifier;
 pub mod cli;
+pub mod cli_help;
+pub mod color;
 pub mod commands;
 pub mod compare;
 pub mod container;

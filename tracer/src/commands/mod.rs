@@ -2,6 +2,7 @@
 pub mod caps;
 pub mod check;
 pub mod diff;
+pub mod docs;
 pub mod doctor;
 pub mod enforce;
 pub mod merge;

@@ -96,7 +96,10 @@ fn finish(args: &RecordArgs, profile: &Profile) -> anyhow::Result<()> {
     if args.json {
         eprintln!("{}", profile.to_json());
     } else {
-        eprint!("{}", report::render(profile));
+        eprint!(
+            "{}",
+            crate::color::report(&report::render(profile), crate::color::stderr())
+        );
     }
     if let Some(out) = &args.output {
         profile.write(out)?;

@@ -7,7 +7,7 @@ use std::{
 
 use anyhow::Context;
 
-use crate::{app::UsageError, cli::ReportArgs, html, profile::Profile, report, safe_file};
+use crate::{app::UsageError, cli::ReportArgs, color, html, profile::Profile, report, safe_file};
 
 pub fn run(args: &ReportArgs) -> anyhow::Result<u8> {
     if let Some(out) = &args.html {
@@ -22,7 +22,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<u8> {
         }
         None => io::stdout()
             .lock()
-            .write_all(report::render(&profile).as_bytes())
+            .write_all(color::report(&report::render(&profile), color::stdout()).as_bytes())
             .context("cannot write the report to stdout")?,
     }
     Ok(0)
