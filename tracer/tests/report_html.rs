@@ -162,3 +162,71 @@ fn a_real_recording_renders_in_chromium_with_tree_timeline_and_flags() {
     assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 10_000);
     eprintln!("screenshot: {}", png.display());
 }
+
+#[test]
+fn a_container_recording_has_a_branch_and_a_section_per_container_in_chromium() {
+    if !support::require_root() {
+        return;
+    }
+    let _docker = support::Docker::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let page = dir.path().join("containers.html");
+    let name = format!("ct-html-{}", std::process::id());
+    let out = Command::new(support::captrace_bin())
+        .arg("record")
+        .arg("--html")
+        .arg(&page)
+        .args([
+            "--",
+            "docker",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--name",
+            &name,
+        ])
+        .args([
+            "--cap-drop",
+            "ALL",
+            "--cap-add",
+            "CHOWN",
+            support::Docker::IMAGE,
+        ])
+        .args(["sh", "-c", "touch /tmp/f && chown 1000 /tmp/f"])
+        .output()
+        .expect("running captrace record -- docker run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "record: {stderr}");
+
+    let dom = String::from_utf8_lossy(&chromium(&page, &["--dump-dom"]).stdout).into_owned();
+    assert!(dom.contains("data-ready=\"1\""), "{dom}");
+    // The tree has the container's branch, linking to its section.
+    let branch = dom
+        .find("<li class=\"node container\">")
+        .unwrap_or_else(|| panic!("no container branch in the tree: {stderr}\n{dom}"));
+    let branch = &dom[branch..branch + dom[branch..].find("</details>").unwrap()];
+    assert!(branch.contains("href=\"#container-0\""), "{branch}");
+    assert!(branch.contains(&name), "{branch}");
+    assert!(
+        branch.contains("<span class=\"comm\">chown</span>"),
+        "{branch}"
+    );
+    assert!(branch.contains(">CHOWN"), "{branch}");
+    // Its section: its own timeline and its set in every format.
+    let section = dom
+        .find("<section class=\"container\" id=\"container-0\">")
+        .unwrap_or_else(|| panic!("no container section: {dom}"));
+    let section = &dom[section..];
+    assert!(section.contains("id=\"timeline-0\""), "{section}");
+    assert!(section.contains("data-cap=\"CHOWN\""), "{section}");
+    assert!(
+        section.contains("data-target=\"rec-0-docker\""),
+        "{section}"
+    );
+    assert!(section.contains("data-target=\"rec-0-k8s\""), "{section}");
+    assert!(
+        section.contains("--cap-drop=ALL --cap-add=CHOWN"),
+        "{section}"
+    );
+}

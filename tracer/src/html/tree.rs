@@ -1,7 +1,8 @@
 //! The process tree of a recording: the recorded command, the processes seen making checks
 //! (each with the capabilities it used and how each counted), and one branch per container.
 //! A profile keeps, per distinct check, the first process seen making it (not parent PIDs),
-//! so under the command the processes are listed by PID.
+//! so under the command the processes are listed by PID; a PID that exec'd (runc's init
+//! becoming the container's shell, a shell exec'ing its last command) is listed once per name.
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{escape::html, flags};
@@ -20,26 +21,30 @@ struct Proc {
     ns: Vec<String>,
 }
 
-fn processes<'a>(checks: impl Iterator<Item = &'a Check>) -> BTreeMap<u32, Proc> {
-    let mut procs: BTreeMap<u32, Proc> = BTreeMap::new();
+/// Processes keyed by PID and name: the same PID under another name after an exec.
+type Procs = BTreeMap<(u32, String), Proc>;
+
+fn processes<'a>(checks: impl Iterator<Item = &'a Check>) -> Procs {
+    let mut procs = Procs::new();
     for c in checks {
-        let pid = c.pid.unwrap_or(0);
-        let p = procs.entry(pid).or_default();
-        if p.comm.is_empty() {
-            p.comm = c.comm.clone().unwrap_or_else(|| "?".into());
-        }
+        let key = (
+            c.pid.unwrap_or(0),
+            c.comm.clone().unwrap_or_else(|| "?".into()),
+        );
+        let p = procs.entry(key.clone()).or_default();
+        p.comm = key.1;
         p.caps.entry(c.cap).or_default().extend(flags(c));
     }
     procs
 }
 
-fn render_procs(procs: &BTreeMap<u32, Proc>, out: &mut String) {
+fn render_procs(procs: &Procs, out: &mut String) {
     if procs.is_empty() {
         out.push_str("<p class=\"none\">no capability checks</p>\n");
         return;
     }
     out.push_str("<ul class=\"procs\">\n");
-    for (pid, p) in procs {
+    for ((pid, _), p) in procs {
         let pid_text = if *pid == 0 {
             "?".to_string()
         } else {
@@ -50,22 +55,27 @@ fn render_procs(procs: &BTreeMap<u32, Proc>, out: &mut String) {
             html(&p.comm)
         ));
         for (cap, fl) in &p.caps {
-            let classes: Vec<&str> = fl.iter().copied().collect();
+            // Counted once is needed: shown as counted, with what else its checks were.
+            let counted = fl.contains("counted");
             let notes: Vec<&str> = fl.iter().copied().filter(|f| *f != "counted").collect();
+            let classes = if counted {
+                "counted".to_string()
+            } else {
+                notes.join(" ")
+            };
+            let small = match (counted, notes.is_empty()) {
+                (_, true) => String::new(),
+                (true, false) => format!(" <small>also {}</small>", notes.join(" ")),
+                (false, false) => format!(" <small>{}</small>", notes.join(" ")),
+            };
+            let title = if counted {
+                "counted: the workload needs it".to_string()
+            } else {
+                notes.join(", ")
+            };
             out.push_str(&format!(
-                " <span class=\"cap {}\" title=\"{}\">{}{}</span>",
-                classes.join(" "),
-                if notes.is_empty() {
-                    "counted: the workload needs it".to_string()
-                } else {
-                    notes.join(", ")
-                },
-                cap.name(),
-                if notes.is_empty() {
-                    String::new()
-                } else {
-                    format!(" <small>{}</small>", notes.join(" "))
-                }
+                " <span class=\"cap {classes}\" title=\"{title}\">{}{small}</span>",
+                cap.name()
             ));
         }
         for ns in &p.ns {
@@ -94,10 +104,8 @@ fn container(c: &ContainerProfile, index: usize, out: &mut String) {
 pub fn render(p: &Profile) -> String {
     let mut procs = processes(p.checks.iter().chain(&p.denied));
     for call in &p.namespaces.calls {
-        let entry = procs.entry(call.pid).or_default();
-        if entry.comm.is_empty() {
-            entry.comm = call.comm.clone();
-        }
+        let entry = procs.entry((call.pid, call.comm.clone())).or_default();
+        entry.comm = call.comm.clone();
         entry.ns.push(format!(
             "{}({}){}",
             call.syscall,
