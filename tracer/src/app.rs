@@ -31,11 +31,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Monitor(args) => commands::monitor::run(args),
         Command::Enforce(args) => commands::enforce::run(args),
         Command::Recommend(args) => commands::recommend::run(&args),
+        Command::Report(args) => commands::report::run(&args),
         Command::Diff(args) => commands::diff::run(&args),
         Command::Check(args) => commands::check::run(&args),
         Command::Merge(args) => commands::merge::run(&args),
         Command::Caps(args) => commands::caps::run(&args),
         Command::Doctor(args) => commands::doctor::run(&args),
+        Command::GenerateDocs(args) => commands::docs::run(&args),
     }
 }
 

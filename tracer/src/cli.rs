@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::{enforce::Mode, hook::HookChoice};
+use crate::{cli_help, enforce::Mode, hook::HookChoice};
 
 /// Exit codes of captrace's own failures (`app::Class`); otherwise captrace exits with the
 /// command's status.
@@ -53,39 +53,48 @@ pub struct Cli {
 pub enum Command {
     /// Run a command, trace every capability check it and its descendants make, and print the
     /// minimal capability set.
-    #[command(after_help = EXIT_CODES_HELP)]
+    #[command(after_help = cli_help::after(cli_help::RECORD, EXIT_CODES_HELP))]
     Record(RecordArgs),
     /// Run a command in new namespaces with exactly the capabilities it needs, and report every
     /// capability it was denied (--audit).
-    #[command(after_help = EXIT_CODES_HELP)]
+    #[command(after_help = cli_help::after(cli_help::RUN, EXIT_CODES_HELP))]
     Run(RunArgs),
     /// Watch every capability check on the host, attributed to containers.
-    #[command(after_help = EXIT_CODES_HELP)]
+    #[command(after_help = cli_help::after(cli_help::MONITOR, EXIT_CODES_HELP))]
     Monitor(MonitorArgs),
     /// Confine a running process tree or container in the kernel (BPF LSM) to a capability
     /// set, without restarting it, until Ctrl-C or until it exits.
-    #[command(after_help = EXIT_CODES_HELP)]
+    #[command(after_help = cli_help::after(cli_help::ENFORCE, EXIT_CODES_HELP))]
     Enforce(EnforceArgs),
     /// Render a profile written by `record -o` in another syntax.
-    #[command(after_help = EXIT_CODES_HELP)]
+    #[command(after_help = cli_help::after(cli_help::RECOMMEND, EXIT_CODES_HELP))]
     Recommend(RecommendArgs),
+    /// Show a profile written by `record -o`: the report `record` prints, or with --html one
+    /// self-contained page (process tree, timeline, every format with a copy button).
+    #[command(after_help = cli_help::after(cli_help::REPORT, EXIT_CODES_HELP))]
+    Report(ReportArgs),
     /// Compare two profiles' capability sets: which capabilities the new one adds (and the
     /// process and syscall that first used each) and which it no longer needs.
-    #[command(after_help = COMPARE_EXIT_HELP)]
+    #[command(after_help = cli_help::after(cli_help::DIFF, COMPARE_EXIT_HELP))]
     Diff(DiffArgs),
     /// Fail (exit 1) when a profile needs a capability beyond an allowed set, naming each one
     /// with the process and syscall that first used it.
-    #[command(after_help = COMPARE_EXIT_HELP)]
+    #[command(after_help = cli_help::after(cli_help::CHECK, COMPARE_EXIT_HELP))]
     Check(CheckArgs),
     /// Merge the profiles of several runs into one: checks united and counted, the
     /// recommendation recomputed.
-    #[command(after_help = MERGE_EXIT_HELP)]
+    #[command(after_help = cli_help::after(cli_help::MERGE, MERGE_EXIT_HELP))]
     Merge(MergeArgs),
     /// List every capability this kernel knows.
+    #[command(after_help = cli_help::after(cli_help::CAPS, ""))]
     Caps(CapsArgs),
     /// What this kernel offers (hooks, BTF, BPF LSM, mounts, privileges) and what captrace
     /// will use. Exits 1 when captrace cannot trace here.
+    #[command(after_help = cli_help::after(cli_help::DOCTOR, ""))]
     Doctor(DoctorArgs),
+    /// Write the man pages and shell completions into DIR (what `cargo xtask dist` installs).
+    #[command(hide = true, name = "generate-docs")]
+    GenerateDocs(DocsArgs),
 }
 
 /// `--hook`, shared by every command that traces.
@@ -133,6 +142,9 @@ pub struct RecordArgs {
     /// Print the report as JSON on stderr instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// Also write the report as one self-contained HTML page here.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// Record a running container (docker or podman id or name) from now until it exits or
     /// Ctrl-C, instead of running a command.
     #[arg(long, value_name = "ID|NAME", conflicts_with_all = ["minimize", "setup", "check", "no_follow_daemons", "containers"])]
@@ -289,6 +301,17 @@ pub struct RecommendArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A profile written by `captrace record -o` (or by `merge`).
+    #[arg(value_name = "PROFILE")]
+    pub profile: PathBuf,
+    /// Write one self-contained HTML page here (inline CSS and JavaScript, nothing fetched)
+    /// instead of printing the text report.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct DiffArgs {
     /// The profile to compare against (e.g. the one committed with the code).
     #[arg(value_name = "BASE")]
@@ -342,4 +365,11 @@ pub struct CapsArgs {
     /// JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DocsArgs {
+    /// Directory to write share/man/man1 and the completions under (created if missing).
+    #[arg(value_name = "DIR")]
+    pub out: PathBuf,
 }

@@ -6,6 +6,8 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod cmd;
+mod dist;
+mod pytools;
 mod setup;
 mod test;
 mod vm;
@@ -35,6 +37,9 @@ enum Task {
     /// host's kernel refuses (kprobe, fentry, BPF LSM); `--suite` runs the kernel-tier tests on
     /// each kernel's hooks. Kernels are cached in $CAPTRACE_VM_CACHE (/var/cache/captrace/vm).
     VmTest(vm::VmArgs),
+    /// Build the release binary, its man pages and shell completions into target/dist/ (a
+    /// prefix layout); `--install /usr/local` copies them there.
+    Dist(dist::DistArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +49,7 @@ fn main() -> ExitCode {
         Task::Bench(args) => bench::run(&args),
         Task::BenchLoad(args) => bench::load::run(&args),
         Task::VmTest(args) => vm::run(&args),
+        Task::Dist(args) => dist::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -30,6 +30,11 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "iputils-ping",
     "attr",
     "libcap2-bin",
+    // The HTML report's browser test, the Prometheus end-to-end test and `promtool check
+    // rules`, and the virtual environment `kubernetes-validate` is installed into.
+    "chromium",
+    "prometheus",
+    "python3-venv",
 ];
 
 /// Pseudo file systems the tracer and the tests need: (mount point, type, source).
@@ -64,6 +69,8 @@ pub fn run(args: &SetupArgs) -> anyhow::Result<()> {
     } else {
         vm::packages::install()?;
     }
+    header("setup: Python tools (kubernetes-validate for deploy/)");
+    crate::pytools::install()?;
     header("setup: pseudo file systems");
     mounts()
 }

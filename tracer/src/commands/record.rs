@@ -29,6 +29,10 @@ pub fn run(args: RecordArgs) -> anyhow::Result<u8> {
     // Everything that can be checked is checked before anything starts.
     launch::resolve(&args.command[0])?;
     profile::check_output_dir(args.output.as_deref())?;
+    args.html
+        .as_deref()
+        .map(super::report::check_dir)
+        .transpose()?;
 
     let follows = args.containers || follow::is_client(&args.command[0]);
     let replay_at = replay::run_position(&args.command);
@@ -110,10 +114,16 @@ fn finish(args: &RecordArgs, profile: &Profile) -> anyhow::Result<()> {
     if args.json {
         eprintln!("{}", profile.to_json());
     } else {
-        eprint!("{}", report::render(profile));
+        eprint!(
+            "{}",
+            crate::color::report(&report::render(profile), crate::color::stderr())
+        );
     }
     if let Some(out) = &args.output {
         profile.write(out)?;
+    }
+    if let Some(out) = &args.html {
+        super::report::write_html(profile, out)?;
     }
     Ok(())
 }
@@ -121,6 +131,10 @@ fn finish(args: &RecordArgs, profile: &Profile) -> anyhow::Result<()> {
 /// `record --container X`: from now until the container's init exits, or a signal.
 fn record_container(args: &RecordArgs, name: &str) -> anyhow::Result<u8> {
     profile::check_output_dir(args.output.as_deref())?;
+    args.html
+        .as_deref()
+        .map(super::report::check_dir)
+        .transpose()?;
     let (cgroup, found) = container_cgroup(name)?;
     let mut mon = Monitor::start(vec![cgroup], Filter::default(), args.hook.hook)?;
     let short = &found.id[..12.min(found.id.len())];
