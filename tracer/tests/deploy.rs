@@ -94,7 +94,7 @@ fn the_service_monitor_service_and_daemonset_select_each_other() {
     let script = r#"
 import sys, yaml
 d = sys.argv[1]
-ds = yaml.safe_load(open(d + "/daemonset.yaml"))
+ds = next(x for x in yaml.safe_load_all(open(d + "/daemonset.yaml")) if x and x["kind"] == "DaemonSet")
 svc = yaml.safe_load(open(d + "/service.yaml"))
 sm = yaml.safe_load(open(d + "/servicemonitor.yaml"))
 pod_labels = ds["spec"]["template"]["metadata"]["labels"]
@@ -111,7 +111,7 @@ for k, v in sm["spec"]["selector"]["matchLabels"].items():
 assert svc["metadata"]["namespace"] in sm["spec"]["namespaceSelector"]["matchNames"]
 for e in sm["spec"]["endpoints"]:
     assert e["port"] in svc_ports, ("servicemonitor port", e["port"], list(svc_ports))
-    assert set(e) <= {"port", "path", "interval", "scrapeTimeout", "relabelings", "metricRelabelings", "scheme"}, e
+    assert set(e) <= {"port", "path", "interval", "scrapeTimeout", "relabelings", "metricRelabelings", "scheme", "bearerTokenFile", "tlsConfig"}, e
 annotations = svc["metadata"]["annotations"]
 assert str(pod_ports[svc_ports[next(iter(svc_ports))]["targetPort"]]) == annotations["prometheus.io/port"]
 print("ok")
