@@ -107,11 +107,11 @@ fn idle_connections_under_a_low_fd_limit_neither_block_metrics_nor_spin_the_moni
         took < Duration::from_secs(3),
         "/metrics took {took:?} with 200 idle connections open"
     );
+    // The whole exposition arrived (OpenMetrics ends with `# EOF`). The checks family is
+    // only there once the host made a capability check during the run, which a quiet machine
+    // may not have: its lines prove nothing about the server.
     assert!(body.contains("captrace_events_lost_total "), "{body}");
-    assert!(
-        body.contains("# TYPE captrace_capability_checks counter"),
-        "{body}"
-    );
+    assert!(body.ends_with("# EOF\n"), "{body}");
     drop(idle);
     drop(mon);
 }
