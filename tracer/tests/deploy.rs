@@ -55,7 +55,12 @@ fn every_manifest_passes_kubernetes_validate() {
         .iter()
         .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    for want in ["daemonset.yaml", "service.yaml", "servicemonitor.yaml"] {
+    for want in [
+        "daemonset.yaml",
+        "service.yaml",
+        "servicemonitor.yaml",
+        "prometheusrule.yaml",
+    ] {
         assert!(names.iter().any(|n| n == want), "{want} missing: {names:?}");
     }
     let out = run(
@@ -69,8 +74,10 @@ fn every_manifest_passes_kubernetes_validate() {
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         // A custom resource has no bundled schema: the only line allowed that is not a pass.
         let crd = line.starts_with("WARN")
-            && line.contains("servicemonitor.yaml")
-            && line.contains("Couldn't find schema for kind ServiceMonitor");
+            && (line.contains("servicemonitor.yaml")
+                && line.contains("Couldn't find schema for kind ServiceMonitor")
+                || line.contains("prometheusrule.yaml")
+                    && line.contains("Couldn't find schema for kind PrometheusRule"));
         assert!(
             line.starts_with("INFO") && line.contains(" passed for resource ") || crd,
             "kubernetes-validate: {line}\n{text}"
@@ -88,9 +95,10 @@ fn every_manifest_passes_kubernetes_validate() {
 }
 
 /// What the schemas cannot tell: the ServiceMonitor selects the Service and names its port,
+/// the PrometheusRule carries exactly the rules promtool checks,
 /// and the Service selects the DaemonSet's pods on a port they declare.
 #[test]
-fn the_service_monitor_service_and_daemonset_select_each_other() {
+fn the_service_monitor_service_daemonset_and_prometheus_rule_agree() {
     let script = r#"
 import sys, yaml
 d = sys.argv[1]
@@ -113,6 +121,11 @@ for e in sm["spec"]["endpoints"]:
     assert e["port"] in svc_ports, ("servicemonitor port", e["port"], list(svc_ports))
     assert set(e) <= {"port", "path", "interval", "scrapeTimeout", "relabelings", "metricRelabelings", "scheme", "bearerTokenFile", "tlsConfig"}, e
 annotations = svc["metadata"]["annotations"]
+rule = yaml.safe_load(open(d + "/prometheusrule.yaml"))
+assert rule["apiVersion"] == "monitoring.coreos.com/v1" and rule["kind"] == "PrometheusRule"
+assert rule["metadata"]["namespace"] == ds["metadata"]["namespace"]
+assert rule["spec"]["groups"] == yaml.safe_load(open(d + "/prometheus-rules.yml"))["groups"], "prometheusrule.yaml's groups differ from prometheus-rules.yml"
+assert sm["metadata"]["labels"]["release"] == rule["metadata"]["labels"]["release"]
 assert str(pod_ports[svc_ports[next(iter(svc_ports))]["targetPort"]]) == annotations["prometheus.io/port"]
 print("ok")
 "#;
