@@ -44,10 +44,12 @@ impl Timeline {
         Some(seen)
     }
 
-    /// An event showed a check of `key` (a new key, or a new call path of it).
+    /// An event showed a check of `key` (a new key, or a new call path of it). That check is
+    /// in the count too: the next poll must not take it for another, later one.
     pub fn event(&mut self, key: UsageKey, at: Instant) {
         if let Some(seen) = self.sighting(key, at) {
             seen.last = seen.last.max(at);
+            seen.count = seen.count.max(1);
         }
     }
 
@@ -109,6 +111,21 @@ mod tests {
         // A later event of a new call path is a sighting too.
         t.event(key(1, 0), at(250));
         assert_eq!(t.stamp(&key(1, 0)), (Some(20), Some(250)));
+    }
+
+    #[test]
+    fn a_check_made_once_is_first_and_last_seen_at_its_event() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let mut t = Timeline::default();
+        t.begin(1, t0);
+        t.event(key(1, 0), at(20));
+        // The poll finds the count of that one check: not a later sighting.
+        t.counts(&[(key(1, 0), 1)], at(100));
+        assert_eq!(t.stamp(&key(1, 0)), (Some(20), Some(20)));
+        // A second check, found by the next poll, is.
+        t.counts(&[(key(1, 0), 2)], at(200));
+        assert_eq!(t.stamp(&key(1, 0)), (Some(20), Some(200)));
     }
 
     #[test]
