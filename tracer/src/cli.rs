@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::{cli_help, enforce::Mode, formats::Format, hook::HookChoice};
 
-/// Exit codes of captrace's own failures (`app::Class`); otherwise captrace exits with the
+/// Exit codes of captrace's own failures (`error::Class`); otherwise captrace exits with the
 /// command's status.
 pub const EXIT_CODES_HELP: &str = "\
 Exit status: the traced command's own status (128+N if killed by signal N), or
