@@ -1,5 +1,10 @@
 //! Kernel side of captrace. Thin programs: filter first, aggregate in maps, send only what is
 //! new. No policy lives here.
+//!
+//! No `aya-log`: the rare paths it would report (a full map, a lost ring reservation, a failed
+//! stack walk) are already counted in `STATS` (`stat::MAP_FULL`, `EVENTS_LOST`, `STACKS_LOST`),
+//! which user space reads and prints as losses, and a log call would add its own per-CPU buffer
+//! and ring to every program for text no one reads in production.
 // Built for the host too (workspace clippy and tests unify features), where it is an empty
 // program.
 #![cfg_attr(target_arch = "bpf", no_std, no_main)]

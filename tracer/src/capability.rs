@@ -265,11 +265,10 @@ mod tests {
     }
 
     #[test]
-    fn huge_names_fail_fast_and_are_cut() {
+    fn huge_names_are_refused_and_cut() {
+        // How fast the refusal is belongs to `cargo xtask bench`, not to a wall-clock bound here.
         let long = "X".repeat(1 << 20);
-        let t = std::time::Instant::now();
         let e = Cap::parse(&long).unwrap_err();
-        assert!(t.elapsed() < std::time::Duration::from_secs(1));
         assert_eq!(e.suggestion, None);
         assert_eq!(e.given.len(), MAX_NAME + 3);
     }

@@ -2,11 +2,11 @@
 //! before doing any work.
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
-use crate::{cli_help, enforce::Mode, hook::HookChoice};
+use crate::{cli_help, enforce::Mode, formats::Format, hook::HookChoice};
 
-/// Exit codes of captrace's own failures (`app::Class`); otherwise captrace exits with the
+/// Exit codes of captrace's own failures (`error::Class`); otherwise captrace exits with the
 /// command's status.
 pub const EXIT_CODES_HELP: &str = "\
 Exit status: the traced command's own status (128+N if killed by signal N), or
@@ -272,19 +272,6 @@ pub struct MonitorArgs {
     /// Serve Prometheus metrics at this address (e.g. 127.0.0.1:9464).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    Docker,
-    Compose,
-    Podman,
-    K8s,
-    Oci,
-    Systemd,
-    Bwrap,
-    Setpriv,
-    Json,
 }
 
 #[derive(Debug, Args)]

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use crate::{capability::Cap, profile::Profile, recommend};
+use crate::{capability::Cap, profile::Profile, recommendation};
 
 /// A capability of a profile's set and the check that first showed it was needed.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -29,7 +29,7 @@ impl FirstUse {
         let first = profile
             .checks
             .iter()
-            .filter(|c| c.cap == cap && c.origin.is_workload() && recommend::is_use(c))
+            .filter(|c| c.cap == cap && c.origin.is_workload() && recommendation::is_use(c))
             .min_by_key(|c| (c.first_seen_ms.is_none(), c.first_seen_ms));
         let never_checked = match first {
             Some(_) => None,
@@ -110,22 +110,15 @@ pub fn beyond(profile: &Profile, allowed: &BTreeSet<Cap>) -> Vec<FirstUse> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::{Added, Audit, Check, Origin, Scope, Verdict};
+    use crate::profile::{Added, Audit, Check};
 
     fn check(cap: u8, comm: &str, syscall: &str, first_seen_ms: Option<u64>) -> Check {
         Check {
-            cap: Cap(cap),
-            verdict: Verdict::Granted,
-            audit: Audit::Audited,
-            scope: Scope::Host,
-            syscall: Some(syscall.into()),
-            count: 1,
             pid: Some(42),
             comm: Some(comm.into()),
-            call_paths: vec![],
-            origin: Origin::Workload,
             first_seen_ms,
             last_seen_ms: first_seen_ms,
+            ..Check::granted(cap, syscall)
         }
     }
 

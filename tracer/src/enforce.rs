@@ -147,7 +147,7 @@ pub fn summary(counts: &[(UsageKey, u64)], workload: u64) -> Vec<String> {
         .collect()
 }
 
-/// Reports denials as they come (`Fresh::into_denial` of what the events told), one line
+/// Reports denials as they come (`Decoded::into_denial` of what the events told), one line
 /// each on `to` (see [`output::denial`]).
 pub fn print_denials(records: impl IntoIterator<Item = DenialRecord>, to: To) {
     for record in records {

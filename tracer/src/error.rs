@@ -6,7 +6,8 @@ use crate::{
     container::{NotRunning, resolve::NoCgroup2},
     launch::ExecError,
     loader::LoadError,
-    profile::{NoOutputDir, ProfileError},
+    profile::ProfileError,
+    safe_file::NoOutputDir,
 };
 
 /// captrace's own failure when no class below fits.

@@ -21,7 +21,7 @@ use crate::{
     profile::{
         Added, Audit, CallPath, Check, Namespaces, NsCallRecord, Origin, Profile, Scope, Verdict,
     },
-    recommend,
+    recommendation,
 };
 
 /// What makes two checks the same check: all but what is counted or observed about it.
@@ -62,7 +62,7 @@ pub fn merge(profiles: &[Profile]) -> Option<Profile> {
         .into_iter()
         .map(|(cap, reason)| Added { cap, reason })
         .collect();
-    let rec = recommend::recommend_with(&checks, &namespaces, &known);
+    let rec = recommendation::recommend_with(&checks, &namespaces, &known);
 
     let mut p = Profile::new();
     p.cap_add = rec.cap_add;
@@ -162,18 +162,9 @@ mod tests {
 
     fn check(cap: u8, syscall: &str, count: u64) -> Check {
         Check {
-            cap: Cap(cap),
-            verdict: Verdict::Granted,
-            audit: Audit::Audited,
-            scope: Scope::Host,
-            syscall: Some(syscall.into()),
             count,
             pid: Some(10),
-            comm: Some("x".into()),
-            call_paths: vec![],
-            origin: Origin::Workload,
-            first_seen_ms: None,
-            last_seen_ms: None,
+            ..Check::granted(cap, syscall)
         }
     }
 

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     capability::Cap,
-    safe_file::{self, ReadError},
+    safe_file::{self, NoOutputDir, ReadError},
 };
 
 pub const SCHEMA: &str = "captrace/profile";
@@ -194,6 +194,28 @@ pub struct Check {
     pub last_seen_ms: Option<u64>,
 }
 
+#[cfg(test)]
+impl Check {
+    /// A granted, audited host check of the workload, made once by process 1 (`x`) in
+    /// `syscall`: the common case unit tests vary with struct update syntax.
+    pub(crate) fn granted(cap: u8, syscall: &str) -> Check {
+        Check {
+            cap: Cap(cap),
+            verdict: Verdict::Granted,
+            audit: Audit::Audited,
+            scope: Scope::Host,
+            syscall: Some(syscall.into()),
+            count: 1,
+            pid: Some(1),
+            comm: Some("x".into()),
+            call_paths: vec![],
+            origin: Origin::Workload,
+            first_seen_ms: None,
+            last_seen_ms: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CallPath {
@@ -320,29 +342,9 @@ pub struct SilentRefusal {
     pub effect: String,
 }
 
-/// `-o FILE` names a directory that does not exist (bad usage: found before anything starts).
-#[derive(Debug, thiserror::Error)]
-#[error("cannot write profile {}: directory {} does not exist", .path.display(), .dir.display())]
-pub struct NoOutputDir {
-    pub path: std::path::PathBuf,
-    pub dir: std::path::PathBuf,
-}
-
 /// Checks that `-o FILE` can be written before anything starts: its directory must exist.
 pub fn check_output_dir(output: Option<&Path>) -> Result<(), NoOutputDir> {
-    if let Some(out) = output {
-        let dir = out
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        if !dir.is_dir() {
-            return Err(NoOutputDir {
-                path: out.to_owned(),
-                dir: dir.to_owned(),
-            });
-        }
-    }
-    Ok(())
+    output.map_or(Ok(()), |out| safe_file::check_parent_dir("profile", out))
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -6,10 +6,11 @@ use comfy_table::{Table, presets::NOTHING};
 use crate::{
     capability::Cap,
     classifier,
-    cli::Format,
     container::sets,
     escape::printable,
-    formats, minimize, namespaces,
+    formats,
+    formats::Format,
+    minimize, namespaces,
     profile::{Audit, Check, Profile, Scope, Verdict},
 };
 

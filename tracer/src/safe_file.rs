@@ -163,3 +163,30 @@ mod tests {
         ));
     }
 }
+
+/// An output file (`-o FILE`, `--html FILE`) names a directory that does not exist (bad usage:
+/// found before anything starts).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write {what} {}: directory {} does not exist", .path.display(), .dir.display())]
+pub struct NoOutputDir {
+    /// What the file would have held ("profile", "the HTML report").
+    pub what: &'static str,
+    pub path: std::path::PathBuf,
+    pub dir: std::path::PathBuf,
+}
+
+/// Checks that `out` can be created before anything starts: its directory must exist.
+pub fn check_parent_dir(what: &'static str, out: &Path) -> Result<(), NoOutputDir> {
+    let dir = out
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if dir.is_dir() {
+        return Ok(());
+    }
+    Err(NoOutputDir {
+        what,
+        path: out.to_owned(),
+        dir: dir.to_owned(),
+    })
+}

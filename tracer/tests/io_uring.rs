@@ -12,23 +12,9 @@ use std::{
     process::Command,
 };
 
-/// Builds `fixtures/io_uring/openat.c` into `dir` (gcc, installed by `cargo xtask setup`).
+/// Builds `fixtures/io_uring/openat.c` into `dir`.
 fn build(dir: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/io_uring/openat.c");
-    let bin = dir.join("openat");
-    let out = Command::new("cc")
-        .arg("-O2")
-        .arg("-o")
-        .arg(&bin)
-        .arg(&src)
-        .output()
-        .expect("running cc (`cargo xtask setup` installs gcc)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    bin
+    support::build_c("io_uring/openat.c", &["-O2"], dir, "openat")
 }
 
 /// A root-owned file nobody may read without a DAC capability.

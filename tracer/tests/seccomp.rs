@@ -11,20 +11,7 @@ use std::{
 
 /// Builds `fixtures/seccomp/attacks.c`, static so it also runs in a busybox root.
 fn build(dir: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seccomp/attacks.c");
-    let bin = dir.join("attacks");
-    let out = Command::new("cc")
-        .args(["-static", "-O2", "-o"])
-        .arg(&bin)
-        .arg(&src)
-        .output()
-        .expect("running cc (`cargo xtask setup` installs gcc)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    bin
+    support::build_c("seccomp/attacks.c", &["-static", "-O2"], dir, "attacks")
 }
 
 fn run(args: &[&str]) -> Output {

@@ -9,7 +9,7 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
-use tokio::signal::unix::{SignalKind, signal};
+use nix::sys::signal::Signal;
 
 use crate::{
     capability::{self, Cap},
@@ -18,9 +18,10 @@ use crate::{
     container::{alive, cgroup_dir, comm, container_cgroup, tree_threads},
     enforce,
     error::UsageError,
+    events::{Collector, Decoded},
     loader::{Options, Tracer},
     output::{self, To},
-    reader::{Collector, Fresh},
+    stop::{self, Stop, Wake},
 };
 
 /// The single workload id of an `enforce` instance.
@@ -103,7 +104,7 @@ fn report_denials(collector: &mut Collector, ring: &mut RingBuf<MapData>) {
     let denials = collector
         .drain(ring)
         .into_iter()
-        .filter_map(Fresh::into_denial);
+        .filter_map(Decoded::into_denial);
     enforce::print_denials(denials, To::Stdout);
 }
 
@@ -151,20 +152,14 @@ pub fn run(args: EnforceArgs) -> anyhow::Result<u8> {
     ));
     let mut ring = tracer.take_events()?;
     let mut collector = Collector::default();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let why = runtime.block_on(async {
-        let mut sigint = signal(SignalKind::interrupt())?;
-        let mut sigterm = signal(SignalKind::terminate())?;
-        let mut sighup = signal(SignalKind::hangup())?;
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let why = stop::block_on(async {
+        let mut wake = Stop::new(Duration::from_millis(100))?;
         loop {
-            let stop = tokio::select! {
-                _ = tick.tick() => None,
-                _ = sigint.recv() => Some("interrupted"),
-                _ = sigterm.recv() => Some("terminated"),
-                _ = sighup.recv() => Some("hung up"),
+            let stop = match wake.next().await {
+                Wake::Signal(Signal::SIGINT) => Some("interrupted"),
+                Wake::Signal(Signal::SIGTERM) => Some("terminated"),
+                Wake::Signal(_) => Some("hung up"),
+                Wake::Tick | Wake::Deadline => None,
             };
             report_denials(&mut collector, &mut ring);
             if let Some(why) = stop {
@@ -178,7 +173,7 @@ pub fn run(args: EnforceArgs) -> anyhow::Result<u8> {
                 return Ok("the workload is gone");
             }
         }
-    })?;
+    })??;
     report_denials(&mut collector, &mut ring);
     for line in enforce::summary(&tracer.denials()?, WORKLOAD) {
         output::note(format_args!("enforce: total: {line}"));

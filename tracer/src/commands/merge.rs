@@ -5,10 +5,7 @@ use std::io::{self, Write};
 use anyhow::Context;
 
 use crate::{
-    cli::{Format, MergeArgs},
-    error::UsageError,
-    formats, merge, output,
-    profile::Profile,
+    cli::MergeArgs, error::UsageError, formats, formats::Format, merge, output, profile::Profile,
 };
 
 pub fn run(args: &MergeArgs) -> anyhow::Result<u8> {

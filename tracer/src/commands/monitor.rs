@@ -6,7 +6,6 @@ use std::{
 };
 
 use anyhow::Context as _;
-use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     capability::Cap,
@@ -16,6 +15,7 @@ use crate::{
     escape, metrics,
     monitor::{self, Filter, Monitor},
     output,
+    stop::{self, Stop},
 };
 
 pub fn run(args: MonitorArgs) -> anyhow::Result<u8> {
@@ -46,10 +46,7 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<u8> {
         },
         args.hook.hook,
     )?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(watch(&mut mon, &args, json, listener))?;
+    stop::block_on(watch(&mut mon, &args, json, listener))??;
     mon.refresh()?;
     if args.summary {
         let mut out = std::io::stdout().lock();
@@ -85,20 +82,11 @@ async fn watch(
         ))),
         None => None,
     };
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let deadline = args
-        .duration
-        .map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s.max(0.0)));
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut stop_on = Stop::new(Duration::from_millis(200))?
+        .until(args.duration.map(|s| Duration::from_secs_f64(s.max(0.0))));
     let mut ticks = 0u64;
     loop {
-        let stop = tokio::select! {
-            _ = tick.tick() => false,
-            _ = sigint.recv() => true,
-            _ = sigterm.recv() => true,
-            _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => true,
-        };
+        let stop = stop_on.next().await.stops();
         let lines = mon.poll();
         if json {
             let mut out = std::io::stdout().lock();

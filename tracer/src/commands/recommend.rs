@@ -4,10 +4,7 @@ use std::io::{self, Write};
 use anyhow::Context;
 
 use crate::{
-    cli::{Format, RecommendArgs},
-    container::sets,
-    error::UsageError,
-    formats,
+    cli::RecommendArgs, container::sets, error::UsageError, formats, formats::Format,
     profile::Profile,
 };
 
@@ -48,7 +45,7 @@ fn write(args: &RecommendArgs, out: &mut impl Write) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{capability::Cap, cli::Format};
+    use crate::{capability::Cap, formats::Format};
 
     #[test]
     fn renders_a_recorded_profile() {

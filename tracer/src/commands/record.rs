@@ -1,8 +1,6 @@
 //! `captrace record -- CMD...` and `captrace record --container X`.
 use std::{path::Path, time::Duration};
 
-use tokio::signal::unix::{SignalKind, signal};
-
 use crate::{
     cli::RecordArgs,
     container::{
@@ -12,14 +10,16 @@ use crate::{
         sets,
     },
     error::UsageError,
+    html,
     launch::{self, Spec},
     loader::Options,
     minimize,
     monitor::{Filter, Monitor},
     output,
     profile::{self, Profile},
+    recording::{Session, Wait, observed_profile},
     report,
-    session::{Session, Wait, observed_profile},
+    stop::{self, Stop},
 };
 
 pub fn run(args: RecordArgs) -> anyhow::Result<u8> {
@@ -29,10 +29,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<u8> {
     // Everything that can be checked is checked before anything starts.
     launch::resolve(&args.command[0])?;
     profile::check_output_dir(args.output.as_deref())?;
-    args.html
-        .as_deref()
-        .map(super::report::check_dir)
-        .transpose()?;
+    args.html.as_deref().map(html::check_output).transpose()?;
 
     let follows = args.containers || follow::is_client(&args.command[0]);
     let replay_at = replay::run_position(&args.command);
@@ -123,7 +120,7 @@ fn finish(args: &RecordArgs, profile: &Profile) -> anyhow::Result<()> {
         profile.write(out)?;
     }
     if let Some(out) = &args.html {
-        super::report::write_html(profile, out)?;
+        html::write(profile, out)?;
     }
     Ok(())
 }
@@ -131,10 +128,7 @@ fn finish(args: &RecordArgs, profile: &Profile) -> anyhow::Result<()> {
 /// `record --container X`: from now until the container's init exits, or a signal.
 fn record_container(args: &RecordArgs, name: &str) -> anyhow::Result<u8> {
     profile::check_output_dir(args.output.as_deref())?;
-    args.html
-        .as_deref()
-        .map(super::report::check_dir)
-        .transpose()?;
+    args.html.as_deref().map(html::check_output).transpose()?;
     let (cgroup, found) = container_cgroup(name)?;
     let mut mon = Monitor::start(vec![cgroup], Filter::default(), args.hook.hook)?;
     let short = &found.id[..12.min(found.id.len())];
@@ -143,25 +137,16 @@ fn record_container(args: &RecordArgs, name: &str) -> anyhow::Result<u8> {
         crate::escape::printable(&found.name),
         crate::escape::printable(short)
     ));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let mut sigint = signal(SignalKind::interrupt())?;
-        let mut sigterm = signal(SignalKind::terminate())?;
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
+    stop::block_on(async {
+        let mut stop = Stop::new(Duration::from_millis(100))?;
         loop {
-            let stop = tokio::select! {
-                _ = tick.tick() => false,
-                _ = sigint.recv() => true,
-                _ = sigterm.recv() => true,
-            };
+            let stops = stop.next().await.stops();
             let _ = mon.poll();
-            if stop || !Path::new(&format!("/proc/{}", found.pid)).exists() {
+            if stops || !Path::new(&format!("/proc/{}", found.pid)).exists() {
                 return anyhow::Ok(());
             }
         }
-    })?;
+    })??;
     let _ = mon.poll();
     mon.refresh()?;
     let stats = mon.stats.get(&cgroup).cloned().unwrap_or_default();

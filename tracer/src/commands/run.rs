@@ -12,8 +12,9 @@ use crate::{
     error::UsageError,
     launch::{self, NsSet, Privileges, Sandbox, Spec, privileges, seccomp},
     loader::Options,
-    output, recommend, safe_file,
-    session::{Session, Wait},
+    output, recommendation,
+    recording::{Session, Wait},
+    safe_file,
 };
 
 fn usage(msg: impl Into<String>) -> anyhow::Error {
@@ -244,7 +245,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             },
         )?;
         let checks = session.checks(run.workload)?;
-        let denied = recommend::denials(&checks);
+        let denied = recommendation::denials(&checks);
         if denied.is_empty() {
             output::note("audit: no capability check was denied");
         }

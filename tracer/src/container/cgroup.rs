@@ -26,7 +26,6 @@ const NOT_NAMESPACES: &[&str] = &[
 /// | `/<namespace>/<name>` (`/default/web`, `/k8s.io/<id>`), `cri-containerd-<id>.scope` | Containerd |
 /// | `crio-<id>.scope`, `crio-<id>` | CriO |
 /// | `kubepods[.slice]/[<qos>/]pod<uid>/<container>`, systemd or cgroupfs naming | Kubernetes |
-/// | `/captrace/<run-id>`, `captrace-<run-id>.scope` | Captrace |
 /// | `/system.slice/nginx.service`, any other `.service` or `.scope` | Systemd |
 /// | `/`, `/init.scope`, `session-N.scope`, `user@N.service/init.scope`, anything else | Host |
 ///
@@ -42,10 +41,6 @@ const NOT_NAMESPACES: &[&str] = &[
 ///   still sets `namespace: k8s.io`. Pods directly under `kubepods` are QoS `guaranteed`.
 /// - containerd is a guess: exactly two levels `/<ns>/<name>`, both valid containerd
 ///   identifiers, the first not a systemd unit or a name another runtime uses.
-/// - `/captrace/<run-id>` (cgroupfs style) and the systemd scope `captrace-<run-id>.scope` are
-///   named `Captrace`: the names reserved for workloads of captrace. `captrace run` itself
-///   creates no cgroup today (its workload stays in captrace's own), so only a cgroup someone
-///   made by that name is reported so; `<run-id>` follows containerd's identifier rule.
 pub fn parse_cgroup_path(path: &str) -> ContainerRef {
     let path = without_proc_prefix(path.trim());
     // proc_cgroup_show() appends this to the path of a removed cgroup.
@@ -121,23 +116,13 @@ fn runtime_step(prev: Option<&str>, comp: &str, in_pod: bool) -> Option<Containe
             return Some(make(runtime, Some(id), namespace));
         }
     }
-    if let Some(run_id) = scope
-        .and_then(|s| s.strip_prefix("captrace-"))
-        .filter(|r| is_identifier(r))
-    {
-        return Some(make(Runtime::Captrace, Some(run_id), None));
-    }
     match (prev, comp) {
         (Some("docker"), id) if is_hex64(id) => Some(make(Runtime::Docker, Some(id), None)),
-        (Some("captrace"), run_id) if is_identifier(run_id) => {
-            Some(make(Runtime::Captrace, Some(run_id), None))
-        }
         (Some("libpod_parent"), "conmon") => Some(make(Runtime::Podman, None, None)),
         // cgroupfs kubelet: the container is a bare id in the pod's directory.
         (_, id) if in_pod && is_hex64(id) => Some(make(Runtime::Kubernetes, Some(id), None)),
         (None, "docker") => Some(make(Runtime::Docker, None, None)),
         (None, "libpod_parent") => Some(make(Runtime::Podman, None, None)),
-        (None, "captrace") => Some(make(Runtime::Captrace, None, None)),
         _ => None,
     }
 }
@@ -446,12 +431,12 @@ mod tests {
                 format!("/system.slice/docker-{ID}.scope/system.slice/nginx.service"),
                 unit(Docker, Some(ID), &format!("docker-{ID}.scope")),
             ),
-            ("/captrace/web-1".into(), c(Captrace, Some("web-1"))),
+            // captrace makes no cgroup of its own: a scope by its name is just a unit.
             (
                 "/system.slice/captrace-web-1.scope".into(),
-                unit(Captrace, Some("web-1"), "captrace-web-1.scope"),
+                unit(Systemd, None, "captrace-web-1.scope"),
             ),
-            ("/captrace".into(), c(Captrace, None)),
+            ("/captrace".into(), ContainerRef::host()),
             ("/".into(), ContainerRef::host()),
             ("/init.scope".into(), ContainerRef::host()),
             (
@@ -503,8 +488,6 @@ mod tests {
                     ..c(Containerd, Some(ID))
                 },
             ),
-            ("/captrace/..".into(), c(Captrace, None)),
-            ("/captrace/a b".into(), c(Captrace, None)),
             ("/system.slice".into(), ContainerRef::host()),
             ("/machine/qemu-1".into(), ContainerRef::host()),
             ("/default/my container".into(), ContainerRef::host()),

@@ -39,9 +39,6 @@ pub enum Runtime {
     Kubernetes,
     /// A systemd service or scope that is not a container.
     Systemd,
-    /// A cgroup named for a captrace workload (`/captrace/<id>`, `captrace-<id>.scope`; see
-    /// `parse_cgroup_path`: `captrace run` does not create one itself).
-    Captrace,
     /// The root cgroup, `init.scope`, login sessions, and any path no rule recognises.
     Host,
 }
@@ -55,7 +52,6 @@ impl Runtime {
             Runtime::CriO => "crio",
             Runtime::Kubernetes => "kubernetes",
             Runtime::Systemd => "systemd",
-            Runtime::Captrace => "captrace",
             Runtime::Host => "host",
         }
     }

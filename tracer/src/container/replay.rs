@@ -12,7 +12,7 @@ use crate::{
     capability::Cap,
     launch::Spec,
     minimize::{Outcome, Replay, shell},
-    session::{Session, Wait},
+    recording::{Session, Wait},
 };
 
 /// Clients whose `run` takes Docker's capability flags.

@@ -57,7 +57,7 @@ pub fn verified(container: &ContainerRef, name: Option<&str>) -> bool {
         Runtime::Host | Runtime::Systemd => true,
         Runtime::Docker | Runtime::Podman => name.is_some(),
         // containerd, CRI-O, Kubernetes and captrace's own: the cgroup path is all there is.
-        Runtime::Containerd | Runtime::CriO | Runtime::Kubernetes | Runtime::Captrace => false,
+        Runtime::Containerd | Runtime::CriO | Runtime::Kubernetes => false,
     }
 }
 
@@ -252,7 +252,7 @@ fn container_name(docker_root: &Path, c: &ContainerRef) -> Option<String> {
     match c.runtime {
         Runtime::Docker => docker_name(docker_root, id),
         Runtime::Podman => inspect("podman", id).map(|i| i.name),
-        Runtime::Containerd | Runtime::Captrace => Some(id.to_string()),
+        Runtime::Containerd => Some(id.to_string()),
         _ => None,
     }
 }

@@ -5,11 +5,11 @@ use std::collections::BTreeSet;
 
 use crate::{
     capability::{self, Cap},
-    cli::Format,
     formats,
+    formats::Format,
     minimize::{self, Replay},
     profile::{ContainerProfile, Minimize, Namespaces, Profile},
-    recommend,
+    recommendation,
 };
 
 /// What the report says when a container client ran and no container was seen.
@@ -32,7 +32,10 @@ pub fn apply(profile: &mut Profile, containers: Vec<ContainerProfile>) {
         "the union of the sets of the {} container(s) it started; the client's own checks (the table above) are not a container's",
         containers.len()
     )];
-    advice.extend(recommend::advice(&profile.cap_add, &Namespaces::default()));
+    advice.extend(recommendation::advice(
+        &profile.cap_add,
+        &Namespaces::default(),
+    ));
     profile.advice = advice;
     profile.containers = containers;
 }

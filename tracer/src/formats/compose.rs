@@ -14,7 +14,7 @@ pub(super) fn render(caps: &[Cap]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use crate::{cli::Format, formats::render_names};
+    use crate::formats::{Format, render_names};
 
     #[test]
     fn renders_service_keys() {

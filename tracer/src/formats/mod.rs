@@ -1,6 +1,8 @@
 //! One module per output syntax of a profile's capability set. Every renderer returns complete
 //! lines, each ending in `\n`, ready to print or write to a file.
-use crate::{capability::Cap, cli::Format, profile::Profile};
+use clap::ValueEnum;
+
+use crate::{capability::Cap, profile::Profile};
 
 mod bwrap;
 mod compose;
@@ -12,6 +14,20 @@ mod podman;
 mod setpriv;
 mod systemd;
 
+/// The syntaxes a set renders in (`recommend -f`, `merge -f`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Docker,
+    Compose,
+    Podman,
+    K8s,
+    Oci,
+    Systemd,
+    Bwrap,
+    Setpriv,
+    Json,
+}
+
 /// Renders the profile's `cap_add` set in the given syntax.
 pub fn render(profile: &Profile, format: Format) -> String {
     render_set(&profile.cap_add, format)
@@ -19,7 +35,7 @@ pub fn render(profile: &Profile, format: Format) -> String {
 
 /// Renders a capability set in the given syntax.
 pub fn render_set(caps: &[Cap], format: Format) -> String {
-    let caps = minimal_set(caps);
+    let caps = sorted_unique(caps);
     match format {
         Format::Docker => docker::render(&caps),
         Format::Compose => compose::render(&caps),
@@ -35,7 +51,7 @@ pub fn render_set(caps: &[Cap], format: Format) -> String {
 
 /// The set in capability-number order without duplicates, so every syntax lists it the same way
 /// whatever order the profile was written in.
-fn minimal_set(caps: &[Cap]) -> Vec<Cap> {
+fn sorted_unique(caps: &[Cap]) -> Vec<Cap> {
     let mut caps = caps.to_vec();
     caps.sort_unstable();
     caps.dedup();
@@ -59,7 +75,7 @@ mod tests {
 
     #[test]
     fn minimal_set_sorts_by_number_and_dedups() {
-        let caps = minimal_set(&[Cap(21), Cap(0), Cap(21), Cap(10), Cap(0)]);
+        let caps = sorted_unique(&[Cap(21), Cap(0), Cap(21), Cap(10), Cap(0)]);
         assert_eq!(caps, vec![Cap(0), Cap(10), Cap(21)]);
     }
 }

@@ -3,7 +3,7 @@ pub(super) use super::docker::render;
 
 #[cfg(test)]
 mod tests {
-    use crate::{cli::Format, formats::render_names};
+    use crate::formats::{Format, render_names};
 
     #[test]
     fn renders_docker_flags() {

@@ -16,7 +16,7 @@ pub(super) fn render(caps: &[Cap]) -> String {
 mod tests {
     use std::{path::Path, process::Command};
 
-    use crate::{cli::Format, formats::render_names};
+    use crate::formats::{Format, render_names};
 
     #[test]
     fn renders_command_line() {

@@ -2,13 +2,17 @@
 //! and a few lines of inline JavaScript (the copy buttons) and nothing fetched from the network,
 //! so it can be attached to a CI run or mailed. Everything taken from the profile is escaped
 //! (`escape::html`): process, container and image names are the workload's choice.
+use std::path::Path;
+
+use anyhow::Context as _;
 use clap::ValueEnum as _;
 
 use crate::{
-    cli::Format,
     container::sets,
     formats,
+    formats::Format,
     profile::{Audit, Check, Origin, Profile, Scope, Verdict},
+    safe_file::{self, NoOutputDir},
 };
 
 mod escape;
@@ -17,6 +21,17 @@ mod timeline;
 mod tree;
 
 pub use escape::html;
+
+/// `--html FILE` into a directory that does not exist is bad usage, found before anything starts.
+pub fn check_output(out: &Path) -> Result<(), NoOutputDir> {
+    safe_file::check_parent_dir("the HTML report", out)
+}
+
+/// Writes the page as `-o` writes a profile: never through a symlink planted at the path.
+pub fn write(profile: &Profile, out: &Path) -> anyhow::Result<()> {
+    safe_file::write_replacing(out, render(profile).as_bytes(), 0o644)
+        .with_context(|| format!("cannot write the HTML report {}", out.display()))
+}
 
 const STYLE: &str = include_str!("report.css");
 const SCRIPT: &str = include_str!("report.js");

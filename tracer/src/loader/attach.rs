@@ -153,7 +153,7 @@ impl Tracer {
     /// Attaches the process-following programs as raw tracepoints: those detach at once, where
     /// each perf tracepoint waits for an RCU grace period (perf_trace_event_unreg, ~70 ms
     /// here). On error the links made so far are dropped with `self`.
-    pub(super) fn attach(&mut self) -> Result<(), LoadError> {
+    pub(super) fn attach_followers(&mut self) -> Result<(), LoadError> {
         for (name, point) in PROGRAMS {
             self.attach_raw_tp(name, point)
                 .map_err(|source| LoadError::Program { name, source })?;

@@ -93,7 +93,7 @@ impl Tracer {
     }
 
     /// Exact counts per key, summed over CPUs.
-    pub fn usage(&self) -> Result<Vec<(UsageKey, u64)>, LoadError> {
+    pub fn check_counts(&self) -> Result<Vec<(UsageKey, u64)>, LoadError> {
         self.per_cpu_counts(names::MAP_USAGE, "USAGE")
     }
 

@@ -222,7 +222,7 @@ impl Tracer {
         }
         // Namespace calls are reported by the tracing commands only; the enforcer alone does not
         // need a program on every syscall of the host.
-        tracer.attach()?;
+        tracer.attach_followers()?;
         if opts.hook.is_some() {
             tracer.attach_sys_exit(&aya_btf)?;
         }

@@ -28,8 +28,8 @@ use crate::{
     capability_set,
     launch::{Privileges, Spec},
     profile::{Added, Check, Minimize, Profile},
-    recommend,
-    session::{Run, Session, Wait},
+    recommendation,
+    recording::{Run, Session, Wait},
 };
 
 /// Outcome of one replay.
@@ -343,7 +343,7 @@ pub fn prove(
     profile.never_checked.retain(|a| set.contains(&a.cap));
     profile.silent_refusals = silent_refusals(&proving.checks, &set, &recorded_denied);
     profile.cap_add = report.proven.clone();
-    profile.advice = recommend::advice(&profile.cap_add, &profile.namespaces);
+    profile.advice = recommendation::advice(&profile.cap_add, &profile.namespaces);
     profile.minimize = Some(report);
     Ok(())
 }
@@ -382,10 +382,10 @@ pub fn judge(replay: &Outcome, baseline: &Outcome, m: Cap, dropped: &[Cap]) -> R
     }
 }
 
-/// Capabilities the kernel tests as bits (`recommend::NAMESPACE_RULES`) never show a check:
+/// Capabilities the kernel tests as bits (`recommendation::NAMESPACE_RULES`) never show a check:
 /// the replay reached their code when it created that kind of namespace.
 fn namespace_rule_reached(cap: Cap, created: &[String]) -> bool {
-    recommend::NAMESPACE_RULES
+    recommendation::NAMESPACE_RULES
         .iter()
         .any(|(kind, c, _)| Cap(*c) == cap && created.iter().any(|k| k == kind))
 }

@@ -124,12 +124,14 @@ pub fn silent_refusals(
         // A DAC_READ_SEARCH denial answered by a granted DAC_OVERRIDE is the kernel's fallback
         // (fs/namei.c: generic_permission), not a refusal.
         if replayed.iter().any(|g| {
-            crate::recommend::FALLBACKS.iter().any(|(d, instead, _)| {
-                c.cap == Cap(*d)
-                    && g.cap == Cap(*instead)
-                    && g.verdict == Verdict::Granted
-                    && g.syscall == c.syscall
-            })
+            crate::recommendation::FALLBACKS
+                .iter()
+                .any(|(d, instead, _)| {
+                    c.cap == Cap(*d)
+                        && g.cap == Cap(*instead)
+                        && g.verdict == Verdict::Granted
+                        && g.syscall == c.syscall
+                })
         }) {
             continue;
         }

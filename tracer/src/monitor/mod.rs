@@ -17,12 +17,12 @@ pub use output::{render_table, summary_lines};
 use crate::{
     capability::Cap,
     container::resolve::{self, Attribution, Resolver},
+    events::{self, Collector, Decoded},
     hook::HookChoice,
     loader::{Options, Tracer},
     namespaces,
     profile::{Audit, Check, Losses, Namespaces, NsCallRecord, Origin, Scope, Verdict},
-    reader::{self, Collector, Fresh},
-    recommend,
+    recommendation,
     symbolizer::Symbolizer,
 };
 
@@ -90,11 +90,11 @@ impl CgroupStats {
 
     /// Capabilities used (the same rule as `record`: audited, granted, host).
     pub fn used(&self) -> Vec<Cap> {
-        recommend::recommend(&self.workload_checks(), &Namespaces::default()).cap_add
+        recommendation::recommend(&self.workload_checks(), &Namespaces::default()).cap_add
     }
 
     pub fn denials(&self) -> u64 {
-        recommend::denials(&self.workload_checks())
+        recommendation::denials(&self.workload_checks())
             .iter()
             .map(|c| c.count)
             .sum()
@@ -162,7 +162,7 @@ impl Monitor {
         let mut lines = Vec::new();
         for f in fresh {
             match f {
-                Fresh::Check {
+                Decoded::Check {
                     path,
                     tgid,
                     ns_pid,
@@ -172,7 +172,7 @@ impl Monitor {
                     if !self.filter.caps.is_empty() && !self.filter.caps.contains(&cap) {
                         continue;
                     }
-                    let check = reader::check_of(&path.usage, 0);
+                    let check = events::check_of(&path.usage, 0);
                     if self.filter.unique
                         && !self
                             .printed
@@ -194,14 +194,14 @@ impl Monitor {
                         scope: check.scope,
                         syscall: check.syscall,
                         namespaces: resolve::namespaces(tgid),
-                        origin: reader::own_unless_borrowed(
+                        origin: events::own_unless_borrowed(
                             check.origin,
                             [classified.callers.as_slice()],
                         ),
                     });
                 }
-                Fresh::Denial { .. } => {}
-                Fresh::Ns {
+                Decoded::Denial { .. } => {}
+                Decoded::Ns {
                     workload,
                     ns_pid,
                     record,
@@ -251,7 +251,7 @@ impl Monitor {
             .map(|t| now.duration_since(t))
             .unwrap_or(Duration::ZERO);
         self.last_refresh = Some(now);
-        let all = reader::all_checks(&self.tracer, &self.collector, &self.symbolizer)?;
+        let all = events::all_checks(&self.tracer, &self.collector, &self.symbolizer)?;
         let mut next = BTreeMap::new();
         for (cgroup, checks) in all {
             let total: u64 = checks.iter().map(|c| c.count).sum();

@@ -73,11 +73,19 @@ pub fn busybox_rootfs(dir: &Path) {
     }
     fs::copy("/bin/busybox", dir.join("bin/busybox"))
         .expect("copying /bin/busybox: install busybox-static (`cargo xtask setup`)");
-    let status = Command::new("chroot")
-        .arg(dir)
-        .args(["/bin/busybox", "--install", "-s", "/bin"])
-        .status()
-        .expect("running chroot");
+    // A child another test thread forks while the copy is open holds the copy's write end until
+    // it execs, and exec of the copy fails with ETXTBSY (chroot exits 126) until then.
+    let mut status = None;
+    wait_until(Duration::from_secs(10), || {
+        let s = Command::new("chroot")
+            .arg(dir)
+            .args(["/bin/busybox", "--install", "-s", "/bin"])
+            .status()
+            .expect("running chroot");
+        status = Some(s);
+        s.code() != Some(126)
+    });
+    let status = status.expect("chroot ran");
     assert!(status.success(), "busybox --install in {dir:?}: {status}");
     fs::write(
         dir.join("etc/passwd"),
@@ -116,6 +124,29 @@ pub fn in_private_mounts(setup: &str, args: &[&str]) -> Command {
 }
 
 /// `captrace ARGS...`, not started.
+/// Compiles the C fixture `tests/fixtures/{fixture}` with `cc` (gcc, installed by `cargo xtask
+/// setup`) and `flags` into `dir/{name}`, and returns the program's path.
+pub fn build_c(fixture: &str, flags: &[&str], dir: &Path, name: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(fixture);
+    let bin = dir.join(name);
+    let out = Command::new("cc")
+        .args(flags)
+        .arg("-o")
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .expect("running cc (`cargo xtask setup` installs gcc)");
+    assert!(
+        out.status.success(),
+        "cc {}: {}",
+        src.display(),
+        text(&out.stderr)
+    );
+    bin
+}
+
 pub fn captrace(args: &[&str]) -> Command {
     let mut c = Command::new(captrace_bin());
     c.args(args);

@@ -1,24 +1,24 @@
-//! One tracer shared by consecutive traced runs of commands (the recording and its replays),
+//! The record/replay engine: one tracer shared by consecutive traced runs of commands (the recording and its replays),
 //! each run a workload of its own.
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use aya::maps::{MapData, RingBuf};
 use nix::{sys::signal::Signal, unistd::Pid};
-use tokio::signal::unix::{SignalKind, signal};
 use tracer_common::Policy;
 
 use crate::{
     capability,
     container::follow::Follower,
     enforce,
+    events::{self, Collector, Decoded},
     launch::{self, Spec},
     loader::{Options, Tracer},
     namespaces,
     output::{self, To},
     profile::{Check, ContainerProfile, Losses, NsCallRecord, Profile},
-    reader::{self, Collector, Fresh},
-    recommend,
+    recommendation,
+    stop::{self, Stop, Wake},
     symbolizer::Symbolizer,
 };
 
@@ -117,14 +117,24 @@ impl Session {
             child.abort();
             return Err(anyhow::Error::from(e).context("reading /proc/kallsyms"));
         }
+        // Stop signals are caught from before the command runs, so a Ctrl-C the moment it starts
+        // is forwarded to it, never the end of captrace. The command's exit wakes the loop at
+        // once; the tick drains events and notices daemons that are not our children.
+        let stop =
+            stop::block_on(async { Stop::new(Duration::from_millis(20))?.waking_on_children() })
+                .and_then(|made| made);
+        let stop = match stop {
+            Ok(s) => s,
+            Err(e) => {
+                child.abort();
+                return Err(e.into());
+            }
+        };
         let started = Instant::now();
         self.collector.timeline.begin(workload, started);
         let pid = child.resume()?;
         on_start(pid);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let (exit_status, interrupted) = runtime.block_on(self.wait(pid, workload, wait))?;
+        let (exit_status, interrupted) = stop::block_on(self.wait(stop, pid, workload, wait))??;
         self.drain();
         self.poll_counts();
         Ok(Run {
@@ -135,24 +145,20 @@ impl Session {
         })
     }
 
-    async fn wait(&mut self, pid: Pid, workload: u64, wait: Wait) -> anyhow::Result<(i32, bool)> {
-        let mut sigint = signal(SignalKind::interrupt())?;
-        let mut sigterm = signal(SignalKind::terminate())?;
-        let mut sighup = signal(SignalKind::hangup())?;
-        // The command's exit wakes the loop at once; the tick drains events and notices
-        // daemons that are not our children.
-        let mut sigchld = signal(SignalKind::child())?;
-        let mut tick = tokio::time::interval(Duration::from_millis(20));
+    async fn wait(
+        &mut self,
+        mut stop: Stop,
+        pid: Pid,
+        workload: u64,
+        wait: Wait,
+    ) -> anyhow::Result<(i32, bool)> {
         let started = Instant::now();
         let mut polled = started;
         let mut status = None;
         loop {
-            let forwarded = tokio::select! {
-                _ = tick.tick() => None,
-                _ = sigchld.recv() => None,
-                _ = sigint.recv() => Some(Signal::SIGINT),
-                _ = sigterm.recv() => Some(Signal::SIGTERM),
-                _ = sighup.recv() => Some(Signal::SIGHUP),
+            let forwarded = match stop.next().await {
+                Wake::Signal(sig) => Some(sig),
+                Wake::Tick | Wake::Deadline => None,
             };
             self.drain();
             if polled.elapsed() >= COUNT_POLL {
@@ -196,15 +202,15 @@ impl Session {
     fn drain(&mut self) {
         for fresh in self.collector.drain(&mut self.ring) {
             match fresh {
-                Fresh::Denial { record, .. } => {
+                Decoded::Denial { record, .. } => {
                     output::denial(To::Stderr, record.line());
                 }
-                Fresh::Check { path, tgid, .. } => {
+                Decoded::Check { path, tgid, .. } => {
                     if let Some(f) = &mut self.follower {
                         f.observe(path.usage.workload, tgid);
                     }
                 }
-                Fresh::Ns {
+                Decoded::Ns {
                     workload, record, ..
                 } => {
                     if let Some(f) = &mut self.follower {
@@ -238,7 +244,7 @@ impl Session {
                 .into_iter()
                 .filter(|r| !tracer_common::origin::is_runtime_comm(r.comm.as_bytes()))
                 .collect();
-            let rec = recommend::recommend(&checks, &namespaces::summarize(calls));
+            let rec = recommendation::recommend(&checks, &namespaces::summarize(calls));
             out.push(ContainerProfile {
                 runtime: c.attribution.container.runtime.as_str().to_string(),
                 id: c.attribution.container.id.clone().unwrap_or_default(),
@@ -258,7 +264,7 @@ impl Session {
 
     /// Notes which checks' counts grew since the last poll (their last sighting).
     fn poll_counts(&mut self) {
-        if let Ok(usage) = self.tracer.usage() {
+        if let Ok(usage) = self.tracer.check_counts() {
             self.collector.timeline.counts(&usage, Instant::now());
         }
     }
@@ -275,7 +281,7 @@ impl Session {
     }
 
     pub fn checks(&self, workload: u64) -> anyhow::Result<Vec<Check>> {
-        Ok(reader::checks(
+        Ok(events::checks(
             &self.tracer,
             &self.collector,
             &self.symbolizer,
@@ -317,7 +323,7 @@ pub fn observed_profile(
     hook: Option<&str>,
 ) -> Profile {
     let namespaces = namespaces::summarize(ns_calls);
-    let rec = recommend::recommend(&checks, &namespaces);
+    let rec = recommendation::recommend(&checks, &namespaces);
     let mut p = Profile::new();
     p.cap_add = rec.cap_add;
     p.command = command.to_vec();

@@ -1,4 +1,4 @@
-//! Drains the ring buffer and reads the maps into the checks of one workload.
+//! The event decoder: drains the ring buffer and reads the maps into the checks of one workload.
 //! Counts come from the `USAGE` map (exact); events only add who made a check first and the
 //! namespace calls, so a full ring buffer loses detail but never a count.
 use std::{
@@ -27,7 +27,7 @@ use crate::{
 
 /// Something an event told for the first time.
 #[derive(Clone, Debug)]
-pub enum Fresh {
+pub enum Decoded {
     /// A new (key, call path), first made by process `tgid`.
     Check {
         path: PathKey,
@@ -46,11 +46,11 @@ pub enum Fresh {
     Denial { workload: u64, record: DenialRecord },
 }
 
-impl Fresh {
+impl Decoded {
     /// The enforcer's denial, if this is one.
     pub fn into_denial(self) -> Option<DenialRecord> {
         match self {
-            Fresh::Denial { record, .. } => Some(record),
+            Decoded::Denial { record, .. } => Some(record),
             _ => None,
         }
     }
@@ -85,7 +85,7 @@ fn read_event<T: Copy>(bytes: &[u8]) -> Option<T> {
 
 impl Collector {
     /// Reads every pending event; returns them in arrival order.
-    pub fn drain(&mut self, ring: &mut RingBuf<MapData>) -> Vec<Fresh> {
+    pub fn drain(&mut self, ring: &mut RingBuf<MapData>) -> Vec<Decoded> {
         let mut fresh = Vec::new();
         while let Some(item) = ring.next() {
             let bytes: &[u8] = &item;
@@ -107,7 +107,7 @@ impl Collector {
                         self.first
                             .entry(ev.data.path)
                             .or_insert((order, tgid, comm.clone()));
-                        fresh.push(Fresh::Check {
+                        fresh.push(Decoded::Check {
                             path: ev.data.path,
                             tgid,
                             ns_pid: ev.header.ns_pid,
@@ -130,7 +130,7 @@ impl Collector {
                             link,
                         );
                         self.ns_calls.push((ev.data.workload, rec.clone()));
-                        fresh.push(Fresh::Ns {
+                        fresh.push(Decoded::Ns {
                             workload: ev.data.workload,
                             ns_pid: ev.header.ns_pid,
                             record: rec,
@@ -139,7 +139,7 @@ impl Collector {
                 }
                 kind::DENIAL => {
                     if let Some(ev) = read_event::<Event<Denial>>(bytes) {
-                        fresh.push(Fresh::Denial {
+                        fresh.push(Decoded::Denial {
                             workload: ev.data.workload,
                             record: DenialRecord::new(
                                 &ev.data,
@@ -241,7 +241,7 @@ fn checks_where(
         }
     }
     let mut out: BTreeMap<u64, BTreeMap<UsageKey, Check>> = BTreeMap::new();
-    for (key, count) in tracer.usage()? {
+    for (key, count) in tracer.check_counts()? {
         if !wanted(key.workload) {
             continue;
         }

@@ -275,18 +275,9 @@ mod tests {
     #[test]
     fn setuid_and_setgid_only_to_change_user_are_explained() {
         let use_in = |cap: u8, syscall: &str| Check {
-            cap: Cap(cap),
-            verdict: Verdict::Granted,
-            audit: Audit::Audited,
-            scope: Scope::Host,
-            syscall: Some(syscall.into()),
-            count: 1,
             pid: Some(123),
             comm: Some("nginx".into()),
-            call_paths: vec![],
-            origin: crate::profile::Origin::Workload,
-            first_seen_ms: None,
-            last_seen_ms: None,
+            ..Check::granted(cap, syscall)
         };
         let checks = vec![
             use_in(6, "setgroups"),
@@ -313,18 +304,10 @@ mod tests {
 
     fn check(cap: u8, verdict: Verdict, audit: Audit, scope: Scope, syscall: &str) -> Check {
         Check {
-            cap: Cap(cap),
             verdict,
             audit,
             scope,
-            syscall: Some(syscall.to_string()),
-            count: 1,
-            pid: Some(1),
-            comm: Some("x".into()),
-            call_paths: vec![],
-            origin: crate::profile::Origin::Workload,
-            first_seen_ms: None,
-            last_seen_ms: None,
+            ..Check::granted(cap, syscall)
         }
     }
 
