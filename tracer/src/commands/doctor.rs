@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::{
     cli::DoctorArgs,
-    container::resolve::cgroup2_root,
+    container::{self, resolve::cgroup2_root},
     kernel_btf::{self, Kind},
     loader::{Options, Tracer},
 };
@@ -48,15 +48,11 @@ fn read(path: &str) -> Option<String> {
 /// The first mount point of file system type `fstype` that statfs confirms (a mount listed in
 /// mountinfo may be hidden under another).
 fn mounted(mountinfo: &str, fstype: &str, magic: FsType) -> Option<String> {
-    mountinfo
-        .lines()
-        .filter_map(|l| {
-            let (mount, fs) = l.split_once(" - ")?;
-            let point = mount.split(' ').nth(4)?;
-            (fs.split(' ').next() == Some(fstype)).then_some(point)
-        })
-        .find(|p| statfs(*p).is_ok_and(|s| s.filesystem_type() == magic))
-        .map(str::to_string)
+    container::mounts(mountinfo)
+        .filter(|m| m.fstype == fstype)
+        .map(|m| m.mount_point)
+        .find(|p| statfs(p).is_ok_and(|s| s.filesystem_type() == magic))
+        .map(|p| p.display().to_string())
 }
 
 fn probe(t: ProgramType) -> bool {

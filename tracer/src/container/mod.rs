@@ -22,7 +22,8 @@ use serde::{Deserialize, Serialize};
 
 pub use cgroup::parse_cgroup_path;
 pub use proc::{
-    ProcStatus, alive, cgroup2_mount, comm, parse_proc_cgroup, parse_status, tree_threads,
+    Mount, ProcStatus, alive, cgroup2_mount, comm, mounts, own_cgroup2_mount, parse_proc_cgroup,
+    parse_status, tree_threads,
 };
 pub use running::{NotRunning, cgroup_dir, container_cgroup};
 

@@ -99,7 +99,10 @@ impl ProcStatus {
     }
 }
 
-/// Parses the text of `/proc/PID/status`; lines that do not parse are skipped.
+/// Parses the text of `/proc/PID/status`; lines that do not parse are skipped. Hand-written
+/// rather than procfs-core's `Status` (0.18), which cuts a name at its first colon (a runtime's
+/// `runc:[2:INIT]` became `runc`), trims names, and refuses a status without any of ~20
+/// fields this does not need.
 pub fn parse_status(text: &str) -> ProcStatus {
     let mut status = ProcStatus::default();
     for line in text.lines() {
@@ -141,27 +144,49 @@ pub fn parse_status(text: &str) -> ProcStatus {
     status
 }
 
+/// One line of `/proc/PID/mountinfo`: what attribution and `doctor` need of a mount.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mount {
+    /// The directory of the file system that is the root of this mount (`/` for all of it).
+    pub root: OsString,
+    /// Where it is mounted, unescaped.
+    pub mount_point: PathBuf,
+    pub fstype: String,
+}
+
+/// The mounts listed in the text of a `mountinfo` file, in order; lines that do not parse are
+/// skipped. Hand-written rather than procfs-core's `MountInfos` (0.18), which leaves the octal
+/// escapes in mount points (`/mnt/my\040cgroup`) and fails the whole file on one bad line.
+pub fn mounts(mountinfo: &str) -> impl Iterator<Item = Mount> + '_ {
+    mountinfo.lines().filter_map(|line| {
+        // id parent major:minor root mount-point options [optional...] - fstype source super-options
+        let fields: Vec<&str> = line.split(' ').collect();
+        let dash = fields.iter().skip(6).position(|f| *f == "-")? + 6;
+        Some(Mount {
+            root: unescape(fields[3]),
+            mount_point: PathBuf::from(unescape(fields[4])),
+            fstype: (*fields.get(dash + 1)?).to_owned(),
+        })
+    })
+}
+
 /// Where the cgroup v2 hierarchy is mounted, from the text of `/proc/self/mountinfo`:
 /// `/sys/fs/cgroup` on most distributions, `/sys/fs/cgroup/unified` on hybrid hosts. A mount
 /// of the hierarchy's root (`/` in the fourth field) wins over a bind mount of a sub-tree.
 pub fn cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
     let mut subtree = None;
-    for line in mountinfo.lines() {
-        // id parent major:minor root mount-point options [optional...] - fstype source super-options
-        let fields: Vec<&str> = line.split(' ').collect();
-        let Some(dash) = fields.iter().skip(6).position(|f| *f == "-").map(|i| i + 6) else {
-            continue;
-        };
-        if fields.get(dash + 1) != Some(&"cgroup2") {
-            continue;
+    for mount in mounts(mountinfo).filter(|m| m.fstype == "cgroup2") {
+        if mount.root == "/" {
+            return Some(mount.mount_point);
         }
-        let mount_point = PathBuf::from(unescape(fields[4]));
-        if fields[3] == "/" {
-            return Some(mount_point);
-        }
-        subtree.get_or_insert(mount_point);
+        subtree.get_or_insert(mount.mount_point);
     }
     subtree
+}
+
+/// [`cgroup2_mount`] of captrace's own mount namespace (`/proc/self/mountinfo`).
+pub fn own_cgroup2_mount() -> Option<PathBuf> {
+    cgroup2_mount(&fs::read_to_string("/proc/self/mountinfo").ok()?)
 }
 
 /// Undoes mountinfo's octal escapes (`\040` for a space: show_mountinfo() uses mangle_path).
@@ -386,6 +411,38 @@ mod tests {
     }
 
     #[test]
+    fn names_keep_their_colons_and_spaces() {
+        let status = parse_status("Name:\trunc:[2:INIT]\nUid:\t0\t0\t0\t0\n");
+        assert_eq!(status.name.as_deref(), Some("runc:[2:INIT]"));
+        assert_eq!(status.uid, Some(0));
+        let status = parse_status("Name:\t a b \n");
+        assert_eq!(status.name.as_deref(), Some(" a b "));
+    }
+
+    #[test]
+    fn mounts_are_listed_unescaped_and_bad_lines_skipped() {
+        let text = "bad line\n\
+            22 1 0:21 / /sys/kernel/tracing rw - tracefs tracefs rw\n\
+            23 1 0:22 /sub /mnt/a\\040b rw shared:1 - ext4 /dev/x rw\n";
+        let found: Vec<Mount> = mounts(text).collect();
+        assert_eq!(
+            found,
+            vec![
+                Mount {
+                    root: "/".into(),
+                    mount_point: "/sys/kernel/tracing".into(),
+                    fstype: "tracefs".into(),
+                },
+                Mount {
+                    root: "/sub".into(),
+                    mount_point: "/mnt/a b".into(),
+                    fstype: "ext4".into(),
+                },
+            ]
+        );
+    }
+
+    #[test]
     fn cgroup2_mount_crafted() {
         let mounts = fixture!("mountinfo.txt");
         assert_eq!(cgroup2_mount(mounts), Some(PathBuf::from("/sys/fs/cgroup")));
@@ -411,9 +468,7 @@ mod tests {
     #[test]
     #[ignore = "needs a cgroup2 mount on this host (cargo xtask test runs it)"]
     fn finds_this_hosts_cgroup2_mount() {
-        let live =
-            std::fs::read_to_string("/proc/self/mountinfo").expect("read /proc/self/mountinfo");
-        let mount = cgroup2_mount(&live).expect("a cgroup2 mount on this host");
+        let mount = own_cgroup2_mount().expect("a cgroup2 mount on this host");
         assert!(
             mount.join("cgroup.procs").exists(),
             "{mount:?} is not a cgroup2 root"

@@ -13,7 +13,7 @@ use std::{
 use serde::Serialize;
 
 use super::{
-    ContainerRef, Runtime, cgroup2_mount, docker_name, parse_cgroup_path, parse_proc_cgroup,
+    ContainerRef, Runtime, docker_name, own_cgroup2_mount, parse_cgroup_path, parse_proc_cgroup,
     parse_status,
 };
 
@@ -28,8 +28,7 @@ pub struct NoCgroup2;
 /// mount that another one hides.
 pub fn cgroup2_root() -> Result<PathBuf, NoCgroup2> {
     use nix::sys::statfs::{CGROUP2_SUPER_MAGIC, statfs};
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").map_err(|_| NoCgroup2)?;
-    let root = cgroup2_mount(&mountinfo).ok_or(NoCgroup2)?;
+    let root = own_cgroup2_mount().ok_or(NoCgroup2)?;
     match statfs(&root) {
         Ok(s) if s.filesystem_type() == CGROUP2_SUPER_MAGIC => Ok(root),
         _ => Err(NoCgroup2),
@@ -98,9 +97,8 @@ impl Default for Resolver {
 
 impl Resolver {
     pub fn new() -> Self {
-        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         Resolver {
-            cgroup2: cgroup2_mount(&mountinfo),
+            cgroup2: own_cgroup2_mount(),
             docker_root: PathBuf::from("/var/lib/docker"),
             cache: HashMap::new(),
         }

@@ -1,7 +1,7 @@
 //! A container named on the command line (`--container ID|NAME`) as the kernel knows it: the
 //! id of its cgroup v2 (what `monitor` filters and `enforce` confines by) and that cgroup's
 //! directory.
-use std::{fs, path::PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 
@@ -31,8 +31,7 @@ pub fn container_cgroup(id_or_name: &str) -> anyhow::Result<(u64, resolve::Inspe
 
 /// The directory of a cgroup v2 path (for noticing that the cgroup is gone).
 pub fn cgroup_dir(path: &str) -> PathBuf {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    super::cgroup2_mount(&mountinfo)
+    super::own_cgroup2_mount()
         .unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup"))
         .join(path.trim_start_matches('/'))
 }
