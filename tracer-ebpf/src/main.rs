@@ -8,6 +8,7 @@
 #[cfg(not(target_arch = "bpf"))]
 fn main() {}
 
+mod args;
 mod check;
 mod hooks;
 mod kmem;

@@ -287,6 +287,11 @@ impl Session {
         self.collector.ns_calls(workload)
     }
 
+    /// Ports the run bound where the kernel checked CAP_NET_BIND_SERVICE.
+    pub fn bind_ports(&self, workload: u64) -> Vec<u16> {
+        self.tracer.bind_ports(workload)
+    }
+
     pub fn losses(&self) -> Losses {
         self.tracer.losses()
     }

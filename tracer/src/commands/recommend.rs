@@ -7,7 +7,7 @@ use crate::{
     cli::{Format, RecommendArgs},
     container::sets,
     error::UsageError,
-    formats,
+    formats, output,
     profile::Profile,
 };
 
@@ -39,6 +39,13 @@ fn write(args: &RecommendArgs, out: &mut impl Write) -> anyhow::Result<()> {
         // Compose services each get their own keys: an override file for all of them.
         None if args.format == Format::Compose => sets::compose_override(&profile.containers)
             .unwrap_or_else(|| formats::render(&profile, args.format)),
+        None if args.prefer_alternatives => {
+            let (text, notes) = formats::render_alternatives(&profile, args.format);
+            for n in notes {
+                output::note(n);
+            }
+            text
+        }
         None => formats::render(&profile, args.format),
     };
     out.write_all(text.as_bytes())
@@ -63,6 +70,7 @@ mod tests {
                 profile: path,
                 format: Format::Docker,
                 container: None,
+                prefer_alternatives: false,
             },
             &mut out,
         )
@@ -81,6 +89,7 @@ mod tests {
             profile: path.clone(),
             format: Format::Json,
             container: None,
+            prefer_alternatives: false,
         };
         let err = write(&args, &mut Vec::new()).unwrap_err();
         let message = format!("{err:#}");

@@ -9,12 +9,24 @@ mod json;
 mod k8s;
 mod oci;
 mod podman;
+mod preferred;
 mod setpriv;
 mod systemd;
 
 /// Renders the profile's `cap_add` set in the given syntax.
 pub fn render(profile: &Profile, format: Format) -> String {
     render_set(&profile.cap_add, format)
+}
+
+/// Renders the profile's set with its alternatives in place of the capabilities they replace
+/// (`--prefer-alternatives`), and a note per alternative the syntax has no equivalent for.
+pub fn render_alternatives(profile: &Profile, format: Format) -> (String, Vec<String>) {
+    preferred::render(profile, format)
+}
+
+/// `render_alternatives` without the notes.
+pub fn render_preferring(profile: &Profile, format: Format) -> String {
+    preferred::render(profile, format).0
 }
 
 /// Renders a capability set in the given syntax.
