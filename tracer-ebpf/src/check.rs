@@ -94,7 +94,7 @@ pub(crate) fn on_check<M: Kmem, C: StackIdContext>(
         opts: c.opts,
         _pad: 0,
     };
-    crate::args::note_bind_port::<M>(cfg, &key);
+    crate::args::note_args::<M>(cfg, &key);
     if count_check(&USAGE, &key) {
         sample_path(ctx, key, pid_tgid);
     }

@@ -29,6 +29,8 @@ static CONFIG: Config = Config {
     follow_cgroups: 0,
     nr_bind: 0,
     home_cgroup: 0,
+    regs_arg2_off: 0,
+    nr_socket: 0,
 };
 
 #[inline(always)]

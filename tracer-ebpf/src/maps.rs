@@ -5,7 +5,7 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
-use tracer_common::{BindPort, PathKey, PendingCheck, Policy, UsageKey, capacity, stat};
+use tracer_common::{ArgNote, PathKey, PendingCheck, Policy, UsageKey, capacity, stat};
 
 // Hash maps are allocated on insert: preallocating them costs tens of milliseconds at start.
 const NO_PREALLOC: u32 = BPF_F_NO_PREALLOC;
@@ -62,10 +62,10 @@ pub(crate) static ENFORCE_CGROUPS: HashMap<u64, u64> =
 pub(crate) static DENIALS: PerCpuHashMap<UsageKey, u64> =
     PerCpuHashMap::with_max_entries(capacity::DENIALS, NO_PREALLOC);
 
-/// Ports a workload bound where the kernel checked CAP_NET_BIND_SERVICE (`args.rs`).
+/// What the arguments of a workload's checked syscalls showed (`args.rs`).
 #[map]
-pub(crate) static BIND_PORTS: HashMap<BindPort, u8> =
-    HashMap::with_max_entries(capacity::BIND_PORTS, NO_PREALLOC);
+pub(crate) static ARG_NOTES: HashMap<ArgNote, u8> =
+    HashMap::with_max_entries(capacity::ARG_NOTES, NO_PREALLOC);
 
 #[map]
 pub(crate) static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);

@@ -4,6 +4,7 @@
 use crate::{capability::Cap, profile::Alternative};
 
 pub const CAP_NET_BIND_SERVICE: Cap = Cap(10);
+pub const CAP_NET_RAW: Cap = Cap(13);
 pub const CAP_SETGID: Cap = Cap(6);
 pub const CAP_SETUID: Cap = Cap(7);
 
@@ -12,6 +13,11 @@ pub const CAP_SETUID: Cap = Cap(7);
 /// with its own sets it without touching the host (`docker run --sysctl`; Docker 20.10 and
 /// later already set it to 0, podman keeps 1024).
 pub const UNPRIVILEGED_PORT_START: &str = "net.ipv4.ip_unprivileged_port_start";
+
+/// The groups that may open ICMP datagram ("ping") sockets (`ping_init_sock`), and the range
+/// that lets every group, as Docker 20.10 and later set it in a container.
+pub const PING_GROUP_RANGE: &str = "net.ipv4.ping_group_range";
+const EVERY_GROUP: &str = "0 2147483647";
 
 const SYSCTL: &str = "sysctl ";
 const USER: &str = "user ";
@@ -22,8 +28,25 @@ pub const NONROOT_UID: u32 = 65_534;
 /// What the kernel showed that an alternative depends on.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Seen {
-    /// Ports whose `bind` checked CAP_NET_BIND_SERVICE (`BIND_PORTS`).
+    /// Ports whose `bind` checked CAP_NET_BIND_SERVICE.
     pub bind_ports: Vec<u16>,
+    /// A raw ICMP socket checked CAP_NET_RAW.
+    pub raw_icmp: bool,
+}
+
+impl Seen {
+    /// From the kernel's notes on syscall arguments (`tracer_common::arg_note`).
+    pub fn from_notes(notes: &[(u16, u16)]) -> Seen {
+        use tracer_common::arg_note;
+        Seen {
+            bind_ports: notes
+                .iter()
+                .filter(|(k, _)| *k == arg_note::BIND_PORT)
+                .map(|(_, v)| *v)
+                .collect(),
+            raw_icmp: notes.iter().any(|(k, _)| *k == arg_note::RAW_ICMP),
+        }
+    }
 }
 
 /// The alternatives for members of `set`, unproven.
@@ -35,6 +58,13 @@ pub fn find(set: &[Cap], seen: &Seen) -> Vec<Alternative> {
         out.push(Alternative {
             cap: CAP_NET_BIND_SERVICE,
             instead: format!("{SYSCTL}{UNPRIVILEGED_PORT_START}={lowest}"),
+            proven: false,
+        });
+    }
+    if set.contains(&CAP_NET_RAW) && seen.raw_icmp {
+        out.push(Alternative {
+            cap: CAP_NET_RAW,
+            instead: format!("{SYSCTL}{PING_GROUP_RANGE}={EVERY_GROUP}"),
             proven: false,
         });
     }
@@ -94,14 +124,29 @@ pub fn line(a: &Alternative) -> String {
     };
     match (sysctl(a), user(a)) {
         (Some((k, v)), _) => format!(
-            "instead of {}: --sysctl {k}={v} in a container with its own network namespace ({proof})",
-            a.cap
+            "instead of {}: --sysctl {} in a container with its own network namespace{} ({proof})",
+            a.cap,
+            shell_word(&format!("{k}={v}")),
+            if k == PING_GROUP_RANGE {
+                ", for a program that falls back to an ICMP datagram socket (as iputils ping does)"
+            } else {
+                ""
+            }
         ),
         (_, Some(u)) => format!(
             "instead of {}: start it as {u} (docker run --user, systemd User=) with the rest as ambient capabilities ({proof})",
             a.cap
         ),
         _ => format!("instead of {}: {} ({proof})", a.cap, a.instead),
+    }
+}
+
+/// `word`, quoted for a shell when it holds a space (`net.ipv4.ping_group_range=0 2147483647`).
+pub fn shell_word(word: &str) -> String {
+    if word.contains(' ') {
+        format!("'{word}'")
+    } else {
+        word.to_string()
     }
 }
 
@@ -125,6 +170,7 @@ mod tests {
     fn the_lowest_port_bound_sets_the_sysctl() {
         let seen = Seen {
             bind_ports: vec![443, 80],
+            ..Seen::default()
         };
         let alts = find(&[Cap(0), CAP_NET_BIND_SERVICE], &seen);
         assert_eq!(alts.len(), 1);
@@ -145,17 +191,32 @@ mod tests {
     }
 
     #[test]
+    fn a_raw_icmp_socket_gets_the_ping_group_range() {
+        use tracer_common::arg_note;
+        let seen = Seen::from_notes(&[(arg_note::RAW_ICMP, 2), (arg_note::BIND_PORT, 80)]);
+        assert_eq!(seen.bind_ports, vec![80]);
+        let alts = find(&[CAP_NET_RAW], &seen);
+        assert_eq!(
+            sysctl(&alts[0]),
+            Some(("net.ipv4.ping_group_range", "0 2147483647"))
+        );
+        assert!(
+            line(&alts[0]).contains("--sysctl 'net.ipv4.ping_group_range=0 2147483647'"),
+            "{}",
+            line(&alts[0])
+        );
+        // A raw socket of another kind (a packet socket) has no such alternative.
+        assert!(find(&[CAP_NET_RAW], &Seen::default()).is_empty());
+    }
+
+    #[test]
     fn no_port_seen_no_sysctl() {
         assert!(find(&[CAP_NET_BIND_SERVICE], &Seen::default()).is_empty());
-        assert!(
-            find(
-                &[Cap(0)],
-                &Seen {
-                    bind_ports: vec![80]
-                }
-            )
-            .is_empty()
-        );
+        let port_80 = Seen {
+            bind_ports: vec![80],
+            ..Seen::default()
+        };
+        assert!(find(&[Cap(0)], &port_80).is_empty());
     }
 
     #[test]

@@ -287,9 +287,9 @@ impl Session {
         self.collector.ns_calls(workload)
     }
 
-    /// Ports the run bound where the kernel checked CAP_NET_BIND_SERVICE.
-    pub fn bind_ports(&self, workload: u64) -> Vec<u16> {
-        self.tracer.bind_ports(workload)
+    /// What the arguments of the run's checked syscalls showed (`tracer_common::arg_note`).
+    pub fn arg_notes(&self, workload: u64) -> Vec<(u16, u16)> {
+        self.tracer.arg_notes(workload)
     }
 
     pub fn losses(&self) -> Losses {

@@ -28,6 +28,29 @@ s.bind((\"0.0.0.0\", 80))
 s.listen(1)
 s.close()'";
 
+/// An ICMP echo to 127.0.0.1 as iputils ping sends it: an ICMP datagram socket when the
+/// caller's group is in `net.ipv4.ping_group_range`, else a raw socket (CAP_NET_RAW). Exits 0
+/// on the echo reply.
+const PING: &str = "/usr/bin/python3 -c 'import socket, struct
+def checksum(b):
+    s = sum(struct.unpack(\"!%dH\" % (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xffff)
+    return ~(s + (s >> 16)) & 0xffff
+try:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+except PermissionError:
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+body = b\"captrace\"
+packet = struct.pack(\"!BBHHH\", 8, 0, checksum(struct.pack(\"!BBHHH\", 8, 0, 0, 1, 1) + body), 1, 1) + body
+s.settimeout(10)
+s.sendto(packet, (\"127.0.0.1\", 0))
+while True:
+    reply = s.recv(1024)
+    if s.type == socket.SOCK_RAW:
+        reply = reply[20:]
+    if reply[0] == 0:
+        break'";
+
 /// Like memcached -u or nginx's master: as root, does its privileged work (a chown), then
 /// drops to nobody; started as another user it skips the drop.
 const DROPS_TO_NOBODY: &str = "/usr/bin/python3 -c 'import os
@@ -176,6 +199,53 @@ for port in (443, 80, 8080):
     assert!(
         report.contains("instead of NET_BIND_SERVICE: --sysctl net.ipv4.ip_unprivileged_port_start=80 in a container with its own network namespace (not proven"),
         "{report}"
+    );
+}
+
+#[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
+fn an_icmp_echo_is_proven_to_run_as_non_root_with_the_ping_group_range() {
+    support::require_root();
+    assert_eq!(
+        fs::read_to_string("/proc/sys/net/ipv4/ping_group_range")
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["1", "0"],
+        "this test needs the host's default ping_group_range (no group may open ping sockets)"
+    );
+    let profile = Workload::new("icmp echo", PING, &["NET_RAW"])
+        .record_args(&["--minimize"])
+        .check();
+    assert_eq!(profile["minimize"]["faithful"], true, "{profile:#}");
+    assert_eq!(
+        alternatives(&profile),
+        vec![json!({
+            "cap": "NET_RAW",
+            "instead": "sysctl net.ipv4.ping_group_range=0 2147483647",
+            "proven": true
+        })],
+        "{profile:#}"
+    );
+    // The user's check: as nobody without capabilities, it pings with every group allowed in
+    // its network namespace, and not with the kernel's default range.
+    let ping_as_nobody = |range: &str| {
+        let inner = format!(
+            "ip link set lo up && echo '{range}' > /proc/sys/net/ipv4/ping_group_range && exec setpriv --reuid 65534 --regid 65534 --clear-groups --inh-caps=-all --ambient-caps=-all --bounding-set=-all -- sh -c \"$0\""
+        );
+        Command::new("unshare")
+            .args(["--net", "sh", "-c", &inner, PING])
+            .output()
+            .expect("running unshare (util-linux)")
+    };
+    let out = ping_as_nobody("0 2147483647");
+    assert!(out.status.success(), "every group:\n{}", describe(&out));
+    let out = ping_as_nobody("1 0");
+    assert!(!out.status.success(), "no group:\n{}", describe(&out));
+    let out = recommend_preferring(&profile, "docker");
+    assert_eq!(
+        support::text(&out.stdout),
+        "--cap-drop=ALL --sysctl 'net.ipv4.ping_group_range=0 2147483647' --user 65534\n"
     );
 }
 

@@ -87,9 +87,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<u8> {
         &mut |_| {},
     )?;
     let mut profile = session.profile(&run, &args.command)?;
-    let seen = alternatives::Seen {
-        bind_ports: session.bind_ports(run.workload),
-    };
+    let seen = alternatives::Seen::from_notes(&session.arg_notes(run.workload));
     profile.alternatives = alternatives::find(&profile.cap_add, &seen);
     if follows {
         sets::apply(&mut profile, session.container_profiles()?);

@@ -43,7 +43,10 @@ pub(super) fn render(p: &Profile, format: Format) -> (String, Vec<String>) {
         Format::Docker | Format::Podman => {
             let mut line = base.trim_end().to_string();
             for (k, v) in &sysctls {
-                line += &format!(" --sysctl {k}={v}");
+                line += &format!(
+                    " --sysctl {}",
+                    alternatives::shell_word(&format!("{k}={v}"))
+                );
             }
             if let Some(u) = &user {
                 line += &format!(" --user {u}");

@@ -55,5 +55,7 @@ pub(super) fn config(btf: &Found, opts: &Options) -> Result<Config, LoadError> {
         follow_cgroups: u32::from(opts.follow_cgroups_outside.is_some()),
         nr_bind: Sysno::bind.id() as u32,
         home_cgroup: opts.follow_cgroups_outside.unwrap_or(0),
+        regs_arg2_off: regs.arg2,
+        nr_socket: Sysno::socket.id() as u32,
     })
 }

@@ -2,7 +2,7 @@
 use aya::maps::{
     HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues, RingBuf,
 };
-use tracer_common::{BindPort, PathKey, Policy, UsageKey, names, stat};
+use tracer_common::{ArgNote, PathKey, Policy, UsageKey, names, stat};
 
 use super::{LoadError, Tracer, map_err};
 use crate::profile::Losses;
@@ -41,24 +41,21 @@ impl Tracer {
         Ok(())
     }
 
-    /// Ports `workload` bound where the kernel checked CAP_NET_BIND_SERVICE, lowest first.
-    pub fn bind_ports(&self, workload: u64) -> Vec<u16> {
-        let Ok(map) = BpfHashMap::<_, BindPort, u8>::try_from(
-            self.ebpf
-                .map(names::MAP_BIND_PORTS)
-                .expect("BIND_PORTS map"),
+    /// What the arguments of `workload`'s checked syscalls showed: `(arg_note::*, value)`.
+    pub fn arg_notes(&self, workload: u64) -> Vec<(u16, u16)> {
+        let Ok(map) = BpfHashMap::<_, ArgNote, u8>::try_from(
+            self.ebpf.map(names::MAP_ARG_NOTES).expect("ARG_NOTES map"),
         ) else {
             return Vec::new();
         };
-        let mut ports: Vec<u16> = map
+        let mut notes: Vec<(u16, u16)> = map
             .keys()
             .filter_map(Result::ok)
             .filter(|k| k.workload == workload)
-            .map(|k| k.port)
+            .map(|k| (k.kind, k.value))
             .collect();
-        ports.sort_unstable();
-        ports.dedup();
-        ports
+        notes.sort_unstable();
+        notes
     }
 
     /// Exact counts of what the enforcer refused (verdict denied) or only reported (granted).

@@ -220,9 +220,7 @@ pub fn minimize(
         hooks.check,
         profile,
     )?;
-    let seen = crate::alternatives::Seen {
-        bind_ports: r.session.bind_ports(recorded.workload),
-    };
+    let seen = crate::alternatives::Seen::from_notes(&r.session.arg_notes(recorded.workload));
     alternatives::prove(&mut r, recorded.exit_status, &seen, profile)?;
     r.progress.done();
     Ok(())
