@@ -115,12 +115,13 @@ pub fn remaining(set: &[Cap], alts: &[Alternative]) -> Vec<Cap> {
         .collect()
 }
 
-/// The report's line for one alternative, shown next to the flag.
-pub fn line(a: &Alternative) -> String {
-    let proof = if a.proven {
-        "proven by a replay"
-    } else {
-        "not proven (record with --minimize to prove it)"
+/// The report's line for one alternative, shown next to the flag; `minimized`: the profile
+/// went through `--minimize` (whose note says why an alternative was not proven).
+pub fn line(a: &Alternative, minimized: bool) -> String {
+    let proof = match (a.proven, minimized) {
+        (true, _) => "proven by a replay",
+        (false, true) => "not proven: see the minimize note",
+        (false, false) => "not proven (record with --minimize to prove it)",
     };
     match (sysctl(a), user(a)) {
         (Some((k, v)), _) => format!(
@@ -201,9 +202,9 @@ mod tests {
             Some(("net.ipv4.ping_group_range", "0 2147483647"))
         );
         assert!(
-            line(&alts[0]).contains("--sysctl 'net.ipv4.ping_group_range=0 2147483647'"),
+            line(&alts[0], false).contains("--sysctl 'net.ipv4.ping_group_range=0 2147483647'"),
             "{}",
-            line(&alts[0])
+            line(&alts[0], false)
         );
         // A raw socket of another kind (a packet socket) has no such alternative.
         assert!(find(&[CAP_NET_RAW], &Seen::default()).is_empty());
@@ -224,7 +225,7 @@ mod tests {
         let alts = as_user(&[Cap(0), CAP_SETGID, CAP_SETUID], "www-data");
         assert_eq!(alts.len(), 2);
         assert!(alts.iter().all(|a| user(a) == Some("www-data")));
-        assert!(line(&alts[0]).contains("start it as www-data"));
+        assert!(line(&alts[0], false).contains("start it as www-data"));
         assert_eq!(
             remaining(&[Cap(0), CAP_SETGID, CAP_SETUID], &alts),
             vec![Cap(0)]

@@ -213,7 +213,7 @@ fn body(p: &Profile) -> String {
             formats::render(p, Format::Docker).trim_end()
         );
         for a in &p.alternatives {
-            out += &format!("  {}\n", alternatives::line(a));
+            out += &format!("  {}\n", alternatives::line(a, p.minimize.is_some()));
         }
         if let Some(line) = alternatives::non_root_line(&p.cap_add, &p.alternatives) {
             out += &format!("  {line}\n");

@@ -32,6 +32,11 @@ pub(super) fn prove(
     };
     let faithful = profile.minimize.as_ref().is_some_and(|m| m.faithful);
     let mut notes = Vec::new();
+    if !faithful && !sysctl_alts.is_empty() {
+        notes.push(
+            "the sysctl alternative was not tried: the replays were not faithful".to_string(),
+        );
+    }
     if faithful && !sysctl_alts.is_empty() {
         let rest = alternatives::remaining(&set, &sysctl_alts);
         let user = rest.is_empty().then(|| User {
