@@ -214,6 +214,12 @@ fn an_icmp_echo_is_proven_to_run_as_non_root_with_the_ping_group_range() {
         ["1", "0"],
         "this test needs the host's default ping_group_range (no group may open ping sockets)"
     );
+    let lo_flags = fs::read_to_string("/sys/class/net/lo/flags").unwrap();
+    let lo_flags = u32::from_str_radix(lo_flags.trim().trim_start_matches("0x"), 16).unwrap();
+    assert!(
+        lo_flags & 1 == 1,
+        "this test pings 127.0.0.1: bring loopback up first (ip link set lo up)"
+    );
     let profile = Workload::new("icmp echo", PING, &["NET_RAW"])
         .record_args(&["--minimize"])
         .check();
