@@ -67,6 +67,14 @@ fn open_dir_with_root_file(dir: &Path) -> Fixture {
     Fixture::default()
 }
 
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(str::to_owned))
+        .collect()
+}
+
 fn alternatives(profile: &Value) -> Vec<Value> {
     profile["alternatives"]
         .as_array()
@@ -302,6 +310,14 @@ fn starting_as_the_user_it_switches_to_is_proven_without_setuid_and_setgid() {
     .record_args(&["--minimize", "--as-user", "nobody"]);
     let profile = w.check();
     assert_eq!(profile["minimize"]["faithful"], true, "{profile:#}");
+    // The static explanation survives the minimization.
+    assert!(
+        strings(&profile["advice"])
+            .iter()
+            .any(|a| a.starts_with("SETGID, SETUID: used by python3[")
+                && a.contains("only in setgid/setgroups/setuid to change user")),
+        "{profile:#}"
+    );
     assert_eq!(
         alternatives(&profile),
         vec![

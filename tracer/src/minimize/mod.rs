@@ -394,6 +394,9 @@ pub fn prove(
     profile.silent_refusals = silent_refusals(&proving.checks, &set, &recorded_denied);
     profile.cap_add = report.proven.clone();
     profile.advice = recommend::advice(&profile.cap_add, &profile.namespaces);
+    profile
+        .advice
+        .extend(recommend::user_change(&profile.checks, &profile.cap_add));
     profile.minimize = Some(report);
     Ok(())
 }
