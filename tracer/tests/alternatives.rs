@@ -182,6 +182,8 @@ for port in (443, 80, 8080):
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind((\"0.0.0.0\", port))
     s.close()'";
+    // The set itself, checked the user's way.
+    Workload::new("binds 443, 80, 8080", script, &["NET_BIND_SERVICE"]).check();
     let dir = support::tempdir();
     let path = dir.path().join("p.json");
     let out = support::captrace_output(&[
