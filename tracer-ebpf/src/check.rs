@@ -94,6 +94,7 @@ pub(crate) fn on_check<M: Kmem, C: StackIdContext>(
         opts: c.opts,
         _pad: 0,
     };
+    crate::args::note_args::<M>(cfg, &key);
     if count_check(&USAGE, &key) {
         sample_path(ctx, key, pid_tgid);
     }

@@ -27,8 +27,10 @@ static CONFIG: Config = Config {
     filter_cgroups: 0,
     enforce_cgroups: 0,
     follow_cgroups: 0,
-    _pad: 0,
+    nr_bind: 0,
     home_cgroup: 0,
+    regs_arg2_off: 0,
+    nr_socket: 0,
 };
 
 #[inline(always)]

@@ -13,6 +13,7 @@
 #[cfg(not(target_arch = "bpf"))]
 fn main() {}
 
+mod args;
 mod check;
 mod hooks;
 mod kmem;

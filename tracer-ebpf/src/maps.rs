@@ -5,7 +5,7 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
-use tracer_common::{PathKey, PendingCheck, Policy, UsageKey, capacity, stat};
+use tracer_common::{ArgNote, PathKey, PendingCheck, Policy, UsageKey, capacity, stat};
 
 // Hash maps are allocated on insert: preallocating them costs tens of milliseconds at start.
 const NO_PREALLOC: u32 = BPF_F_NO_PREALLOC;
@@ -61,6 +61,11 @@ pub(crate) static ENFORCE_CGROUPS: HashMap<u64, u64> =
 #[map]
 pub(crate) static DENIALS: PerCpuHashMap<UsageKey, u64> =
     PerCpuHashMap::with_max_entries(capacity::DENIALS, NO_PREALLOC);
+
+/// What the arguments of a workload's checked syscalls showed (`args.rs`).
+#[map]
+pub(crate) static ARG_NOTES: HashMap<ArgNote, u8> =
+    HashMap::with_max_entries(capacity::ARG_NOTES, NO_PREALLOC);
 
 #[map]
 pub(crate) static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);

@@ -131,6 +131,11 @@ pub struct RecordArgs {
     /// replay passes only if it exits 0 (e.g. `test -g FILE` when the set-group-ID bit matters).
     #[arg(long, value_name = "CMD", requires = "minimize")]
     pub check: Option<String>,
+    /// With --minimize: also replay the command started as this user (NAME or UID[:GID]) with
+    /// the rest of the set as ambient capabilities, to prove that SETUID and SETGID, used only
+    /// to become that user, can go (`docker run --user`, systemd `User=`).
+    #[arg(long, value_name = "NAME", requires = "minimize")]
+    pub as_user: Option<String>,
     /// Stop when the command exits instead of waiting for processes it left running.
     #[arg(long)]
     pub no_follow_daemons: bool,
@@ -285,6 +290,10 @@ pub struct RecommendArgs {
     /// the union of all of them.
     #[arg(long, value_name = "NAME")]
     pub container: Option<String>,
+    /// Render the profile's safer alternatives instead of the capabilities they replace
+    /// (`--sysctl net.ipv4.ip_unprivileged_port_start=80`, `--user`), where the format has them.
+    #[arg(long)]
+    pub prefer_alternatives: bool,
 }
 
 #[derive(Debug, Args)]

@@ -70,6 +70,10 @@ pub struct Profile {
     /// proving replay without changing the command's outcome, each with its known effect.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub silent_refusals: Vec<SilentRefusal>,
+    /// Capabilities of `cap_add` with a safer alternative (`alternatives.rs`): a network
+    /// sysctl of the container's own network namespace, or starting as the service user.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alternatives: Vec<Alternative>,
     /// Human advice (non-root, Docker default comparison, --privileged).
     #[serde(default)]
     pub advice: Vec<String>,
@@ -340,6 +344,19 @@ pub struct SilentRefusal {
     pub kernel_path: String,
     /// What the refusal does, as far as the kernel source tells.
     pub effect: String,
+}
+
+/// What can replace one capability of the set.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Alternative {
+    pub cap: Cap,
+    /// `sysctl net.ipv4.ip_unprivileged_port_start=80` (a sysctl of the workload's own network
+    /// namespace) or `user www-data` (start as that user instead of switching to it).
+    pub instead: String,
+    /// A `--minimize` replay with the alternative in place of the capability ended like the
+    /// recording.
+    pub proven: bool,
 }
 
 /// Checks that `-o FILE` can be written before anything starts: its directory must exist.

@@ -165,7 +165,7 @@ const USER_CHANGE_SYSCALLS: &[&str] = &[
 
 /// SETUID and SETGID used only to change user (a daemon started as root dropping to its
 /// service user): say so, and give the shape that needs neither.
-fn user_change(checks: &[Check], cap_add: &[Cap]) -> Option<String> {
+pub fn user_change(checks: &[Check], cap_add: &[Cap]) -> Option<String> {
     const SETGID: Cap = Cap(6);
     const SETUID: Cap = Cap(7);
     let ids: Vec<Cap> = [SETGID, SETUID]
@@ -204,7 +204,7 @@ fn user_change(checks: &[Check], cap_add: &[Cap]) -> Option<String> {
         format!("only {} (as ambient capabilities)", rest.join(", "))
     };
     Some(format!(
-        "{}: used by {by} only in {} to change user: where the program can start as that user, run it so (docker run --user, USER in the Dockerfile, systemd User=) with {rest}",
+        "{}: used by {by} only in {} to change user: where the program can start as that user, run it so (docker run --user, USER in the Dockerfile, systemd User=) with {rest}; `record --minimize --as-user NAME` proves it",
         names.join(", "),
         calls.join("/")
     ))
@@ -292,7 +292,7 @@ mod tests {
             .find(|a| a.starts_with("SETGID, SETUID: used by nginx[123] only in setgid/setgroups/setuid to change user"))
             .unwrap_or_else(|| panic!("{:?}", r.advice));
         assert!(
-            line.ends_with("with only NET_BIND_SERVICE (as ambient capabilities)"),
+            line.ends_with("with only NET_BIND_SERVICE (as ambient capabilities); `record --minimize --as-user NAME` proves it"),
             "{line}"
         );
         // SETUID asked elsewhere (e.g. kill of another user's process) is no user change.

@@ -293,6 +293,11 @@ impl Session {
         self.collector.ns_calls(workload)
     }
 
+    /// What the arguments of the run's checked syscalls showed (`tracer_common::arg_note`).
+    pub fn arg_notes(&self, workload: u64) -> Vec<(u16, u16)> {
+        self.tracer.arg_notes(workload)
+    }
+
     pub fn losses(&self) -> Losses {
         self.tracer.losses()
     }

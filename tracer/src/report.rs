@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use comfy_table::{Table, presets::NOTHING};
 
 use crate::{
+    alternatives,
     capability::Cap,
     classifier,
     container::sets,
@@ -212,6 +213,18 @@ fn body(p: &Profile) -> String {
             "\nrecommendation: {}\n",
             formats::render(p, Format::Docker).trim_end()
         );
+        for a in &p.alternatives {
+            out += &format!("  {}\n", alternatives::line(a, p.minimize.is_some()));
+        }
+        if let Some(line) = alternatives::non_root_line(&p.cap_add, &p.alternatives) {
+            out += &format!("  {line}\n");
+        }
+        if !p.alternatives.is_empty() {
+            out += &format!(
+                "  with the alternatives: {} (captrace recommend --prefer-alternatives)\n",
+                formats::render_preferring(p, Format::Docker).trim_end()
+            );
+        }
     }
     if let Some(s) = p.exit_status.filter(|s| *s != 0) {
         out += &format!(

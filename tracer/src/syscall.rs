@@ -18,24 +18,27 @@ pub struct RegsLayout {
     pub syscall: u32,
     pub arg0: u32,
     pub arg1: u32,
+    pub arg2: u32,
 }
 
 /// arch/x86/include/asm/ptrace.h: r15 r14 r13 r12 bp bx r11 r10 r9 r8 ax cx dx si di orig_ax;
-/// arguments in di, si (syscall ABI).
+/// arguments in di, si, dx (syscall ABI).
 #[cfg(target_arch = "x86_64")]
 pub const REGS: RegsLayout = RegsLayout {
     syscall: 15 * 8,
     arg0: 14 * 8,
     arg1: 13 * 8,
+    arg2: 12 * 8,
 };
 
 /// arch/arm64/include/asm/ptrace.h: regs[31] sp pc pstate orig_x0 syscallno; arguments in x0,
-/// x1 (orig_x0 keeps the first one).
+/// x1, x2 (orig_x0 keeps the first one).
 #[cfg(target_arch = "aarch64")]
 pub const REGS: RegsLayout = RegsLayout {
     syscall: 35 * 8,
     arg0: 34 * 8,
     arg1: 8,
+    arg2: 2 * 8,
 };
 
 #[cfg(test)]

@@ -46,6 +46,20 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<u8> {
         },
         args.hook.hook,
     )?;
+    // Loading takes a moment and the table only comes after the first refresh: a person at a
+    // terminal is told when the programs are in place (never a pipe, never with --json).
+    if !args.json && std::io::stderr().is_terminal() {
+        let what = if args.container.is_empty() {
+            "the host".to_string()
+        } else {
+            args.container
+                .iter()
+                .map(|c| escape::printable(c).to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        output::note(format_args!("attached, watching {what}"));
+    }
     stop::block_on(watch(&mut mon, &args, json, listener))??;
     mon.refresh()?;
     if args.summary {

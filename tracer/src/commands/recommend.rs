@@ -4,7 +4,11 @@ use std::io::{self, Write};
 use anyhow::Context;
 
 use crate::{
-    cli::RecommendArgs, container::sets, error::UsageError, formats, formats::Format,
+    cli::RecommendArgs,
+    container::sets,
+    error::UsageError,
+    formats::{self, Format},
+    output,
     profile::Profile,
 };
 
@@ -36,6 +40,13 @@ fn write(args: &RecommendArgs, out: &mut impl Write) -> anyhow::Result<()> {
         // Compose services each get their own keys: an override file for all of them.
         None if args.format == Format::Compose => sets::compose_override(&profile.containers)
             .unwrap_or_else(|| formats::render(&profile, args.format)),
+        None if args.prefer_alternatives => {
+            let (text, notes) = formats::render_alternatives(&profile, args.format);
+            for n in notes {
+                output::note(n);
+            }
+            text
+        }
         None => formats::render(&profile, args.format),
     };
     out.write_all(text.as_bytes())
@@ -60,6 +71,7 @@ mod tests {
                 profile: path,
                 format: Format::Docker,
                 container: None,
+                prefer_alternatives: false,
             },
             &mut out,
         )
@@ -78,6 +90,7 @@ mod tests {
             profile: path.clone(),
             format: Format::Json,
             container: None,
+            prefer_alternatives: false,
         };
         let err = write(&args, &mut Vec::new()).unwrap_err();
         let message = format!("{err:#}");

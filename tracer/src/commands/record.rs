@@ -1,7 +1,8 @@
 //! `captrace record -- CMD...` and `captrace record --container X`.
-use std::{path::Path, time::Duration};
+use std::{io::IsTerminal as _, path::Path, time::Duration};
 
 use crate::{
+    alternatives,
     cli::RecordArgs,
     container::{
         container_cgroup,
@@ -11,7 +12,7 @@ use crate::{
     },
     error::UsageError,
     html,
-    launch::{self, Spec},
+    launch::{self, Spec, User, privileges},
     loader::Options,
     minimize,
     monitor::{Filter, Monitor},
@@ -31,8 +32,15 @@ pub fn run(args: RecordArgs) -> anyhow::Result<u8> {
     profile::check_output_dir(args.output.as_deref())?;
     args.html.as_deref().map(html::check_output).transpose()?;
 
+    let as_user = args.as_user.as_deref().map(as_user).transpose()?;
     let follows = args.containers || follow::is_client(&args.command[0]);
     let replay_at = replay::run_position(&args.command);
+    if follows && as_user.is_some() {
+        return Err(UsageError(
+            "--as-user replays a command started as that user; for a container, record it with `docker run --user NAME` instead".into(),
+        )
+        .into());
+    }
     if follows && args.minimize && replay_at.is_none() {
         return Err(UsageError(
             "--minimize replays one container started by `docker run`, `podman run` or `nerdctl run` (the flags are injected after `run`); record other container commands without it".into(),
@@ -76,6 +84,8 @@ pub fn run(args: RecordArgs) -> anyhow::Result<u8> {
         &mut |_| {},
     )?;
     let mut profile = session.profile(&run, &args.command)?;
+    let seen = alternatives::Seen::from_notes(&session.arg_notes(run.workload));
+    profile.alternatives = alternatives::find(&profile.cap_add, &seen);
     if follows {
         sets::apply(&mut profile, session.container_profiles()?);
         if let (true, Some(at)) = (args.minimize, replay_at) {
@@ -98,6 +108,8 @@ pub fn run(args: RecordArgs) -> anyhow::Result<u8> {
             minimize::Hooks {
                 setup: args.setup.as_deref(),
                 check: args.check.as_deref(),
+                as_user: as_user.as_ref(),
+                progress: !args.json && std::io::stderr().is_terminal(),
             },
             &mut profile,
         )?;
@@ -105,6 +117,20 @@ pub fn run(args: RecordArgs) -> anyhow::Result<u8> {
 
     finish(&args, &profile)?;
     Ok((run.exit_status & 0xff) as u8)
+}
+
+/// `--as-user NAME` against the host's passwd and group files, before anything starts.
+fn as_user(name: &str) -> anyhow::Result<(String, User)> {
+    let read = |f: &str| std::fs::read_to_string(Path::new("/etc").join(f)).unwrap_or_default();
+    let user = privileges::parse_user(name, &read("passwd"), &read("group"))
+        .map_err(|e| UsageError(format!("--as-user {name}: {e}")))?;
+    if user.uid == 0 {
+        return Err(UsageError(format!(
+            "--as-user {name}: that is root; give the user the command switches to (e.g. www-data)"
+        ))
+        .into());
+    }
+    Ok((name.to_string(), user))
 }
 
 fn finish(args: &RecordArgs, profile: &Profile) -> anyhow::Result<()> {

@@ -132,6 +132,7 @@ pub fn spec(args: &RunArgs, allowed: &[Cap]) -> anyhow::Result<Spec> {
             .map(|r| r.canonicalize().unwrap_or(r.clone())),
         userns_base,
         userns_gid_base,
+        ..Default::default()
     });
     let seccomp = seccomp_programs(&args.seccomp, &caps)?;
     Ok(Spec {

@@ -11,6 +11,7 @@ mod json;
 mod k8s;
 mod oci;
 mod podman;
+mod preferred;
 mod setpriv;
 mod systemd;
 
@@ -31,6 +32,17 @@ pub enum Format {
 /// Renders the profile's `cap_add` set in the given syntax.
 pub fn render(profile: &Profile, format: Format) -> String {
     render_set(&profile.cap_add, format)
+}
+
+/// Renders the profile's set with its alternatives in place of the capabilities they replace
+/// (`--prefer-alternatives`), and a note per alternative the syntax has no equivalent for.
+pub fn render_alternatives(profile: &Profile, format: Format) -> (String, Vec<String>) {
+    preferred::render(profile, format)
+}
+
+/// `render_alternatives` without the notes.
+pub fn render_preferring(profile: &Profile, format: Format) -> String {
+    preferred::render(profile, format).0
 }
 
 /// Renders a capability set in the given syntax.
@@ -74,7 +86,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn minimal_set_sorts_by_number_and_dedups() {
+    fn sorted_unique_sorts_by_number_and_dedups() {
         let caps = sorted_unique(&[Cap(21), Cap(0), Cap(21), Cap(10), Cap(0)]);
         assert_eq!(caps, vec![Cap(0), Cap(10), Cap(21)]);
     }

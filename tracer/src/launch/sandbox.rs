@@ -103,6 +103,7 @@ pub enum Stage {
     Privileges,
     Session,
     Seccomp,
+    Sysctl,
 }
 
 impl Stage {
@@ -110,7 +111,7 @@ impl Stage {
         use Stage::*;
         [
             Exec, Unshare, UserMap, Fork, Mount, Rootfs, Hostname, Loopback, Privileges, Session,
-            Seccomp,
+            Seccomp, Sysctl,
         ]
         .get(v as usize)
         .copied()
@@ -130,6 +131,7 @@ impl Stage {
             Stage::Privileges => "applying the user and capability sets",
             Stage::Session => "starting a session of its own (setsid)",
             Stage::Seccomp => "installing the seccomp filter",
+            Stage::Sysctl => "setting a sysctl of its network namespace",
         }
     }
 }
@@ -153,6 +155,9 @@ pub struct Sandbox {
     pub userns_base: u32,
     /// Host gid root's group maps to, when it is not `userns_base` (`/etc/subgid`).
     pub userns_gid_base: Option<u32>,
+    /// Network sysctls set inside its own network namespace, as `docker run --sysctl` does
+    /// (`net.ipv4.ip_unprivileged_port_start`, `80`): written before the privileges drop.
+    pub sysctls: Vec<(String, String)>,
 }
 
 /// Ids mapped into a new user namespace.
@@ -203,6 +208,11 @@ impl Sandbox {
         }
         if self.ns.net {
             loopback_up().map_err(|e| (Stage::Loopback, e))?;
+            // /proc/sys/net shows the network namespace of whoever opens it.
+            for (key, value) in &self.sysctls {
+                let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+                fs::write(path, value).map_err(io_fail(Stage::Sysctl))?;
+            }
         }
         Ok(())
     }

@@ -53,7 +53,9 @@ pub(super) fn config(btf: &Found, opts: &Options) -> Result<Config, LoadError> {
         filter_cgroups: u32::from(!opts.cgroups.is_empty()),
         enforce_cgroups: u32::from(!opts.enforce_cgroups.is_empty()),
         follow_cgroups: u32::from(opts.follow_cgroups_outside.is_some()),
-        _pad: 0,
+        nr_bind: Sysno::bind.id() as u32,
         home_cgroup: opts.follow_cgroups_outside.unwrap_or(0),
+        regs_arg2_off: regs.arg2,
+        nr_socket: Sysno::socket.id() as u32,
     })
 }

@@ -2,7 +2,7 @@
 use aya::maps::{
     HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues, RingBuf,
 };
-use tracer_common::{PathKey, Policy, UsageKey, names, stat};
+use tracer_common::{ArgNote, PathKey, Policy, UsageKey, names, stat};
 
 use super::{LoadError, Tracer, map_err};
 use crate::profile::Losses;
@@ -39,6 +39,23 @@ impl Tracer {
             let _ = tasks.remove(tid);
         }
         Ok(())
+    }
+
+    /// What the arguments of `workload`'s checked syscalls showed: `(arg_note::*, value)`.
+    pub fn arg_notes(&self, workload: u64) -> Vec<(u16, u16)> {
+        let Ok(map) = BpfHashMap::<_, ArgNote, u8>::try_from(
+            self.ebpf.map(names::MAP_ARG_NOTES).expect("ARG_NOTES map"),
+        ) else {
+            return Vec::new();
+        };
+        let mut notes: Vec<(u16, u16)> = map
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.workload == workload)
+            .map(|k| (k.kind, k.value))
+            .collect();
+        notes.sort_unstable();
+        notes
     }
 
     /// Exact counts of what the enforcer refused (verdict denied) or only reported (granted).

@@ -9,7 +9,9 @@
 //! too. (c) Replay with each member removed in turn; drop it only if that replay ran the code
 //! that checks it (the kernel refused it) and the outcome stayed the recording's. What the
 //! kernel refused in the replay that proves the final set is listed as silent refusals.
+mod alternatives;
 mod compare;
+mod progress;
 mod refusals;
 
 use std::{
@@ -26,7 +28,7 @@ pub use refusals::{EFFECTS, line as refusal_line, silent_refusals};
 use crate::{
     capability::Cap,
     capability_set,
-    launch::{Privileges, Spec},
+    launch::{Privileges, Sandbox, Spec, User},
     profile::{Added, Check, Minimize, Profile},
     recommendation,
     recording::{Run, Session, Wait},
@@ -84,6 +86,10 @@ pub struct Hooks<'a> {
     pub setup: Option<&'a str>,
     /// Run after the recording and after each replay; the replay passes only if it exits 0.
     pub check: Option<&'a str>,
+    /// `--as-user NAME`: prove that the command started as this user needs no SETUID/SETGID.
+    pub as_user: Option<&'a (String, User)>,
+    /// Show which replay runs (a terminal, not `--json`).
+    pub progress: bool,
 }
 
 /// Runs `sh -c CMD` with captrace's environment, output to /dev/null; true if it exited 0.
@@ -105,6 +111,7 @@ struct Replayer<'a> {
     hooks: Hooks<'a>,
     deadline: Duration,
     replays: u32,
+    progress: progress::Progress,
 }
 
 impl Replay for Replayer<'_> {
@@ -113,6 +120,27 @@ impl Replay for Replayer<'_> {
     }
 
     fn replay(&mut self, caps: Option<&BTreeSet<Cap>>) -> anyhow::Result<Outcome> {
+        let privileges = caps.map(|c| Privileges {
+            caps: c.iter().copied().collect(),
+            inherit_groups: true,
+            ..Default::default()
+        });
+        self.run_with(privileges, None)
+    }
+
+    fn announce(&mut self, total: u32, what: &str) {
+        self.progress
+            .replay(self.replays + 1, total.max(self.replays + 1), what);
+    }
+}
+
+impl Replayer<'_> {
+    /// One traced replay with these credentials, in this sandbox.
+    fn run_with(
+        &mut self,
+        privileges: Option<Privileges>,
+        sandbox: Option<Sandbox>,
+    ) -> anyhow::Result<Outcome> {
         if let Some(setup) = self.hooks.setup {
             anyhow::ensure!(
                 shell(setup, "--setup")?,
@@ -120,14 +148,11 @@ impl Replay for Replayer<'_> {
             );
         }
         self.replays += 1;
-        let privileges = caps.map(|c| Privileges {
-            caps: c.iter().copied().collect(),
-            inherit_groups: true,
-            ..Default::default()
-        });
+        let caps = privileges.as_ref().map(|p| p.caps.clone());
         let spec = Spec {
             argv: self.argv.clone(),
             privileges,
+            sandbox,
             quiet: true,
             privileges_first: true,
             ..Default::default()
@@ -186,6 +211,7 @@ pub fn minimize(
         hooks,
         deadline: (recorded.duration * 3).max(Duration::from_secs(10)),
         replays: 0,
+        progress: progress::Progress::new(hooks.progress),
     };
     prove(
         &mut r,
@@ -193,7 +219,11 @@ pub fn minimize(
         &capability_set::own(caps::CapSet::Effective),
         hooks.check,
         profile,
-    )
+    )?;
+    let seen = crate::alternatives::Seen::from_notes(&r.session.arg_notes(recorded.workload));
+    alternatives::prove(&mut r, recorded.exit_status, &seen, profile)?;
+    r.progress.done();
+    Ok(())
 }
 
 /// How the command is replayed: a process under a bounding set (`Replayer`), or a container
@@ -203,6 +233,8 @@ pub trait Replay {
     fn replay(&mut self, caps: Option<&BTreeSet<Cap>>) -> anyhow::Result<Outcome>;
     /// Replays so far.
     fn replays(&self) -> u32;
+    /// Says what the next replay tries (a progress line on a terminal).
+    fn announce(&mut self, _total: u32, _what: &str) {}
 }
 
 /// Steps (a), (b), (c) on `profile`, whose recording exited `recorded_status`; step (b) looks
@@ -233,6 +265,9 @@ pub fn prove(
     };
 
     // (a) The recording's own privileges must reproduce it: outcome and audited checks.
+    // Replays planned when nothing has to be added: (a), (b) and one per member in (c).
+    let planned = 2 + recorded_set.len() as u32;
+    r.announce(planned, "with captrace's own privileges");
     let baseline = r.replay(None)?;
     if baseline.exit_status != recorded_status {
         let note = format!(
@@ -265,6 +300,7 @@ pub fn prove(
 
     // (b) Exactly the recorded set; if that fails, find what was used without a check.
     let mut set = recorded_set.clone();
+    r.announce(planned, "with exactly the recorded set");
     let mut proving = r.replay(Some(&set))?;
     if !passes(&proving, &baseline) {
         let candidates: Vec<Cap> = candidates_from.difference(&recorded_set).copied().collect();
@@ -272,9 +308,19 @@ pub fn prove(
             .union(&candidates.iter().copied().collect())
             .copied()
             .collect();
+        let searching = r.replays() + candidates.len() as u32 + 1 + recorded_set.len() as u32;
         let (kept, _) = reduce(&full, &candidates, |s| {
+            let missing: Vec<Cap> = full.difference(s).copied().collect();
+            r.announce(
+                searching,
+                &format!(
+                    "looking for what is used unchecked, without {}",
+                    names(&missing)
+                ),
+            );
             Ok(passes(&r.replay(Some(s))?, &baseline))
         })?;
+        r.announce(searching, "with what the search kept");
         let with_added = r.replay(Some(&kept))?;
         if !passes(&with_added, &baseline) {
             // Nothing below this replay reproduces the recording: prove nothing.
@@ -307,9 +353,13 @@ pub fn prove(
     // nothing by its absence: it stays.
     let mut dropped = Vec::new();
     let mut unproven = Vec::new();
-    for m in set.clone() {
+    let members: Vec<Cap> = set.iter().copied().collect();
+    let n = members.len();
+    for (i, m) in members.into_iter().enumerate() {
         let mut without = set.clone();
         without.remove(&m);
+        let left = (n - i) as u32;
+        r.announce(r.replays() + left, &format!("trying without {}", m.name()));
         let replay = r.replay(Some(&without))?;
         match judge(&replay, &baseline, m, &dropped) {
             Removal::Drop => {
@@ -344,6 +394,9 @@ pub fn prove(
     profile.silent_refusals = silent_refusals(&proving.checks, &set, &recorded_denied);
     profile.cap_add = report.proven.clone();
     profile.advice = recommendation::advice(&profile.cap_add, &profile.namespaces);
+    profile
+        .advice
+        .extend(recommendation::user_change(&profile.checks, &profile.cap_add));
     profile.minimize = Some(report);
     Ok(())
 }
