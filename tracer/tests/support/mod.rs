@@ -272,3 +272,23 @@ pub fn output_within_of(child: std::process::Child, limit: Duration) -> Output {
         }
     }
 }
+
+/// Builds `fixtures/io_uring/openat.c` into `dir` (gcc, installed by `cargo xtask setup`): it
+/// opens a file through io_uring, on a worker thread (`async`) or under an io_uring personality.
+pub fn io_uring_openat(dir: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/io_uring/openat.c");
+    let bin = dir.join("openat");
+    let out = Command::new("cc")
+        .arg("-O2")
+        .arg("-o")
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .expect("running cc (`cargo xtask setup` installs gcc)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    bin
+}
