@@ -1,10 +1,14 @@
 //! The enforcer: a BPF LSM program on `capable`.
 use aya_ebpf::{
-    helpers::{bpf_get_current_cgroup_id, bpf_get_current_pid_tgid},
+    helpers::{
+        bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_pid_tgid,
+    },
     macros::lsm,
     programs::LsmContext,
 };
-use tracer_common::{Config, Denial, Event, UsageKey, kind, mode, opts, origin, stat, verdict};
+use tracer_common::{
+    Config, Denial, Event, UsageKey, kind, mode, opts, origin, refused, stat, verdict,
+};
 
 use crate::{
     check::{count_check, header, known_opts},
@@ -15,7 +19,7 @@ use crate::{
 /// The workload whose policy applies to the current thread: its own when `run` or `enforce
 /// --pid` registered it, else its cgroup's (`enforce --container`).
 #[inline(always)]
-fn enforced_workload(cfg: &Config, pid_tgid: u64) -> Option<u64> {
+pub(crate) fn enforced_workload(cfg: &Config, pid_tgid: u64) -> Option<u64> {
     // SAFETY: values copied out immediately.
     if let Some(w) = unsafe { TASKS.get(pid_tgid as u32) } {
         return Some(*w);
@@ -23,12 +27,42 @@ fn enforced_workload(cfg: &Config, pid_tgid: u64) -> Option<u64> {
     if cfg.enforce_cgroups == 0 {
         return None;
     }
-    // SAFETY: helper without preconditions; value copied out.
-    let cgroup = unsafe { bpf_get_current_cgroup_id() };
-    unsafe { ENFORCE_CGROUPS.get(cgroup) }.copied()
+    enforced_cgroup()
 }
 
-const EPERM: i32 = 1;
+/// Deepest cgroup level looked at: a process further down than this below the root is matched
+/// by its ancestors up to this level only.
+const MAX_CGROUP_LEVEL: i32 = 32;
+
+/// The workload of the nearest confined cgroup that contains the current task's: a process
+/// that moved (or was cloned with CLONE_INTO_CGROUP) into a child cgroup of a confined one is
+/// still confined.
+#[inline(always)]
+fn enforced_cgroup() -> Option<u64> {
+    // SAFETY: helper without preconditions; value copied out.
+    let own = unsafe { bpf_get_current_cgroup_id() };
+    if let Some(w) = unsafe { ENFORCE_CGROUPS.get(own) } {
+        return Some(*w);
+    }
+    // Level 0 is the root: from just below it down to the task's own (whose id the helper
+    // returns at its level; deeper levels return 0).
+    let mut level = 1;
+    while level < MAX_CGROUP_LEVEL {
+        // SAFETY: helper without preconditions.
+        let id = unsafe { bpf_get_current_ancestor_cgroup_id(level) };
+        if id == 0 || id == own {
+            return None;
+        }
+        // SAFETY: value copied out immediately.
+        if let Some(w) = unsafe { ENFORCE_CGROUPS.get(id) } {
+            return Some(*w);
+        }
+        level += 1;
+    }
+    None
+}
+
+pub(crate) const EPERM: i32 = 1;
 
 /// BPF LSM `capable` hook: (cred, ns, cap, opts, ret of the LSMs before). Refuses (or only
 /// reports, in complain mode) every capability outside the workload's allowed set, in every
@@ -55,7 +89,8 @@ pub fn enforce_capable(ctx: LsmContext) -> i32 {
     }
     // Kernel code acting with credentials it borrowed (overlayfs reading its own xattrs as
     // its mounter) is not the workload using a capability: refusing it would break the file
-    // system under the workload.
+    // system under the workload. The other borrower a workload controls, an io_uring
+    // personality, never gets this far: `enforce_uring_creds` refuses it to confined tasks.
     if borrowed::<Typed>(&cfg, ctx.arg(0)) {
         return 0;
     }
@@ -69,6 +104,8 @@ pub fn enforce_capable(ctx: LsmContext) -> i32 {
         scope: userns_scope::<Typed>(&cfg, target_ns),
         mode: policy.mode,
         opts: known_opts(raw_opts),
+        what: refused::CAPABILITY,
+        _pad: [0; 7],
     };
     let key = UsageKey {
         workload,

@@ -21,6 +21,7 @@ mod lsm;
 mod maps;
 mod process;
 mod syscalls;
+mod uring;
 
 #[cfg(target_arch = "bpf")]
 #[panic_handler]

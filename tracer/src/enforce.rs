@@ -3,7 +3,7 @@
 use std::{collections::BTreeMap, fs};
 
 use serde::Serialize;
-use tracer_common::{Denial, Policy, UsageKey, mode, opts, verdict};
+use tracer_common::{Denial, Policy, UsageKey, mode, opts, refused, verdict};
 
 use crate::{
     capability::{self, Cap},
@@ -71,7 +71,11 @@ pub struct DenialRecord {
     pub pid: u32,
     pub comm: String,
     pub syscall: Option<String>,
-    pub capability: Cap,
+    /// None when what was refused is an io_uring personality (`io_uring_personality`).
+    pub capability: Option<Cap>,
+    /// The workload asked io_uring to run a request with credentials it registered earlier
+    /// (IORING_REGISTER_PERSONALITY): refused to confined tasks whatever they hold.
+    pub io_uring_personality: bool,
     /// "denied" (refused with EPERM) or "allowed" (complain mode: reported only).
     pub verdict: &'static str,
     pub nested_userns: bool,
@@ -83,7 +87,8 @@ impl DenialRecord {
             pid,
             comm,
             syscall: syscall::name(d.syscall),
-            capability: Cap(d.cap),
+            capability: (d.what == refused::CAPABILITY).then_some(Cap(d.cap)),
+            io_uring_personality: d.what == refused::URING_PERSONALITY,
             verdict: if d.mode == mode::ENFORCE {
                 "denied"
             } else {
@@ -95,6 +100,21 @@ impl DenialRecord {
 
     /// "chown[1234]: fchownat: CHOWN denied (outside the allowed set)"
     pub fn line(&self) -> String {
+        let Some(capability) = self.capability else {
+            let why = if self.verdict == "denied" {
+                "the request fails with EPERM"
+            } else {
+                "--enforce would refuse it"
+            };
+            return format!(
+                "{}[{}]: {}: io_uring personality {} (credentials registered earlier, not the \
+                 task's own; {why})",
+                printable(&self.comm),
+                self.pid,
+                self.syscall.as_deref().unwrap_or("-"),
+                self.verdict
+            );
+        };
         let why = if self.verdict == "denied" {
             "outside the allowed set"
         } else {
@@ -110,7 +130,7 @@ impl DenialRecord {
             crate::escape::printable(&self.comm),
             self.pid,
             self.syscall.as_deref().unwrap_or("-"),
-            self.capability,
+            capability,
             self.verdict
         )
     }
@@ -197,6 +217,7 @@ mod tests {
             scope: tracer_common::scope::INIT_USERNS,
             mode: mode::ENFORCE,
             opts: opts::KNOWN,
+            ..Denial::default()
         };
         assert_eq!(
             DenialRecord::new(&d, 42, "chown".into()).line(),
@@ -210,6 +231,25 @@ mod tests {
             DenialRecord::new(&c, 42, "chown".into())
                 .line()
                 .ends_with("CHOWN allowed (outside the allowed set; --enforce would deny it)")
+        );
+    }
+
+    #[test]
+    fn a_refused_io_uring_personality_names_no_capability() {
+        let d = Denial {
+            workload: 1,
+            syscall: 426,
+            cap: 0,
+            mode: mode::ENFORCE,
+            what: refused::URING_PERSONALITY,
+            ..Denial::default()
+        };
+        let r = DenialRecord::new(&d, 42, "openat".into());
+        assert_eq!(r.capability, None);
+        assert_eq!(
+            r.line(),
+            "openat[42]: io_uring_enter: io_uring personality denied (credentials registered \
+             earlier, not the task's own; the request fails with EPERM)"
         );
     }
 

@@ -82,7 +82,7 @@ fn class_of(err: &(dyn StdError + 'static)) -> Option<Class> {
         return Some(match e {
             LoadError::NotPrivileged | LoadError::UserNamespace => Class::Privileges,
             LoadError::NoHook(_) | LoadError::NoEnforcement(_) | LoadError::Btf(_) => Class::Kernel,
-            LoadError::NoObject | LoadError::Map { .. } => Class::Failure,
+            LoadError::NoObject | LoadError::Map { .. } | LoadError::Thread(_) => Class::Failure,
             LoadError::Ebpf(_) | LoadError::Program { .. } => kernel_refusal(e),
         });
     }

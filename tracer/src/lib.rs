@@ -1,5 +1,6 @@
 //! captrace: trace the Linux capabilities a workload uses, recommend the minimal set, and
 //! render it for the runtimes people use.
+pub mod adopt;
 pub mod alternatives;
 pub mod app;
 pub mod attach_btf;

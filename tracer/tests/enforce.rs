@@ -232,6 +232,64 @@ fn needs_lsm_enforce_pid_confines_a_running_process_and_releases_it_on_exit() {
     assert_eq!(owner(&target), 4);
 }
 
+/// Issue #14 item 3: work handed to io_uring is confined like the task's own. `async` runs the
+/// openat on an io-wq worker thread, created after adoption without fork (followed by
+/// `task_newtask`); `personality` runs it with root's credentials, registered and then dropped
+/// by the process before it was confined (refused by `lsm/uring_override_creds`).
+#[test]
+#[ignore = "needs root and BPF LSM (cargo xtask test runs it where the kernel has BPF LSM)"]
+fn needs_lsm_io_uring_does_not_escape_enforce() {
+    require_lsm();
+    let tmp = support::tempdir();
+    let bin = support::io_uring_openat(tmp.path());
+    let secret = tmp.path().join("secret");
+    fs::write(&secret, "secret\n").unwrap();
+    fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    for (mode, says, errno) in [
+        (
+            "personality",
+            "io_uring personality denied",
+            "Operation not permitted",
+        ),
+        // The worker thread (`iou-wrk-PID`) is refused the DAC override: EACCES.
+        ("async", "DAC_", "Permission denied"),
+    ] {
+        // Unconfined, the fixture opens the file: the attack works without captrace.
+        let free = Command::new(&bin).arg(&secret).arg(mode).output().unwrap();
+        assert!(free.status.success(), "{mode}: {}", text(&free.stderr));
+
+        let go = tmp.path().join(format!("go-{mode}"));
+        let mut work = Command::new(&bin)
+            .arg(&secret)
+            .arg(mode)
+            .arg(&go)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut ready = String::new();
+        BufReader::new(work.stdout.take().unwrap())
+            .read_line(&mut ready)
+            .unwrap();
+        assert_eq!(ready.trim(), "ready", "{mode}");
+        let pid = work.id().to_string();
+        let (enforcer, rx) = start_enforce(&["--pid", &pid, "--cap-drop", "ALL"]);
+        fs::write(&go, "").unwrap();
+        let out = wait_at_most(work, Duration::from_secs(60));
+        let err = text(&out.stderr);
+        assert!(!out.status.success(), "{mode}: the open must fail: {err}");
+        assert!(err.contains(errno), "{mode}: {err}");
+        let (code, stdout, stderr) = interrupt(enforcer, rx);
+        assert_eq!(code, 0, "{mode}: {stderr}");
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with("captrace: enforce: ") && l.contains(says)),
+            "{mode}: no denial reported: {stdout}"
+        );
+    }
+}
+
 #[test]
 #[ignore = "needs root and BPF LSM (cargo xtask test runs it where the kernel has BPF LSM)"]
 fn needs_lsm_complain_mode_allows_and_reports() {
@@ -350,17 +408,63 @@ fn needs_lsm_run_enforce_reports_denials_live_and_in_total() {
     );
 }
 
-#[test]
-#[ignore = "needs root and BPF LSM (cargo xtask test runs it where the kernel has BPF LSM)"]
-fn needs_lsm_enforce_cgroup_confines_every_process_of_the_cgroup() {
-    require_lsm();
+/// Where cgroup v2 is mounted here.
+fn cgroup2_root() -> PathBuf {
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let root = mountinfo
+    mountinfo
         .lines()
         .find(|l| l.contains(" - cgroup2 "))
         .and_then(|l| l.split_whitespace().nth(4))
         .map(PathBuf::from)
-        .expect("a cgroup v2 mount");
+        .expect("a cgroup v2 mount")
+}
+
+/// Issue #14 item 5: a process that moves into a child cgroup of a confined one is still
+/// confined; a confined cgroup replaced by a new one at the same path (what `docker restart`
+/// does) ends `enforce` with an error instead of a silent "confining".
+#[test]
+#[ignore = "needs root and BPF LSM (cargo xtask test runs it where the kernel has BPF LSM)"]
+fn needs_lsm_enforce_cgroup_covers_child_cgroups_and_refuses_a_replaced_one() {
+    require_lsm();
+    let root = cgroup2_root();
+    let cg = root.join(format!("captrace-enforce-nested-{}", std::process::id()));
+    let child = cg.join("escape");
+    fs::create_dir(&cg).unwrap();
+    fs::create_dir(&child).unwrap();
+    let (_tmp, _target, mut work) = chown_workload();
+    fs::write(cg.join("cgroup.procs"), work.pid().to_string()).unwrap();
+    let cg_arg = cg.display().to_string();
+    let (enforcer, rx) = start_enforce(&["--cgroup", &cg_arg, "--cap-drop", "ALL"]);
+    assert!(!work.chown(12), "confined in the cgroup itself");
+    fs::write(child.join("cgroup.procs"), work.pid().to_string()).unwrap();
+    assert!(!work.chown(13), "a child cgroup must not be a way out");
+
+    // Emptied (the loop's `sleep` children too), the cgroup is removed and made again at once.
+    drop(work);
+    support::wait_for("the child cgroup to empty", Duration::from_secs(30), || {
+        fs::read_to_string(child.join("cgroup.procs")).is_ok_and(|p| p.trim().is_empty())
+    });
+    fs::remove_dir(&child).unwrap();
+    fs::remove_dir(&cg).unwrap();
+    fs::create_dir(&cg).unwrap();
+    let out = wait_at_most(enforcer, Duration::from_secs(60));
+    // The process is gone, so its stderr is closed: this ends.
+    let err: Vec<String> = rx.iter().collect();
+    let err = err.join("\n");
+    let _ = fs::remove_dir(&cg);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("was replaced by a new cgroup at the same path")
+            && err.contains("NOT confined"),
+        "{err}"
+    );
+}
+
+#[test]
+#[ignore = "needs root and BPF LSM (cargo xtask test runs it where the kernel has BPF LSM)"]
+fn needs_lsm_enforce_cgroup_confines_every_process_of_the_cgroup() {
+    require_lsm();
+    let root = cgroup2_root();
     let cg = root.join(format!("captrace-enforce-test-{}", std::process::id()));
     fs::create_dir(&cg).unwrap();
     let (_tmp, target, mut work) = chown_workload();
@@ -426,6 +530,9 @@ fn without_lsm_enforcement_refuses_and_starts_nothing() {
 #[ignore = "needs root (cargo xtask test runs it)"]
 fn enforce_rejects_bad_targets_before_loading_anything() {
     support::require_root();
+    let own = std::process::id().to_string();
+    // Captrace runs in the root cgroup here or below it: confining the root confines all.
+    let cgroup_root = cgroup2_root().display().to_string();
     for (args, says) in [
         (
             &["--pid", "999999999"][..],
@@ -437,6 +544,14 @@ fn enforce_rejects_bad_targets_before_loading_anything() {
             "did you mean CHOWN",
         ),
         (&[][..], ""),
+        // Issue #14 item 6: init, and captrace's own ancestors (this test is one), would put
+        // the whole host or captrace itself under the policy.
+        (&["--pid", "1"][..], "--pid 1: is init"),
+        (&["--pid", &own][..], "is an ancestor of captrace"),
+        (
+            &["--cgroup", &cgroup_root][..],
+            "captrace itself runs in it",
+        ),
     ] {
         // Watched under ptrace: "before loading anything" means not one bpf() call.
         let mut cmd = captrace(&["enforce"]);

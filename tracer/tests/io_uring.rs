@@ -12,11 +12,6 @@ use std::{
     process::Command,
 };
 
-/// Builds `fixtures/io_uring/openat.c` into `dir`.
-fn build(dir: &Path) -> PathBuf {
-    support::build_c("io_uring/openat.c", &["-O2"], dir, "openat")
-}
-
 /// A root-owned file nobody may read without a DAC capability.
 fn secret(dir: &Path) -> PathBuf {
     let f = dir.join("secret");
@@ -44,7 +39,7 @@ fn works_with(bin: &Path, file: &Path, mode: &str, caps: &[String]) -> bool {
 
 fn record_and_prove(mode: &str) -> captrace::profile::Profile {
     let dir = tempfile::tempdir().unwrap();
-    let bin = build(dir.path());
+    let bin = support::io_uring_openat(dir.path());
     let file = secret(dir.path());
     let (out, p) = support::record(&[bin.to_str().unwrap(), file.to_str().unwrap(), mode]);
     let err = String::from_utf8_lossy(&out.stderr);

@@ -243,19 +243,7 @@ fn captraces_supplementary_groups_do_not_reach_the_workload() {
 #[ignore = "needs root (cargo xtask test runs it)"]
 fn a_fork_the_kernel_refuses_is_a_clean_error() {
     support::require_root();
-    // A pids cgroup (v1 here; the v2 file is the same) with room for captrace alone.
-    let root = Path::new("/sys/fs/cgroup/pids");
-    let cg = root.join(format!("captrace-security-{}", std::process::id()));
-    fs::create_dir(&cg).expect("creating a pids cgroup");
-    fs::write(cg.join("pids.max"), "1").unwrap();
-    let procs = cg.join("cgroup.procs");
-    let script = format!("echo $$ > {}; exec \"$0\" \"$@\"", procs.display());
-    let mut cmd = Command::new("sh");
-    cmd.args(["-c", &script])
-        .arg(support::captrace_bin())
-        .args(["run", "--", "true"]);
-    let out = support::output_within(cmd, Duration::from_secs(30));
-    let _ = fs::remove_dir(&cg);
+    let out = with_room_for_one_task(&["run", "--", "true"]);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(125), "{err}");
     assert_eq!(err.lines().count(), 1, "one line, no panic: {err}");
@@ -264,6 +252,55 @@ fn a_fork_the_kernel_refuses_is_a_clean_error() {
         "{err}"
     );
     assert!(!err.contains("panicked"), "{err}");
+}
+
+/// captrace `args`, started in a pids cgroup (v1 here; the v2 file is the same) with room for
+/// captrace's main thread alone.
+fn with_room_for_one_task(args: &[&str]) -> std::process::Output {
+    let root = Path::new("/sys/fs/cgroup/pids");
+    let cg = root.join(format!(
+        "captrace-security-{}-{}",
+        std::process::id(),
+        args[0]
+    ));
+    fs::create_dir(&cg).expect("creating a pids cgroup");
+    fs::write(cg.join("pids.max"), "1").unwrap();
+    let procs = cg.join("cgroup.procs");
+    let script = format!("echo $$ > {}; exec \"$0\" \"$@\"", procs.display());
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", &script])
+        .arg(support::captrace_bin())
+        .args(args);
+    let out = support::output_within(cmd, Duration::from_secs(30));
+    let _ = fs::remove_dir(&cg);
+    out
+}
+
+/// Issue #14 (remaining item 7): the loader's helper threads are asked of the kernel with
+/// `thread::Builder`, so EAGAIN is a clean error with nothing attached (it was a panic).
+#[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
+fn a_thread_the_kernel_refuses_the_loader_is_a_clean_error() {
+    support::require_root();
+    let mut sleeper = Command::new("sleep").arg("60").spawn().unwrap();
+    let pid = sleeper.id().to_string();
+    for args in [&["monitor"][..], &["enforce", "--pid", &pid][..]] {
+        let out = with_room_for_one_task(args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{args:?}: {err}");
+        assert_eq!(
+            err.lines().count(),
+            1,
+            "{args:?}: one line, no panic: {err}"
+        );
+        assert!(
+            err.starts_with("captrace: the kernel refused captrace a thread (")
+                && err.contains("nothing was attached"),
+            "{args:?}: {err}"
+        );
+    }
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
 }
 
 #[test]
@@ -320,6 +357,58 @@ fn a_root_file_system_cannot_point_its_mount_points_at_the_host() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// Issue #14 item 11: a symlinked mount point is resolved inside the root file system
+/// (`openat2(RESOLVE_IN_ROOT)`): `proc -> /srv` gets the kernel's /proc at the root's own
+/// `/srv`, and the workload reads its real status through the link.
+#[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
+fn a_symlinked_mount_point_in_a_rootfs_resolves_inside_it() {
+    support::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    support::busybox_rootfs(&root);
+    fs::remove_dir_all(root.join("proc")).unwrap();
+    fs::create_dir(root.join("srv")).unwrap();
+    symlink("/srv", root.join("proc")).unwrap();
+    for ns in ["pid,mnt", "mnt"] {
+        let out = captrace(&[
+            "run",
+            "--rootfs",
+            root.to_str().unwrap(),
+            "--ns",
+            ns,
+            "--cap-drop",
+            "ALL",
+            "--",
+            "sh",
+            "-c",
+            "grep ^CapBnd /proc/self/status; grep -c ' /srv proc ' /proc/self/mounts",
+        ])
+        .output()
+        .unwrap();
+        assert_eq!(
+            text(&out.stdout),
+            "CapBnd:\t0000000000000000\n1\n",
+            "{ns}: {}",
+            text(&out.stderr)
+        );
+    }
+    // A link that leaves nothing to mount on inside the root is still refused.
+    fs::remove_dir(root.join("srv")).unwrap();
+    let out = captrace(&[
+        "run",
+        "--rootfs",
+        root.to_str().unwrap(),
+        "--ns",
+        "mnt",
+        "--",
+        "true",
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out.stderr));
 }
 
 #[test]

@@ -12,10 +12,11 @@ use aya::maps::{MapData, RingBuf};
 use nix::sys::signal::Signal;
 
 use crate::{
+    adopt,
     capability::{self, Cap},
     capability_set::requested_set,
     cli::EnforceArgs,
-    container::{alive, cgroup_dir, comm, container_cgroup, tree_threads},
+    container::{alive, cgroup_dir, comm, container_cgroup},
     enforce,
     error::UsageError,
     events::{Collector, Decoded},
@@ -48,6 +49,9 @@ fn target(args: &EnforceArgs) -> anyhow::Result<Target> {
         if pid <= 0 || !Path::new(&format!("/proc/{pid}")).exists() {
             return Err(usage(format!("--pid {pid}: no such process")));
         }
+        if let Some(why) = adopt::refusal(pid as u32) {
+            return Err(usage(format!("--pid {pid}: {why}")));
+        }
         return Ok(Target::Tree(pid as u32));
     }
     if let Some(name) = &args.container {
@@ -73,6 +77,13 @@ fn target(args: &EnforceArgs) -> anyhow::Result<Target> {
         )));
     }
     let id = fs::metadata(&dir)?.ino();
+    if holds_captrace(id) {
+        return Err(usage(format!(
+            "--cgroup {}: captrace itself runs in it or below it, and would be confined too; give \
+             the workload's own cgroup",
+            dir.display()
+        )));
+    }
     Ok(Target::Cgroup {
         id,
         label: format!("cgroup {}", dir.display()),
@@ -80,22 +91,29 @@ fn target(args: &EnforceArgs) -> anyhow::Result<Target> {
     })
 }
 
-/// Adopts the threads of the tree rooted at `pid`. A thread that exited before it was adopted
-/// never reaches the exit hook again, so its entry is removed here: a stale entry would outlive
-/// the tree and could confine whoever gets the thread id next.
-fn adopt_tree(tracer: &mut Tracer, pid: u32) -> anyhow::Result<()> {
-    // Twice: a child forked while the first walk ran is in the second (a fork after its parent
-    // was adopted is followed by the kernel).
-    for _ in 0..2 {
-        let tids: Vec<u32> = tree_threads(pid)
-            .into_iter()
-            .filter(|t| alive(*t))
-            .collect();
-        tracer.adopt(&tids, WORKLOAD)?;
-        let dead: Vec<u32> = tids.into_iter().filter(|t| !alive(*t)).collect();
-        tracer.forget(&dead)?;
+/// Whether cgroup `id` is captrace's own cgroup v2 or one of its ancestors (the enforcer
+/// confines every cgroup below a confined one).
+fn holds_captrace(id: u64) -> bool {
+    let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let Some(path) = own.lines().find_map(|l| l.strip_prefix("0::")) else {
+        return false;
+    };
+    let dir = cgroup_dir(path);
+    dir.ancestors()
+        .take(path.split('/').filter(|c| !c.is_empty()).count() + 1)
+        .any(|d| fs::metadata(d).is_ok_and(|m| m.ino() == id))
+}
+
+/// The kernel's `TASKS` as `adopt` registers threads in it, all under `enforce`'s workload.
+struct Tasks<'a>(&'a mut Tracer);
+
+impl adopt::Registry for Tasks<'_> {
+    fn register(&mut self, tids: &[u32]) -> anyhow::Result<()> {
+        Ok(self.0.adopt(tids, WORKLOAD)?)
     }
-    Ok(())
+    fn unregister(&mut self, tids: &[u32]) -> anyhow::Result<()> {
+        Ok(self.0.forget(tids)?)
+    }
 }
 
 /// Prints each denial the kernel reported since the last call, on stdout (`enforce`'s output is
@@ -129,7 +147,7 @@ pub fn run(args: EnforceArgs) -> anyhow::Result<u8> {
     tracer.set_policy(WORKLOAD, enforce::policy(&allowed, args.mode, true))?;
     let label = match &target {
         Target::Tree(pid) => {
-            adopt_tree(&mut tracer, *pid)?;
+            adopt::adopt_tree(&mut Tasks(&mut tracer), *pid)?;
             format!(
                 "process {pid} ({}) and its descendants",
                 crate::escape::printable(&comm(*pid))
@@ -137,6 +155,11 @@ pub fn run(args: EnforceArgs) -> anyhow::Result<u8> {
         }
         Target::Cgroup { label, .. } => crate::escape::printable(label).into_owned(),
     };
+    let mut ring = tracer.take_events()?;
+    let mut collector = Collector::default();
+    // The handlers are in place before the line that tells the user Ctrl-C releases it: a
+    // Ctrl-C right after it must release, not kill captrace before its summary.
+    let mut wake = stop::block_on(async { Stop::new(Duration::from_millis(100)) })??;
     let names: Vec<String> = allowed.iter().map(|c| c.name()).collect();
     output::note(format_args!(
         "{} {label} to {}; Ctrl-C releases it",
@@ -150,10 +173,7 @@ pub fn run(args: EnforceArgs) -> anyhow::Result<u8> {
             names.join(",")
         }
     ));
-    let mut ring = tracer.take_events()?;
-    let mut collector = Collector::default();
     let why = stop::block_on(async {
-        let mut wake = Stop::new(Duration::from_millis(100))?;
         loop {
             let stop = match wake.next().await {
                 Wake::Signal(Signal::SIGINT) => Some("interrupted"),
@@ -171,6 +191,17 @@ pub fn run(args: EnforceArgs) -> anyhow::Result<u8> {
             };
             if gone {
                 return Ok("the workload is gone");
+            }
+            // The same path with a new cgroup (`docker restart` makes one): the processes
+            // in it are not the ones confined, and saying "confining" would be a lie.
+            if let Target::Cgroup { id, dir, .. } = &target
+                && fs::metadata(dir).is_ok_and(|m| m.ino() != *id)
+            {
+                return Err(anyhow::anyhow!(
+                    "{} was replaced by a new cgroup at the same path (a container restart?): \
+                     the new one is NOT confined; run captrace enforce again",
+                    dir.display()
+                ));
             }
         }
     })??;

@@ -269,20 +269,41 @@ impl Sandbox {
     }
 }
 
-/// `root/name` as a directory to mount on. A symlink there is refused: it is resolved
-/// against the host's root before pivot_root, so a root file system whose `proc` points at
-/// `/etc` would have captrace create and mount on host paths, and a fake /proc inside would
-/// be what the workload (and anything reading /proc in it) sees.
+/// `root/name` as a directory to mount on, resolved as it will be seen from inside the root:
+/// a symlink there is followed with `openat2(RESOLVE_IN_ROOT)`, so `proc -> /srv` means the
+/// root's own `/srv`, never the host's (resolved against the host's root before pivot_root,
+/// captrace would mount on a host path and the workload would see whatever the link's author
+/// placed at its /proc). A link that leads nowhere inside the root, or to the root itself, is
+/// refused; a missing entry is created.
 fn mount_point(root: &Path, name: &str) -> Result<PathBuf, (Stage, i32)> {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag, open, openat2};
+    use std::os::fd::AsRawFd as _;
+
     let path = root.join(name);
-    match fs::symlink_metadata(&path) {
-        Ok(m) if m.file_type().is_symlink() => Err((Stage::Mount, libc::ELOOP)),
-        Ok(m) if !m.is_dir() => Err((Stage::Mount, libc::ENOTDIR)),
-        Ok(_) => Ok(path),
-        Err(_) => fs::create_dir(&path)
-            .map(|()| path)
-            .map_err(io_fail(Stage::Mount)),
+    let real_root = fs::canonicalize(root).map_err(io_fail(Stage::Mount))?;
+    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let dir = open(&real_root, flags, nix::sys::stat::Mode::empty()).map_err(fail(Stage::Mount))?;
+    let how = OpenHow::new()
+        .flags(flags)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let fd = match openat2(&dir, name, how) {
+        Ok(fd) => fd,
+        // Nothing there at all: a directory of captrace's own. A link to nothing stays refused.
+        Err(nix::errno::Errno::ENOENT) if fs::symlink_metadata(&path).is_err() => {
+            return fs::create_dir(&path)
+                .map(|()| path)
+                .map_err(io_fail(Stage::Mount));
+        }
+        Err(nix::errno::Errno::ENOENT) => return Err((Stage::Mount, libc::ELOOP)),
+        Err(e) => return Err((Stage::Mount, e as i32)),
+    };
+    // The directory the fd names, as a path captrace can mount on.
+    let real = fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map_err(io_fail(Stage::Mount))?;
+    if real == real_root || !real.starts_with(&real_root) {
+        return Err((Stage::Mount, libc::ELOOP));
     }
+    Ok(real)
 }
 
 fn mount_proc(target: &Path) -> StepResult {

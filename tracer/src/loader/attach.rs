@@ -142,9 +142,21 @@ impl Tracer {
         Ok(())
     }
 
-    pub(super) fn attach_lsm(&mut self, btf: &Btf) -> Result<(), ProgramError> {
+    pub(super) fn attach_lsm(
+        &mut self,
+        btf: &Btf,
+        has_uring_lsm: bool,
+    ) -> Result<(), ProgramError> {
         let p: &mut Lsm = program(&mut self.ebpf, names::PROG_ENFORCE_CAPABLE)?;
         p.load("capable", btf)?;
+        let id = p.attach()?;
+        self.links.push(Box::new(p.take_link(id)?));
+        if !has_uring_lsm {
+            return Ok(());
+        }
+        // io_uring personalities (tracer-ebpf/src/uring.rs).
+        let p: &mut Lsm = program(&mut self.ebpf, names::PROG_ENFORCE_URING_CREDS)?;
+        p.load("uring_override_creds", btf)?;
         let id = p.attach()?;
         self.links.push(Box::new(p.take_link(id)?));
         Ok(())

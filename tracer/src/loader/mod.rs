@@ -35,7 +35,12 @@ const ATTACH_TARGETS: &[Target] = &[
     Target::Tracepoint("sys_exit"),
     Target::Function(CAP_CAPABLE),
     Target::Function("bpf_lsm_capable"),
+    Target::Function(URING_LSM),
 ];
+
+/// The LSM hook of io_uring personalities (absent from kernels built without io_uring, which
+/// then have nothing to refuse).
+const URING_LSM: &str = "bpf_lsm_uring_override_creds";
 
 /// The programs that follow processes, and the raw tracepoint each attaches to (present on
 /// every kernel captrace supports).
@@ -88,6 +93,11 @@ pub enum LoadError {
         #[source]
         source: aya::programs::ProgramError,
     },
+    /// The kernel refused captrace a helper thread (EAGAIN: the task limit was reached).
+    #[error(
+        "the kernel refused captrace a thread ({0}): too many tasks (ulimit -u, the pids cgroup, kernel.threads-max); nothing was attached"
+    )]
+    Thread(std::io::Error),
     /// A map operation failed.
     #[error("BPF map {name}: {source}")]
     Map {
@@ -165,7 +175,7 @@ impl Tracer {
         // versions do it lazily, but need a newer rustc) even though captrace then tells it
         // not to use it: done on another thread while this one scans the BTF for what
         // captrace does need.
-        let loader = std::thread::spawn(EbpfLoader::new);
+        let loader = spawn(EbpfLoader::new)?;
         let btf = kernel_btf();
         let loader = loader
             .join()
@@ -177,9 +187,12 @@ impl Tracer {
         let has_tracepoint = targets
             .iter()
             .any(|(t, _)| *t == Target::Tracepoint(CAP_CAPABLE));
+        let has_uring_lsm = targets
+            .iter()
+            .any(|(t, _)| *t == Target::Function(URING_LSM));
         drop(btf);
         // Its parse (~15 ms: placeholders up to the highest id) runs while aya loads the object.
-        let aya_btf = std::thread::spawn(move || attach_btf::for_aya(&targets));
+        let aya_btf = spawn(move || attach_btf::for_aya(&targets))?;
         // The programs use no CO-RE relocations (offsets come from CONFIG), so aya need not
         // parse the kernel's BTF a second time.
         let ebpf = loader
@@ -231,11 +244,20 @@ impl Tracer {
         }
         if opts.enforce {
             let btf = aya_btf.as_ref().map_err(|e| LoadError::Btf(e.clone()))?;
-            tracer.attach_lsm(btf).map_err(|e| {
+            tracer.attach_lsm(btf, has_uring_lsm).map_err(|e| {
                 LoadError::NoEnforcement(format!("the lsm/capable program: {}", describe(e)))
             })?;
         }
         tracing::debug!(elapsed = ?t.elapsed(), hook = ?tracer.hook, "programs attached");
         Ok(tracer)
     }
+}
+
+/// `std::thread::spawn` without its panic when the kernel refuses a thread.
+fn spawn<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<std::thread::JoinHandle<T>, LoadError> {
+    std::thread::Builder::new()
+        .spawn(f)
+        .map_err(LoadError::Thread)
 }

@@ -303,3 +303,9 @@ pub fn output_within_of(child: std::process::Child, limit: Duration) -> Output {
         }
     }
 }
+
+/// Builds `fixtures/io_uring/openat.c` into `dir` (gcc, installed by `cargo xtask setup`): it
+/// opens a file through io_uring, on a worker thread (`async`) or under an io_uring personality.
+pub fn io_uring_openat(dir: &Path) -> PathBuf {
+    build_c("io_uring/openat.c", &["-O2"], dir, "openat")
+}
