@@ -394,9 +394,10 @@ pub fn prove(
     profile.silent_refusals = silent_refusals(&proving.checks, &set, &recorded_denied);
     profile.cap_add = report.proven.clone();
     profile.advice = recommendation::advice(&profile.cap_add, &profile.namespaces);
-    profile
-        .advice
-        .extend(recommendation::user_change(&profile.checks, &profile.cap_add));
+    profile.advice.extend(recommendation::user_change(
+        &profile.checks,
+        &profile.cap_add,
+    ));
     profile.minimize = Some(report);
     Ok(())
 }
