@@ -4,10 +4,13 @@
 
 mod attach;
 mod config;
+mod detach;
 mod maps;
 mod preflight;
 
-use aya::{Btf, Ebpf, EbpfLoader, maps::HashMap as BpfHashMap, util::nr_cpus};
+use aya::{
+    Btf, Ebpf, EbpfLoader, maps::HashMap as BpfHashMap, programs::links::FdLink, util::nr_cpus,
+};
 use tracer_common::names;
 
 use self::{
@@ -134,6 +137,11 @@ pub struct Tracer {
     nr_cpus: usize,
     /// Owned links; dropping one detaches it.
     links: Vec<Box<dyn Send>>,
+    /// Links whose detach waits for an RCU grace period (perf tracepoints): handed to an
+    /// orphan on drop (`detach`).
+    slow_links: Vec<FdLink>,
+    /// Where namespace calls are watched (`tracepoint/syscalls:sys_exit_*`), if they are.
+    ns_point: Option<&'static str>,
     /// The hook watching capability checks and the program attached to it
     /// (`tp_btf/cap_capable`).
     hook: Option<(Hook, &'static str)>,
@@ -145,6 +153,7 @@ type AttachBtf = Result<Btf, String>;
 impl Drop for Tracer {
     fn drop(&mut self) {
         let t = std::time::Instant::now();
+        detach::hand_off(std::mem::take(&mut self.slow_links));
         self.links.clear();
         tracing::debug!(elapsed = ?t.elapsed(), "programs detached");
     }
@@ -196,6 +205,8 @@ impl Tracer {
             ebpf,
             nr_cpus,
             links: Vec::new(),
+            slow_links: Vec::new(),
+            ns_point: None,
             hook: None,
         };
         let mut cgroups: BpfHashMap<_, u64, u8> = BpfHashMap::try_from(
@@ -224,7 +235,7 @@ impl Tracer {
         // need a program on every syscall of the host.
         tracer.attach()?;
         if opts.hook.is_some() {
-            tracer.attach_sys_exit(&aya_btf)?;
+            tracer.attach_ns_calls(&aya_btf)?;
         }
         if let Some(choice) = opts.hook {
             tracer.attach_hook(choice, has_tracepoint, &aya_btf)?;
