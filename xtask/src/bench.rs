@@ -48,6 +48,10 @@ use variant::{Clock, Loop, LoopTime, Variant};
 const BPFTRACE_ANCHOR: &str = "tracepoint:capability:cap_capable { @[args->cap] = count(); }";
 /// An empty bpftrace program on the tracepoint (reference only).
 const BPFTRACE_EMPTY: &str = "tracepoint:capability:cap_capable { }";
+/// An empty bpftrace program on one namespace syscall's exit tracepoint: the least a syscall
+/// tracepoint adds to every other syscall (the syscall slow path and perf_syscall_exit's
+/// bitmap test), whatever runs in it.
+const BPFTRACE_SYSCALL_EMPTY: &str = "tracepoint:syscalls:sys_exit_unshare { }";
 /// Why the monitor figures are null when they are.
 const MONITOR_MISSING: &str = "n/a (this captrace has no monitor command)";
 

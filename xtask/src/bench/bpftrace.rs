@@ -7,8 +7,8 @@ pub(super) struct Bpftrace {
 }
 
 impl Bpftrace {
-    /// Starts `bpftrace -e program` and waits until its program is attached to cap_capable.
-    pub(super) fn start(program: &str, dir: &Path) -> anyhow::Result<Bpftrace> {
+    /// Starts `bpftrace -e program` and waits until its program is attached to tracepoint `point`.
+    pub(super) fn start(program: &str, point: &str, dir: &Path) -> anyhow::Result<Bpftrace> {
         let log = dir.join("bpftrace.out");
         let child = Command::new("bpftrace")
             .args(["-e", program])
@@ -27,7 +27,7 @@ impl Bpftrace {
                     err.trim()
                 );
             }
-            let attached = match perf_attached(tracer.pid()) {
+            let attached = match perf_attached(tracer.pid(), point) {
                 Some(attached) => attached,
                 // No bpftool: its banner is printed just before attaching.
                 None => fs::read_to_string(&log)
@@ -70,12 +70,12 @@ impl Bpftrace {
     }
 }
 
-/// Whether `pid` has a BPF program attached to the cap_capable tracepoint through perf, per
+/// Whether `pid` has a BPF program attached to tracepoint `point` through perf, per
 /// `bpftool perf list`; None without bpftool.
-pub(super) fn perf_attached(pid: u32) -> Option<bool> {
+pub(super) fn perf_attached(pid: u32, point: &str) -> Option<bool> {
     let out = cmd::stdout_of(Command::new("bpftool").args(["perf", "list", "--json"]))?;
     let list: Value = serde_json::from_str(&out).ok()?;
     Some(list.as_array()?.iter().any(|e| {
-        e["pid"].as_u64() == Some(u64::from(pid)) && e["tracepoint"].as_str() == Some("cap_capable")
+        e["pid"].as_u64() == Some(u64::from(pid)) && e["tracepoint"].as_str() == Some(point)
     }))
 }

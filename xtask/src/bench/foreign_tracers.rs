@@ -2,7 +2,7 @@
 use super::*;
 
 /// Guards against tracers someone else loaded: on a shared machine, another test run of
-/// captrace attaches a `sys_exit` program that slows every syscall of every process,
+/// captrace attaches syscall tracepoints that slow every syscall of every process,
 /// the untraced runs included.
 pub(super) struct Quiet {
     /// How long, in all, the bench may still wait for foreign tracing programs to go away.
@@ -32,8 +32,9 @@ impl Bench {
             self.quiet.waited += step;
         }
         let result = f(self)?;
-        // Our own programs may take a moment to disappear after their tracer exits.
-        let deadline = Instant::now() + Duration::from_millis(500);
+        // Our own programs may take a moment to disappear after their tracer exits (captrace
+        // leaves the detach of its syscall tracepoints, an RCU grace period each, to an orphan).
+        let deadline = Instant::now() + Duration::from_secs(2);
         let mut clean_after = foreign_tracers() == 0;
         while !clean_after && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(20));

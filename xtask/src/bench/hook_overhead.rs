@@ -12,7 +12,7 @@ impl Bench {
         for round in 1..=self.plan.rounds {
             for lp in Loop::ALL {
                 let mut line = format!("round {round}/{} {:<12}", self.plan.rounds, lp.name());
-                for variant in Variant::ALL {
+                for variant in Variant::ALL.into_iter().filter(|v| v.runs_with(lp)) {
                     let failed = failures.get(&(lp, variant)).map_or(0, Vec::len);
                     if failed >= 2 {
                         continue;
@@ -185,16 +185,16 @@ impl Bench {
                     .args(load.get_args());
                 run_stdout(&mut record)?
             }
-            Variant::FloorTp | Variant::Bpftrace => {
+            Variant::FloorTp | Variant::Bpftrace | Variant::FloorSyscallTp => {
                 if !self.bpftrace {
                     bail!("bpftrace not installed");
                 }
-                let program = if variant == Variant::FloorTp {
-                    BPFTRACE_EMPTY
-                } else {
-                    BPFTRACE_ANCHOR
+                let (program, point) = match variant {
+                    Variant::FloorTp => (BPFTRACE_EMPTY, "cap_capable"),
+                    Variant::Bpftrace => (BPFTRACE_ANCHOR, "cap_capable"),
+                    _ => (BPFTRACE_SYSCALL_EMPTY, "sys_exit_unshare"),
                 };
-                let tracer = Bpftrace::start(program, &self.dir)?;
+                let tracer = Bpftrace::start(program, point, &self.dir)?;
                 with_stats(&mut load, tracer.pid().to_string());
                 let out = run_stdout(&mut load);
                 tracer.stop();

@@ -69,8 +69,23 @@ impl Bench {
             );
         }
         println!(
-            "(ns/call = time inside the programs per loop call; runs can exceed one per call because \
-             sys_exit program also runs for every other process's syscalls)"
+            "(ns/call = time inside the programs per loop call; runs can exceed one per call when a \
+             program also runs for other processes' events)"
         );
+        // Per-check cost against the least a per-thread tracer does (whatever hook they run
+        // on: the cap_capable program of each).
+        let filter = self.get("profile_floor_filter_bench_filter_ns_per_run");
+        for variant in [Variant::Record, Variant::Monitor] {
+            let prefix = format!("profile_{}_cap_capable", variant.name());
+            let own = self
+                .report
+                .iter()
+                .find(|(k, v)| k.starts_with(&prefix) && k.ends_with("_ns_per_run") && v.is_some())
+                .and_then(|(_, v)| *v);
+            self.set(
+                format!("profile_{}_vs_filter", variant.name()),
+                own.zip(filter).map(|(o, f)| o / f),
+            );
+        }
     }
 }

@@ -56,10 +56,12 @@ pub(super) enum Variant {
     Monitor,
     Bpftrace,
     FloorFilter,
+    /// getppid loop only: what any syscall tracepoint costs the other syscalls.
+    FloorSyscallTp,
 }
 
 impl Variant {
-    pub(super) const ALL: [Variant; 7] = [
+    pub(super) const ALL: [Variant; 8] = [
         Variant::Untraced,
         Variant::Floor,
         Variant::FloorFilter,
@@ -67,7 +69,14 @@ impl Variant {
         Variant::Record,
         Variant::Monitor,
         Variant::Bpftrace,
+        Variant::FloorSyscallTp,
     ];
+
+    /// Whether the variant runs with loop `lp`: the syscall-tracepoint floor only matters for
+    /// the syscall tax.
+    pub(super) fn runs_with(self, lp: Loop) -> bool {
+        self != Variant::FloorSyscallTp || lp == Loop::Getppid
+    }
 
     pub(super) fn name(self) -> &'static str {
         match self {
@@ -78,6 +87,7 @@ impl Variant {
             Variant::Monitor => "monitor",
             Variant::Bpftrace => "bpftrace",
             Variant::FloorFilter => "floor_filter",
+            Variant::FloorSyscallTp => "floor_syscall_tp",
         }
     }
 
@@ -90,6 +100,7 @@ impl Variant {
             Variant::Monitor => "captrace monitor (host-wide) running",
             Variant::Bpftrace => "bpftrace count map keyed by cap",
             Variant::FloorFilter => "raw_tp program doing only a thread-id hash lookup",
+            Variant::FloorSyscallTp => "empty bpftrace syscalls:sys_exit_unshare (getppid only)",
         }
     }
 }
