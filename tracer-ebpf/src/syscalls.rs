@@ -4,10 +4,10 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_probe_read_user, bpf_task_pt_regs,
     },
-    macros::{btf_tracepoint, raw_tracepoint, tracepoint},
-    programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
+    macros::{btf_tracepoint, fexit, raw_tracepoint, tracepoint},
+    programs::{BtfTracePointContext, FExitContext, RawTracePointContext, TracePointContext},
 };
-use tracer_common::{Event, NsCall, clone_flags, kind, ns_syscall, stat};
+use tracer_common::{Config, Event, NsCall, clone_flags, kind, ns_syscall, stat};
 
 use crate::{
     check::{current_workload, header},
@@ -28,7 +28,7 @@ fn on_sys_exit<M: Kmem>(regs: *const u8, ret: i64) {
 
 /// Reports syscall `id`, which returned `ret`, if it is a namespace call of a followed task.
 #[inline(always)]
-fn report<M: Kmem>(cfg: &tracer_common::Config, regs: *const u8, id: u32, ret: i64) {
+fn report<M: Kmem>(cfg: &Config, regs: *const u8, id: u32, ret: i64) {
     let reg = |off| M::read::<u64>(regs, off).unwrap_or(0);
     let syscall = if id == cfg.nr_unshare {
         ns_syscall::UNSHARE
@@ -115,4 +115,37 @@ pub fn ns_syscall_exit(ctx: TracePointContext) -> i32 {
     let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as *const u8;
     report::<Probed>(&config(), regs, id as u32, ret);
     0
+}
+
+/// fexit on a namespace syscall's own function (`__x64_sys_unshare(const struct pt_regs *)`
+/// and its three siblings), where the kernel has trampolines: nothing runs on any other
+/// syscall, which also keeps the syscall fast path (no tracepoint sets
+/// TIF_SYSCALL_TRACEPOINT). Arguments: the user registers, then the result.
+#[inline(always)]
+fn on_fexit(ctx: &FExitContext, nr: fn(&Config) -> u32) -> i32 {
+    let regs: u64 = ctx.arg(0);
+    let ret: i64 = ctx.arg(1);
+    let cfg = config();
+    report::<Typed>(&cfg, regs as *const u8, nr(&cfg), ret);
+    0
+}
+
+#[fexit(function = "__x64_sys_unshare")]
+pub fn ns_unshare_fexit(ctx: FExitContext) -> i32 {
+    on_fexit(&ctx, |c| c.nr_unshare)
+}
+
+#[fexit(function = "__x64_sys_setns")]
+pub fn ns_setns_fexit(ctx: FExitContext) -> i32 {
+    on_fexit(&ctx, |c| c.nr_setns)
+}
+
+#[fexit(function = "__x64_sys_clone")]
+pub fn ns_clone_fexit(ctx: FExitContext) -> i32 {
+    on_fexit(&ctx, |c| c.nr_clone)
+}
+
+#[fexit(function = "__x64_sys_clone3")]
+pub fn ns_clone3_fexit(ctx: FExitContext) -> i32 {
+    on_fexit(&ctx, |c| c.nr_clone3)
 }

@@ -7,7 +7,7 @@ use aya::{
 };
 use tracer_common::names;
 
-use super::{AttachBtf, CAP_CAPABLE, LoadError, PROGRAMS, Tracer};
+use super::{AttachBtf, CAP_CAPABLE, LoadError, NS_FEXITS, PROGRAMS, Tracer};
 use crate::hook::{Hook, HookChoice, Refusals};
 
 impl Tracer {
@@ -109,6 +109,18 @@ impl Tracer {
     /// which cost other syscalls no program run, or, where those cannot be attached, on every
     /// syscall's return.
     pub(super) fn attach_ns_calls(&mut self, btf: &AttachBtf) -> Result<(), LoadError> {
+        if let Ok(b) = btf {
+            match self.attach_ns_fexits(b) {
+                Ok(()) => {
+                    self.ns_point = Some("fexit/sys_{unshare,setns,clone,clone3}");
+                    return Ok(());
+                }
+                Err(e) => {
+                    let why = describe(e);
+                    tracing::debug!(%why, "fexit on the namespace syscalls refused");
+                }
+            }
+        }
         match self.attach_syscall_tracepoints() {
             Ok(()) => {
                 self.ns_point = Some("tracepoint/syscalls:sys_exit_{unshare,setns,clone,clone3}");
@@ -122,6 +134,20 @@ impl Tracer {
         }
         self.attach_sys_exit(btf)?;
         self.ns_point = Some("raw_tracepoint/sys_exit");
+        Ok(())
+    }
+
+    /// fexit on each namespace syscall's function: no program on any other syscall. All four
+    /// or none (links made before a failure are dropped).
+    fn attach_ns_fexits(&mut self, btf: &Btf) -> Result<(), ProgramError> {
+        let mut links: Vec<Box<dyn Send>> = Vec::new();
+        for (name, function) in NS_FEXITS {
+            let p: &mut FExit = program(&mut self.ebpf, name)?;
+            p.load(function, btf)?;
+            let id = p.attach()?;
+            links.push(Box::new(p.take_link(id)?));
+        }
+        self.links.extend(links);
         Ok(())
     }
 

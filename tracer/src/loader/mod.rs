@@ -38,7 +38,38 @@ const ATTACH_TARGETS: &[Target] = &[
     Target::Tracepoint("sys_exit"),
     Target::Function(CAP_CAPABLE),
     Target::Function("bpf_lsm_capable"),
+    Target::Function(NS_FEXITS[0].1),
+    Target::Function(NS_FEXITS[1].1),
+    Target::Function(NS_FEXITS[2].1),
+    Target::Function(NS_FEXITS[3].1),
 ];
+
+/// The syscall wrapper functions the namespace-call fexit programs attach to (the
+/// architecture's `SYSCALL_DEFINE` wrappers, taking the user registers).
+const NS_FEXITS: [(&str, &str); 4] = [
+    (names::PROG_NS_UNSHARE_FEXIT, sys_fn("unshare")),
+    (names::PROG_NS_SETNS_FEXIT, sys_fn("setns")),
+    (names::PROG_NS_CLONE_FEXIT, sys_fn("clone")),
+    (names::PROG_NS_CLONE3_FEXIT, sys_fn("clone3")),
+];
+
+/// `__x64_sys_NAME` (x86_64) or `__arm64_sys_NAME` (aarch64).
+const fn sys_fn(name: &'static str) -> &'static str {
+    #[cfg(target_arch = "aarch64")]
+    return match name.as_bytes() {
+        b"unshare" => "__arm64_sys_unshare",
+        b"setns" => "__arm64_sys_setns",
+        b"clone" => "__arm64_sys_clone",
+        _ => "__arm64_sys_clone3",
+    };
+    #[cfg(not(target_arch = "aarch64"))]
+    match name.as_bytes() {
+        b"unshare" => "__x64_sys_unshare",
+        b"setns" => "__x64_sys_setns",
+        b"clone" => "__x64_sys_clone",
+        _ => "__x64_sys_clone3",
+    }
+}
 
 /// The programs that follow processes, and the raw tracepoint each attaches to (present on
 /// every kernel captrace supports).

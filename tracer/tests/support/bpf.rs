@@ -66,9 +66,10 @@ pub const OUR_TRACEPOINTS: &[&str] = &[
     "task_newtask",
 ];
 
-/// The namespace syscalls whose exit tracepoint (`syscalls:sys_exit_NAME`) captrace watches,
-/// a perf link each (its fdinfo names the event on kernels >= 6.6, nothing before). A kernel
-/// without them gets one raw tracepoint on `sys_exit` instead.
+/// The namespace syscalls captrace watches, a link each: fexit on the syscall's function where
+/// the kernel has trampolines (no `tp_name`), else its exit tracepoint
+/// (`syscalls:sys_exit_NAME`, a perf link whose fdinfo names the event on recent kernels,
+/// nothing on older ones). A kernel with neither gets one raw tracepoint on `sys_exit`.
 pub const OUR_SYSCALL_EXITS: &[&str] = &["unshare", "setns", "clone", "clone3"];
 
 /// Whether `links` are all that one captrace instance attaches, in one of those shapes.
