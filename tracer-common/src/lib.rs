@@ -31,6 +31,13 @@ pub mod names {
     pub const PROG_EXEC: &str = "sched_process_exec";
     pub const PROG_SYS_EXIT: &str = "ns_sys_exit";
     pub const PROG_SYS_EXIT_TP_BTF: &str = "ns_sys_exit_tp_btf";
+    /// The namespace-call program on the per-syscall exit tracepoints.
+    pub const PROG_NS_SYSCALL_EXIT: &str = "ns_syscall_exit";
+    /// The namespace-call programs on the syscalls' own functions (fexit).
+    pub const PROG_NS_UNSHARE_FEXIT: &str = "ns_unshare_fexit";
+    pub const PROG_NS_SETNS_FEXIT: &str = "ns_setns_fexit";
+    pub const PROG_NS_CLONE_FEXIT: &str = "ns_clone_fexit";
+    pub const PROG_NS_CLONE3_FEXIT: &str = "ns_clone3_fexit";
 
     /// The `Config` global.
     pub const GLOBAL_CONFIG: &str = "CONFIG";

@@ -48,10 +48,20 @@ fn the_bpf_watch_sees_a_recording_load_and_attach() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(ran.exists());
     assert!(calls.contains(&BPF_PROG_LOAD), "{calls:?}");
-    // One attach per tracepoint: the process-following ones, sys_exit and cap_capable (tp_btf
-    // programs attach through the same command).
-    let attaches = calls.iter().filter(|c| **c == BPF_RAW_TRACEPOINT_OPEN);
-    assert_eq!(attaches.count(), bpf::OUR_TRACEPOINTS.len(), "{calls:?}");
+    // One attach per raw tracepoint: the process-following ones and cap_capable (tp_btf
+    // programs attach through the same command); one link per namespace syscall's exit.
+    let count = |cmd| calls.iter().filter(|c| **c == cmd).count();
+    assert_eq!(
+        count(BPF_RAW_TRACEPOINT_OPEN),
+        bpf::OUR_TRACEPOINTS.len(),
+        "{calls:?}"
+    );
+    // aya's feature probe makes one link before anything is attached.
+    let first_attach = calls.iter().position(|c| *c == BPF_RAW_TRACEPOINT_OPEN);
+    let links = calls[first_attach.unwrap_or(calls.len())..]
+        .iter()
+        .filter(|c| **c == bpf::BPF_LINK_CREATE);
+    assert_eq!(links.count(), bpf::OUR_SYSCALL_EXITS.len(), "{calls:?}");
 }
 
 #[test]

@@ -1,11 +1,13 @@
 //! Attaching each program, and the hook choice.
 use aya::{
     Btf, Ebpf,
-    programs::{BtfTracePoint, FExit, KProbe, Lsm, ProgramError, RawTracePoint},
+    programs::{
+        BtfTracePoint, FExit, KProbe, Lsm, ProgramError, RawTracePoint, TracePoint, links::FdLink,
+    },
 };
 use tracer_common::names;
 
-use super::{AttachBtf, CAP_CAPABLE, LoadError, PROGRAMS, Tracer};
+use super::{AttachBtf, CAP_CAPABLE, LoadError, NS_FEXITS, PROGRAMS, Tracer};
 use crate::hook::{Hook, HookChoice, Refusals};
 
 impl Tracer {
@@ -98,8 +100,76 @@ impl Tracer {
         Ok(())
     }
 
+    /// Where namespace calls are watched, as the report names it, if they are.
+    pub fn ns_point(&self) -> Option<&'static str> {
+        self.ns_point
+    }
+
+    /// The namespace-call program: on the exit tracepoints of the four namespace syscalls,
+    /// which cost other syscalls no program run, or, where those cannot be attached, on every
+    /// syscall's return.
+    pub(super) fn attach_ns_calls(&mut self, btf: &AttachBtf) -> Result<(), LoadError> {
+        if let Ok(b) = btf {
+            match self.attach_ns_fexits(b) {
+                Ok(()) => {
+                    self.ns_point = Some("fexit/sys_{unshare,setns,clone,clone3}");
+                    return Ok(());
+                }
+                Err(e) => {
+                    let why = describe(e);
+                    tracing::debug!(%why, "fexit on the namespace syscalls refused");
+                }
+            }
+        }
+        match self.attach_syscall_tracepoints() {
+            Ok(()) => {
+                self.ns_point = Some("tracepoint/syscalls:sys_exit_{unshare,setns,clone,clone3}");
+                return Ok(());
+            }
+            Err(e) => {
+                let why = describe(e);
+                tracing::debug!(%why, "per-syscall tracepoints refused, using sys_exit");
+                self.slow_links.clear();
+            }
+        }
+        self.attach_sys_exit(btf)?;
+        self.ns_point = Some("raw_tracepoint/sys_exit");
+        Ok(())
+    }
+
+    /// fexit on each namespace syscall's function: no program on any other syscall. All four
+    /// or none (links made before a failure are dropped).
+    fn attach_ns_fexits(&mut self, btf: &Btf) -> Result<(), ProgramError> {
+        let mut links: Vec<Box<dyn Send>> = Vec::new();
+        for (name, function) in NS_FEXITS {
+            let p: &mut FExit = program(&mut self.ebpf, name)?;
+            p.load(function, btf)?;
+            let id = p.attach()?;
+            links.push(Box::new(p.take_link(id)?));
+        }
+        self.links.extend(links);
+        Ok(())
+    }
+
+    /// `syscalls:sys_exit_NAME` for each namespace syscall, as BPF links (kernels >= 5.15)
+    /// whose detach can be handed off.
+    fn attach_syscall_tracepoints(&mut self) -> Result<(), ProgramError> {
+        let p: &mut TracePoint = program(&mut self.ebpf, names::PROG_NS_SYSCALL_EXIT)?;
+        p.load()?;
+        for syscall in NS_SYSCALLS {
+            let id = p.attach("syscalls", &format!("sys_exit_{syscall}"))?;
+            let link = FdLink::try_from(p.take_link(id)?).map_err(|e| {
+                ProgramError::IOError(std::io::Error::other(format!(
+                    "no BPF link for a perf tracepoint on this kernel: {e}"
+                )))
+            })?;
+            self.slow_links.push(link);
+        }
+        Ok(())
+    }
+
     /// The namespace-call program, on every syscall's return.
-    pub(super) fn attach_sys_exit(&mut self, btf: &AttachBtf) -> Result<(), LoadError> {
+    fn attach_sys_exit(&mut self, btf: &AttachBtf) -> Result<(), LoadError> {
         self.attach_tracepoint(
             btf,
             names::PROG_SYS_EXIT_TP_BTF,
@@ -173,6 +243,9 @@ impl Tracer {
         Ok(())
     }
 }
+
+/// The syscalls whose exit tracepoint the namespace-call program watches.
+const NS_SYSCALLS: [&str; 4] = ["unshare", "setns", "clone", "clone3"];
 
 /// A program of the object, as its type (every name is in the object `build.rs` made).
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, ProgramError>

@@ -4,10 +4,13 @@
 
 mod attach;
 mod config;
+mod detach;
 mod maps;
 mod preflight;
 
-use aya::{Btf, Ebpf, EbpfLoader, maps::HashMap as BpfHashMap, util::nr_cpus};
+use aya::{
+    Btf, Ebpf, EbpfLoader, maps::HashMap as BpfHashMap, programs::links::FdLink, util::nr_cpus,
+};
 use tracer_common::names;
 
 use self::{
@@ -36,11 +39,42 @@ const ATTACH_TARGETS: &[Target] = &[
     Target::Function(CAP_CAPABLE),
     Target::Function("bpf_lsm_capable"),
     Target::Function(URING_LSM),
+    Target::Function(NS_FEXITS[0].1),
+    Target::Function(NS_FEXITS[1].1),
+    Target::Function(NS_FEXITS[2].1),
+    Target::Function(NS_FEXITS[3].1),
 ];
 
 /// The LSM hook of io_uring personalities (absent from kernels built without io_uring, which
 /// then have nothing to refuse).
 const URING_LSM: &str = "bpf_lsm_uring_override_creds";
+
+/// The syscall wrapper functions the namespace-call fexit programs attach to (the
+/// architecture's `SYSCALL_DEFINE` wrappers, taking the user registers).
+const NS_FEXITS: [(&str, &str); 4] = [
+    (names::PROG_NS_UNSHARE_FEXIT, sys_fn("unshare")),
+    (names::PROG_NS_SETNS_FEXIT, sys_fn("setns")),
+    (names::PROG_NS_CLONE_FEXIT, sys_fn("clone")),
+    (names::PROG_NS_CLONE3_FEXIT, sys_fn("clone3")),
+];
+
+/// `__x64_sys_NAME` (x86_64) or `__arm64_sys_NAME` (aarch64).
+const fn sys_fn(name: &'static str) -> &'static str {
+    #[cfg(target_arch = "aarch64")]
+    return match name.as_bytes() {
+        b"unshare" => "__arm64_sys_unshare",
+        b"setns" => "__arm64_sys_setns",
+        b"clone" => "__arm64_sys_clone",
+        _ => "__arm64_sys_clone3",
+    };
+    #[cfg(not(target_arch = "aarch64"))]
+    match name.as_bytes() {
+        b"unshare" => "__x64_sys_unshare",
+        b"setns" => "__x64_sys_setns",
+        b"clone" => "__x64_sys_clone",
+        _ => "__x64_sys_clone3",
+    }
+}
 
 /// The programs that follow processes, and the raw tracepoint each attaches to (present on
 /// every kernel captrace supports).
@@ -144,6 +178,11 @@ pub struct Tracer {
     nr_cpus: usize,
     /// Owned links; dropping one detaches it.
     links: Vec<Box<dyn Send>>,
+    /// Links whose detach waits for an RCU grace period (perf tracepoints): handed to an
+    /// orphan on drop (`detach`).
+    slow_links: Vec<FdLink>,
+    /// Where namespace calls are watched (`tracepoint/syscalls:sys_exit_*`), if they are.
+    ns_point: Option<&'static str>,
     /// The hook watching capability checks and the program attached to it
     /// (`tp_btf/cap_capable`).
     hook: Option<(Hook, &'static str)>,
@@ -155,6 +194,7 @@ type AttachBtf = Result<Btf, String>;
 impl Drop for Tracer {
     fn drop(&mut self) {
         let t = std::time::Instant::now();
+        detach::hand_off(std::mem::take(&mut self.slow_links));
         self.links.clear();
         tracing::debug!(elapsed = ?t.elapsed(), "programs detached");
     }
@@ -209,6 +249,8 @@ impl Tracer {
             ebpf,
             nr_cpus,
             links: Vec::new(),
+            slow_links: Vec::new(),
+            ns_point: None,
             hook: None,
         };
         let mut cgroups: BpfHashMap<_, u64, u8> = BpfHashMap::try_from(
@@ -237,7 +279,7 @@ impl Tracer {
         // need a program on every syscall of the host.
         tracer.attach_followers()?;
         if opts.hook.is_some() {
-            tracer.attach_sys_exit(&aya_btf)?;
+            tracer.attach_ns_calls(&aya_btf)?;
         }
         if let Some(choice) = opts.hook {
             tracer.attach_hook(choice, has_tracepoint, &aya_btf)?;

@@ -63,9 +63,30 @@ pub const OUR_TRACEPOINTS: &[&str] = &[
     "cap_capable",
     "sched_process_exec",
     "sched_process_exit",
-    "sys_exit",
     "task_newtask",
 ];
+
+/// The namespace syscalls captrace watches, a link each: fexit on the syscall's function where
+/// the kernel has trampolines (no `tp_name`), else its exit tracepoint
+/// (`syscalls:sys_exit_NAME`, a perf link whose fdinfo names the event on recent kernels,
+/// nothing on older ones). A kernel with neither gets one raw tracepoint on `sys_exit`.
+pub const OUR_SYSCALL_EXITS: &[&str] = &["unshare", "setns", "clone", "clone3"];
+
+/// Whether `links` are all that one captrace instance attaches, in one of those shapes.
+fn complete(links: &[Link]) -> bool {
+    let mut points: Vec<String> = links.iter().map(|l| l.tp_name.clone()).collect();
+    points.sort();
+    let shape = |ns: Vec<String>| {
+        let mut all: Vec<String> = OUR_TRACEPOINTS.iter().map(|p| p.to_string()).collect();
+        all.extend(ns);
+        all.sort();
+        all
+    };
+    let named = OUR_SYSCALL_EXITS.iter().map(|s| format!("sys_exit_{s}"));
+    points == shape(named.collect())
+        || points == shape(vec![String::new(); OUR_SYSCALL_EXITS.len()])
+        || points == shape(vec!["sys_exit".into()])
+}
 
 /// The links of captrace process `pid`, once it has attached all of them, checked against
 /// what the kernel lists.
@@ -73,11 +94,8 @@ pub fn links_once_attached(pid: u32) -> Vec<Link> {
     let mut links = Vec::new();
     super::wait_for("the programs to attach", Duration::from_secs(10), || {
         links = links_of(pid);
-        links.len() == OUR_TRACEPOINTS.len()
+        complete(&links)
     });
-    let mut points: Vec<&str> = links.iter().map(|l| l.tp_name.as_str()).collect();
-    points.sort();
-    assert_eq!(points, OUR_TRACEPOINTS);
     let attached = attached_link_ids();
     assert!(
         links.iter().all(|l| attached.contains(&l.id)),
@@ -115,6 +133,8 @@ pub fn all_gone(links: &[Link]) -> bool {
 pub const BPF_PROG_LOAD: u64 = 5;
 /// `cmd` of bpf(2) that attaches a raw tracepoint.
 pub const BPF_RAW_TRACEPOINT_OPEN: u64 = 17;
+/// `cmd` of bpf(2) that makes a link (here: a program on a perf tracepoint event).
+pub const BPF_LINK_CREATE: u64 = 28;
 
 /// Runs `cmd` to its end under ptrace and returns its output and the `cmd` argument of every
 /// bpf(2) call it made, through every exec (wrappers such as setpriv or unshare exec into
