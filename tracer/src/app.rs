@@ -1,13 +1,14 @@
 //! Entry point behind `main`: parse, set up logging, dispatch, map errors to exit codes
-//! (the classes live in [`crate::error`]; they are re-exported here for older callers).
+//! (the classes live in [`crate::error`]).
 use std::process::ExitCode;
 
 use clap::Parser;
 
-pub use crate::error::{Class, EXIT_FAILURE, UsageError, classify, exit_code};
 use crate::{
     cli::{Cli, Command},
-    commands, output,
+    commands,
+    error::exit_code,
+    output,
 };
 
 pub fn main() -> ExitCode {

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod cmd;
 mod dist;
+mod layout;
 mod pytools;
 mod setup;
 mod test;

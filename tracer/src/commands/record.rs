@@ -7,14 +7,16 @@ use crate::{
     container::{
         container_cgroup,
         follow::{self, Follower},
-        replay::{self, ContainerReplayer},
         sets,
     },
     error::UsageError,
     html,
     launch::{self, Spec, User, privileges},
     loader::Options,
-    minimize,
+    minimize::{
+        self,
+        container::{self as replay, ContainerReplayer},
+    },
     monitor::{Filter, Monitor},
     output,
     profile::{self, Profile},
@@ -98,7 +100,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<u8> {
                 deadline: (run.duration * 3).max(Duration::from_secs(30)),
                 replays: 0,
             };
-            sets::minimize(&mut r, run.exit_status, args.check.as_deref(), &mut profile)?;
+            replay::minimize(&mut r, run.exit_status, args.check.as_deref(), &mut profile)?;
         }
     } else if args.minimize {
         minimize::minimize(

@@ -9,7 +9,6 @@
 mod cgroup;
 pub mod follow;
 mod proc;
-pub mod replay;
 pub mod resolve;
 mod running;
 pub mod sets;

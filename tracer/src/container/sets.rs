@@ -4,11 +4,10 @@
 use std::collections::BTreeSet;
 
 use crate::{
-    capability::{self, Cap},
+    capability::Cap,
     formats,
     formats::Format,
-    minimize::{self, Replay},
-    profile::{ContainerProfile, Minimize, Namespaces, Profile},
+    profile::{ContainerProfile, Namespaces, Profile},
     recommendation,
 };
 
@@ -38,53 +37,6 @@ pub fn apply(profile: &mut Profile, containers: Vec<ContainerProfile>) {
     ));
     profile.advice = advice;
     profile.containers = containers;
-}
-
-/// `--minimize` of the one container the recording started: steps (a)-(c) of `minimize` on
-/// its own checks, each replay a fresh container (`replay::ContainerReplayer`). Step (b) looks
-/// for capabilities used without a check among those the runtime granted it.
-pub fn minimize(
-    r: &mut impl Replay,
-    recorded_status: i32,
-    check: Option<&str>,
-    profile: &mut Profile,
-) -> anyhow::Result<()> {
-    if profile.containers.len() != 1 {
-        profile.minimize = Some(Minimize {
-            note: Some(format!(
-                "not minimized: the recording started {} containers, and --minimize replays exactly one",
-                profile.containers.len()
-            )),
-            ..Default::default()
-        });
-        return Ok(());
-    }
-    let c = &profile.containers[0];
-    let mut own = Profile::new();
-    own.cap_add = c.cap_add.clone();
-    own.checks = c
-        .checks
-        .iter()
-        .filter(|k| k.origin.is_workload())
-        .cloned()
-        .collect();
-    own.denied = c.denied.clone();
-    own.never_checked = c.never_checked.clone();
-    let held: BTreeSet<Cap> = match &c.granted {
-        Some(g) => g.iter().copied().collect(),
-        None => capability::docker_defaults().collect(),
-    };
-    minimize::prove(r, recorded_status, &held, check, &mut own)?;
-    let mut containers = profile.containers.clone();
-    let c = &mut containers[0];
-    c.cap_add = own.cap_add;
-    c.never_checked = own.never_checked;
-    c.minimize = own.minimize.clone();
-    c.silent_refusals = own.silent_refusals.clone();
-    apply(profile, containers);
-    profile.minimize = own.minimize;
-    profile.silent_refusals = own.silent_refusals;
-    Ok(())
 }
 
 /// The command line that runs the container with exactly its set, for the runtime that ran it.

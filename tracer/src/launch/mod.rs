@@ -32,7 +32,7 @@ pub use privileges::{Privileges, User};
 pub use sandbox::{NsSet, Sandbox, Stage};
 
 /// The command cannot be started. Exit codes follow the shell: 127 not found, 126 not
-/// executable (`app::Class` has them all).
+/// executable (`error::Class` has them all).
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
     /// No such command on PATH or at the given path.

@@ -11,6 +11,7 @@
 //! kernel refused in the replay that proves the final set is listed as silent refusals.
 mod alternatives;
 mod compare;
+pub mod container;
 mod progress;
 mod refusals;
 
@@ -227,7 +228,7 @@ pub fn minimize(
 }
 
 /// How the command is replayed: a process under a bounding set (`Replayer`), or a container
-/// started with `--cap-drop=ALL --cap-add=...` (`container::replay`).
+/// started with `--cap-drop=ALL --cap-add=...` (`container.rs`).
 pub trait Replay {
     /// Runs the command once, traced: with exactly `caps`, or as the recording ran (None).
     fn replay(&mut self, caps: Option<&BTreeSet<Cap>>) -> anyhow::Result<Outcome>;

@@ -1,4 +1,4 @@
-//! `record --minimize -- docker run ...`: each replay runs the same client command with the
+//! `record --minimize -- docker run ...` (the container side of `minimize`): each replay runs the same client command with the
 //! candidate set injected right after `run` (`--cap-drop=ALL --cap-add=...`), so each replay
 //! is a fresh container from the image and carries no state from the last one. The container
 //! it starts is followed like the recording's, and only its own checks are compared.
@@ -8,10 +8,12 @@ use std::{
     time::Duration,
 };
 
+use super::{Outcome, Replay, shell};
 use crate::{
-    capability::Cap,
+    capability::{self, Cap},
+    container::sets,
     launch::Spec,
-    minimize::{Outcome, Replay, shell},
+    profile::{Minimize, Profile},
     recording::{Session, Wait},
 };
 
@@ -121,6 +123,53 @@ impl Replay for ContainerReplayer<'_> {
             created: Vec::new(),
         })
     }
+}
+
+/// `--minimize` of the one container the recording started: steps (a)-(c) of `minimize` on
+/// its own checks, each replay a fresh container ([`ContainerReplayer`]). Step (b) looks
+/// for capabilities used without a check among those the runtime granted it.
+pub fn minimize(
+    r: &mut impl Replay,
+    recorded_status: i32,
+    check: Option<&str>,
+    profile: &mut Profile,
+) -> anyhow::Result<()> {
+    if profile.containers.len() != 1 {
+        profile.minimize = Some(Minimize {
+            note: Some(format!(
+                "not minimized: the recording started {} containers, and --minimize replays exactly one",
+                profile.containers.len()
+            )),
+            ..Default::default()
+        });
+        return Ok(());
+    }
+    let c = &profile.containers[0];
+    let mut own = Profile::new();
+    own.cap_add = c.cap_add.clone();
+    own.checks = c
+        .checks
+        .iter()
+        .filter(|k| k.origin.is_workload())
+        .cloned()
+        .collect();
+    own.denied = c.denied.clone();
+    own.never_checked = c.never_checked.clone();
+    let held: BTreeSet<Cap> = match &c.granted {
+        Some(g) => g.iter().copied().collect(),
+        None => capability::docker_defaults().collect(),
+    };
+    super::prove(r, recorded_status, &held, check, &mut own)?;
+    let mut containers = profile.containers.clone();
+    let c = &mut containers[0];
+    c.cap_add = own.cap_add;
+    c.never_checked = own.never_checked;
+    c.minimize = own.minimize.clone();
+    c.silent_refusals = own.silent_refusals.clone();
+    sets::apply(profile, containers);
+    profile.minimize = own.minimize;
+    profile.silent_refusals = own.silent_refusals;
+    Ok(())
 }
 
 #[cfg(test)]
