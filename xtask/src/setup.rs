@@ -35,7 +35,15 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "chromium",
     "prometheus",
     "python3-venv",
+    // Real nginx for the recommendation tests (tracer/tests/nginx.rs).
+    "nginx-light",
+    "curl",
 ];
+
+/// Debian's hook that decides whether a package may start its service on install. While the
+/// packages install, one that says no is put in place if the machine has none: nginx started
+/// by its package would hold :80, and the tests start every server themselves.
+const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
 
 /// Pseudo file systems the tracer and the tests need: (mount point, type, source).
 const MOUNTS: &[(&str, &str, &str)] = &[
@@ -157,13 +165,27 @@ fn debian_packages() -> anyhow::Result<()> {
     }
     println!("missing: {}", missing.join(" "));
     cmd::run(Command::new("apt-get").arg("update"))?;
-    cmd::run(
+    let placed = !std::path::Path::new(POLICY_RC_D).exists();
+    if placed {
+        use std::os::unix::fs::PermissionsExt as _;
+        fs::write(
+            POLICY_RC_D,
+            "#!/bin/sh\n# cargo xtask setup: no service starts on install\nexit 101\n",
+        )
+        .with_context(|| format!("writing {POLICY_RC_D}"))?;
+        fs::set_permissions(POLICY_RC_D, fs::Permissions::from_mode(0o755))?;
+    }
+    let installed = cmd::run(
         Command::new("apt-get")
             .env("DEBIAN_FRONTEND", "noninteractive")
             .env("NEEDRESTART_SUSPEND", "1")
             .args(["install", "-y"])
             .args(&missing),
-    )
+    );
+    if placed {
+        fs::remove_file(POLICY_RC_D).with_context(|| format!("removing {POLICY_RC_D}"))?;
+    }
+    installed
 }
 
 fn dpkg_installed(package: &str) -> bool {
