@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 pub use cgroup::parse_cgroup_path;
 pub use proc::{
     Mount, ProcStatus, alive, cgroup2_mount, comm, mounts, own_cgroup2_mount, parse_proc_cgroup,
-    parse_status, tree_threads,
+    parse_status,
 };
 pub use running::{NotRunning, cgroup_dir, container_cgroup};
 

@@ -1,6 +1,5 @@
 //! Parsers for the `/proc` text attribution needs (a task's cgroups, its status, the mounts),
-//! and the few live reads of a process tree `enforce --pid` needs.
-use std::collections::BTreeSet;
+//! and the few live reads of a process `enforce` needs.
 use std::ffi::OsString;
 use std::fs;
 use std::os::unix::ffi::OsStringExt;
@@ -210,38 +209,6 @@ fn unescape(field: &str) -> OsString {
         }
     }
     OsString::from_vec(out)
-}
-
-/// Every thread of `pid` and of its descendants, as /proc shows them now.
-pub fn tree_threads(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    let mut todo = vec![pid];
-    let mut seen = BTreeSet::new();
-    while let Some(p) = todo.pop() {
-        if !seen.insert(p) {
-            continue;
-        }
-        let Ok(tasks) = fs::read_dir(format!("/proc/{p}/task")) else {
-            continue;
-        };
-        for task in tasks.flatten() {
-            let Some(tid) = task
-                .file_name()
-                .to_str()
-                .and_then(|t| t.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            out.push(tid);
-            let children = fs::read_to_string(task.path().join("children")).unwrap_or_default();
-            todo.extend(
-                children
-                    .split_whitespace()
-                    .filter_map(|c| c.parse::<u32>().ok()),
-            );
-        }
-    }
-    out
 }
 
 /// Whether thread `tid` is running (not exited, not a zombie waiting to be reaped).
