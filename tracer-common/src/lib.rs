@@ -26,6 +26,7 @@ pub mod names {
     pub const PROG_CAP_CAPABLE_KRETPROBE: &str = "cap_capable_kretprobe";
     pub const PROG_ENFORCE_CAPABLE: &str = "enforce_capable";
     pub const PROG_ENFORCE_URING_CREDS: &str = "enforce_uring_creds";
+    pub const PROG_ENFORCE_TASK_ALLOC: &str = "enforce_task_alloc";
     pub const PROG_FORK: &str = "task_newtask";
     pub const PROG_EXIT: &str = "sched_process_exit";
     pub const PROG_EXEC: &str = "sched_process_exec";
@@ -338,6 +339,38 @@ pub mod refused {
     /// An io_uring personality: credentials registered with IORING_REGISTER_PERSONALITY, which
     /// a request would run with instead of the task's own (`Denial::cap` is meaningless).
     pub const URING_PERSONALITY: u8 = 1;
+    /// A fork (or new thread) of a confined task, refused with EAGAIN because `TASKS` had no
+    /// room for the child: untracked, it would have run unconfined (`Denial::cap` is
+    /// meaningless).
+    pub const UNTRACKABLE_TASK: u8 = 2;
+}
+
+/// Slots of `TASKS` that are not threads: while a confined thread forks, `lsm/task_alloc`
+/// reserves one slot under its id with `RESERVED_BIT` set (thread ids stay below 2^22,
+/// PID_MAX_LIMIT), and `task_newtask` hands that slot to the child. A fork that finds no room
+/// is refused before the child exists.
+pub mod reservation {
+    /// Set in the key of a reservation; never in a thread id.
+    pub const RESERVED_BIT: u32 = 1 << 31;
+    /// The value of a reservation: no workload has this id, so nothing counts it as a thread.
+    pub const VALUE: u64 = u64::MAX;
+
+    /// The key of the reservation `tid` holds while it forks.
+    pub const fn key(tid: u32) -> u32 {
+        tid | RESERVED_BIT
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn a_reservation_never_collides_with_a_thread() {
+            // PID_MAX_LIMIT (include/linux/threads.h) on 64-bit kernels.
+            let pid_max_limit: u32 = 4 * 1024 * 1024;
+            assert_eq!(super::key(1), 1 | (1 << 31));
+            assert!(super::key(pid_max_limit) > pid_max_limit);
+            assert_ne!(super::key(pid_max_limit - 1), pid_max_limit - 1);
+        }
+    }
 }
 
 /// Which namespace syscall an `NsCall` reports.
@@ -391,12 +424,16 @@ pub mod stat {
     pub const STACKS_LOST: u32 = 1;
     /// Inserts into `USAGE` or `TASKS` that failed because the map was full.
     pub const MAP_FULL: u32 = 2;
-    pub const COUNT: u32 = 3;
+    /// Forks of confined tasks refused because `TASKS` was full (`refused::UNTRACKABLE_TASK`).
+    pub const FORKS_REFUSED: u32 = 3;
+    pub const COUNT: u32 = 4;
 }
 
 /// Capacity of the kernel maps.
 pub mod capacity {
     pub const TASKS: u32 = 65_536;
+    /// Environment variable that overrides `TASKS` at load time (tests fill the map with it).
+    pub const TASKS_ENV: &str = "CAPTRACE_TASKS_CAPACITY";
     pub const USAGE: u32 = 16_384;
     pub const PATHS: u32 = 16_384;
     pub const EVENTS_BYTES: u32 = 1 << 20;

@@ -15,6 +15,7 @@ fn main() {}
 
 mod args;
 mod check;
+mod fork;
 mod hooks;
 mod kmem;
 mod lsm;

@@ -3,7 +3,7 @@ use aya_ebpf::{
     bindings::BPF_NOEXIST, helpers::bpf_get_current_pid_tgid, macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
-use tracer_common::stat;
+use tracer_common::{reservation, stat};
 
 use crate::{
     kmem::{config, task_pid},
@@ -45,7 +45,15 @@ pub fn task_newtask(ctx: RawTracePointContext) -> i32 {
     let Some(workload) = (unsafe { TASKS.get(parent) }).copied() else {
         return 0;
     };
-    if TASKS.insert(child, workload, 0).is_ok() {
+    // The slot `lsm/task_alloc` reserved for this child (enforcement only) is given up once the
+    // child has its own, or to make room for it when the map is full.
+    let reserved = reservation::key(parent);
+    let mut tracked = TASKS.insert(child, workload, 0).is_ok();
+    let _ = TASKS.remove(reserved);
+    if !tracked {
+        tracked = TASKS.insert(child, workload, 0).is_ok();
+    }
+    if tracked {
         live_add(workload, 1);
     } else {
         bump(stat::MAP_FULL);
@@ -71,6 +79,8 @@ pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
     if TASKS.remove(pid).is_ok() {
         live_add(workload, -1);
     }
+    // A reservation left by a fork that failed after `lsm/task_alloc`.
+    let _ = TASKS.remove(reservation::key(pid));
     0
 }
 

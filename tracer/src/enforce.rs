@@ -9,7 +9,7 @@ use crate::{
     capability::{self, Cap},
     escape::printable,
     output::{self, To},
-    profile::Check,
+    profile::{Check, Losses},
     syscall,
 };
 
@@ -76,6 +76,9 @@ pub struct DenialRecord {
     /// The workload asked io_uring to run a request with credentials it registered earlier
     /// (IORING_REGISTER_PERSONALITY): refused to confined tasks whatever they hold.
     pub io_uring_personality: bool,
+    /// A fork refused because captrace's task map was full: the child could not have been
+    /// confined (`refused::UNTRACKABLE_TASK`).
+    pub fork_refused: bool,
     /// "denied" (refused with EPERM) or "allowed" (complain mode: reported only).
     pub verdict: &'static str,
     pub nested_userns: bool,
@@ -89,6 +92,7 @@ impl DenialRecord {
             syscall: syscall::name(d.syscall),
             capability: (d.what == refused::CAPABILITY).then_some(Cap(d.cap)),
             io_uring_personality: d.what == refused::URING_PERSONALITY,
+            fork_refused: d.what == refused::UNTRACKABLE_TASK,
             verdict: if d.mode == mode::ENFORCE {
                 "denied"
             } else {
@@ -100,6 +104,15 @@ impl DenialRecord {
 
     /// "chown[1234]: fchownat: CHOWN denied (outside the allowed set)"
     pub fn line(&self) -> String {
+        if self.fork_refused {
+            return format!(
+                "{}[{}]: {}: fork refused: captrace's task map is full; the child could not be \
+                 confined (the workload sees EAGAIN)",
+                printable(&self.comm),
+                self.pid,
+                self.syscall.as_deref().unwrap_or("-"),
+            );
+        }
         let Some(capability) = self.capability else {
             let why = if self.verdict == "denied" {
                 "the request fails with EPERM"
@@ -175,6 +188,19 @@ pub fn print_denials(records: impl IntoIterator<Item = DenialRecord>, to: To) {
     }
 }
 
+/// The lines `enforce` and `run --enforce` end with when the kernel side lost something or
+/// refused forks for want of room (nothing when all is well).
+pub fn exit_lines(losses: &Losses, forks_refused: u64) -> Vec<String> {
+    let mut out = losses.lines();
+    if forks_refused > 0 {
+        out.push(format!(
+            "{forks_refused} forks refused (EAGAIN): captrace's task map was full, and a child it \
+             cannot track could not be confined"
+        ));
+    }
+    out
+}
+
 /// `run --audit`'s lines for the denied checks of a workload:
 /// "mknod[42]: mknodat: MKNOD denied 1x; add --cap-add MKNOD"
 pub fn denial_lines(denied: &[Check]) -> Vec<String> {
@@ -232,6 +258,38 @@ mod tests {
                 .line()
                 .ends_with("CHOWN allowed (outside the allowed set; --enforce would deny it)")
         );
+    }
+
+    #[test]
+    fn a_refused_fork_says_why_and_names_no_capability() {
+        let d = Denial {
+            workload: 1,
+            syscall: 56,
+            mode: mode::ENFORCE,
+            what: refused::UNTRACKABLE_TASK,
+            ..Denial::default()
+        };
+        let r = DenialRecord::new(&d, 42, "sh".into());
+        assert_eq!(r.capability, None);
+        assert!(!r.io_uring_personality);
+        assert_eq!(
+            r.line(),
+            "sh[42]: clone: fork refused: captrace's task map is full; the child could not be \
+             confined (the workload sees EAGAIN)"
+        );
+    }
+
+    #[test]
+    fn exit_lines_report_losses_and_refused_forks_only_when_there_are_some() {
+        assert!(exit_lines(&Losses::default(), 0).is_empty());
+        let full = Losses {
+            map_full: 3,
+            ..Losses::default()
+        };
+        let lines = exit_lines(&full, 2);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].contains("a full kernel map refused 3 entries"));
+        assert!(lines[1].starts_with("2 forks refused (EAGAIN)"));
     }
 
     #[test]

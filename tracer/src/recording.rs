@@ -270,6 +270,11 @@ impl Session {
     }
 
     /// Exact totals of what the enforcer refused or reported in `workload`.
+    /// Forks the enforcer refused for want of room in `TASKS`.
+    pub fn forks_refused(&self) -> u64 {
+        self.tracer.forks_refused()
+    }
+
     pub fn denial_summary(&self, workload: u64) -> anyhow::Result<Vec<String>> {
         Ok(enforce::summary(&self.tracer.denials()?, workload))
     }

@@ -7,6 +7,8 @@
 //! `without_lsm_*`, which asserts what the user gets instead; where BPF LSM works it is the other
 //! way round).
 mod support;
+#[path = "enforce/task_map.rs"]
+mod task_map;
 
 use support::{captrace, text};
 
@@ -144,9 +146,14 @@ fn wait_for_line(rx: &mpsc::Receiver<String>, what: &str) -> String {
 
 /// `captrace enforce ARGS`, started and confirmed confining.
 fn start_enforce(args: &[&str]) -> (Child, mpsc::Receiver<String>) {
-    let mut child = captrace(&[])
-        .arg("enforce")
-        .args(args)
+    let mut cmd = captrace(&[]);
+    cmd.arg("enforce").args(args);
+    start_enforce_with(cmd)
+}
+
+/// `cmd` (a `captrace enforce`), started and confirmed confining.
+fn start_enforce_with(mut cmd: Command) -> (Child, mpsc::Receiver<String>) {
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

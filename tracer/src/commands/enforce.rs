@@ -209,6 +209,9 @@ pub fn run(args: EnforceArgs) -> anyhow::Result<u8> {
     for line in enforce::summary(&tracer.denials()?, WORKLOAD) {
         output::note(format_args!("enforce: total: {line}"));
     }
+    for line in enforce::exit_lines(&tracer.losses(), tracer.forks_refused()) {
+        output::note(format_args!("enforce: {line}"));
+    }
     drop(tracer);
     output::note(format_args!("released {label} ({why})"));
     Ok(0)

@@ -262,6 +262,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
                 output::note(format_args!("enforce: total: {line}"));
             }
         }
+        // What the kernel side lost or refused for want of room, with `--audit` too.
+        for line in enforce::exit_lines(&session.losses(), session.forks_refused()) {
+            output::note(line);
+        }
         run.exit_status
     } else {
         launch::block_supervised_signals();

@@ -221,6 +221,12 @@ impl Tracer {
         p.load("capable", btf)?;
         let id = p.attach()?;
         self.links.push(Box::new(p.take_link(id)?));
+        // Forks of confined tasks refused when `TASKS` has no room for the child
+        // (tracer-ebpf/src/fork.rs).
+        let p: &mut Lsm = program(&mut self.ebpf, names::PROG_ENFORCE_TASK_ALLOC)?;
+        p.load("task_alloc", btf)?;
+        let id = p.attach()?;
+        self.links.push(Box::new(p.take_link(id)?));
         if !has_uring_lsm {
             return Ok(());
         }

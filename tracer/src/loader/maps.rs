@@ -150,6 +150,11 @@ impl Tracer {
         }
     }
 
+    /// Forks of confined tasks the enforcer refused because `TASKS` was full.
+    pub fn forks_refused(&self) -> u64 {
+        self.stats()[stat::FORKS_REFUSED as usize]
+    }
+
     /// The `stat::*` counters summed over CPUs.
     pub fn stats(&self) -> [u64; stat::COUNT as usize] {
         let mut out = [0; stat::COUNT as usize];

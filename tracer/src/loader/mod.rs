@@ -11,7 +11,7 @@ mod preflight;
 use aya::{
     Btf, Ebpf, EbpfLoader, maps::HashMap as BpfHashMap, programs::links::FdLink, util::nr_cpus,
 };
-use tracer_common::names;
+use tracer_common::{capacity, names};
 
 use self::{
     attach::describe,
@@ -39,6 +39,7 @@ const ATTACH_TARGETS: &[Target] = &[
     Target::Function(CAP_CAPABLE),
     Target::Function("bpf_lsm_capable"),
     Target::Function(URING_LSM),
+    Target::Function("bpf_lsm_task_alloc"),
     Target::Function(NS_FEXITS[0].1),
     Target::Function(NS_FEXITS[1].1),
     Target::Function(NS_FEXITS[2].1),
@@ -132,6 +133,9 @@ pub enum LoadError {
         "the kernel refused captrace a thread ({0}): too many tasks (ulimit -u, the pids cgroup, kernel.threads-max); nothing was attached"
     )]
     Thread(std::io::Error),
+    /// `CAPTRACE_TASKS_CAPACITY` is not a number of entries.
+    #[error("CAPTRACE_TASKS_CAPACITY must be a number of threads from 1 to 4194304, not {0:?}")]
+    TasksCapacity(String),
     /// A map operation failed.
     #[error("BPF map {name}: {source}")]
     Map {
@@ -235,6 +239,9 @@ impl Tracer {
         let aya_btf = spawn(move || attach_btf::for_aya(&targets))?;
         // The programs use no CO-RE relocations (offsets come from CONFIG), so aya need not
         // parse the kernel's BTF a second time.
+        if let Some(n) = tasks_capacity(std::env::var(capacity::TASKS_ENV).ok().as_deref())? {
+            loader.map_max_entries(names::MAP_TASKS, n);
+        }
         let ebpf = loader
             .btf(None)
             .override_global(names::GLOBAL_CONFIG, &config, true)
@@ -295,6 +302,19 @@ impl Tracer {
     }
 }
 
+/// The capacity of `TASKS` asked for in the environment (`capacity::TASKS_ENV`), if any: a
+/// smaller map lets a test fill it; the default is `capacity::TASKS`.
+fn tasks_capacity(value: Option<&str>) -> Result<Option<u32>, LoadError> {
+    let Some(v) = value else {
+        return Ok(None);
+    };
+    match v.trim().parse::<u32>() {
+        // PID_MAX_LIMIT: more threads cannot exist.
+        Ok(n @ 1..=4_194_304) => Ok(Some(n)),
+        _ => Err(LoadError::TasksCapacity(v.to_owned())),
+    }
+}
+
 /// `std::thread::spawn` without its panic when the kernel refuses a thread.
 fn spawn<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
@@ -302,4 +322,22 @@ fn spawn<T: Send + 'static>(
     std::thread::Builder::new()
         .spawn(f)
         .map_err(LoadError::Thread)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tasks_capacity_comes_from_the_environment_or_is_refused() {
+        assert_eq!(tasks_capacity(None).unwrap(), None);
+        assert_eq!(tasks_capacity(Some("8")).unwrap(), Some(8));
+        for bad in ["0", "-1", "many", "", "4194305"] {
+            let e = tasks_capacity(Some(bad)).unwrap_err();
+            assert!(
+                e.to_string().starts_with("CAPTRACE_TASKS_CAPACITY must be"),
+                "{e}"
+            );
+        }
+    }
 }
