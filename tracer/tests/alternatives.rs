@@ -15,7 +15,7 @@ use std::{
 };
 
 use serde_json::{Value, json};
-use support::workload::{Fixture, Workload, describe};
+use support::workload::{Fixture, Workload, describe, strings};
 
 /// Held by the workloads that bind port 80 on the host, so they never race for it.
 static PORT_80: Mutex<()> = Mutex::new(());
@@ -65,14 +65,6 @@ fn open_dir_with_root_file(dir: &Path) -> Fixture {
     fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).expect("chmod 755 $D");
     fs::write(dir.join("file"), "x\n").expect("writing the file");
     Fixture::default()
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s.as_str().map(str::to_owned))
-        .collect()
 }
 
 fn alternatives(profile: &Value) -> Vec<Value> {

@@ -12,7 +12,7 @@ use captrace::{
     launch::{self, Privileges, Spec},
 };
 use serde_json::Value;
-use support::workload::{Fixture, Workload, cap_add};
+use support::workload::{Fixture, Workload, cap_add, strings};
 
 /// Like nginx at start-up: chown its directory to www-data (uid 33) only if it is not owned
 /// by 33 already. The recording chowns; a replay finds it done.
@@ -67,14 +67,6 @@ fn minimize(profile: &Value) -> &Value {
     let m = &profile["minimize"];
     assert!(m.is_object(), "no minimize section: {profile:#}");
     m
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s.as_str().map(str::to_owned))
-        .collect()
 }
 
 /// The profile's silent refusals of `cap`.

@@ -16,8 +16,7 @@ use std::{
     path::Path,
 };
 
-use serde_json::Value;
-use support::workload::{Fixture, Workload};
+use support::workload::{Fixture, Workload, strings};
 
 /// Starts nginx with `$D/nginx.conf`, fetches `/` from PORT, asks nginx to quit and waits
 /// until its master has exited, so that the next run can bind the port again.
@@ -81,14 +80,6 @@ fn site_18073(dir: &Path) -> Fixture {
 /// The capabilities nginx's package start needs: CHOWN for the temporary directories, SETGID
 /// and SETUID for the worker to become www-data.
 const NGINX_SET: &[&str] = &["CHOWN", "SETGID", "SETUID"];
-
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s.as_str().map(str::to_owned))
-        .collect()
-}
 
 /// The static recommendation is nginx's set, and it says why SETUID and SETGID are there.
 #[test]

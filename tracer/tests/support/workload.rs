@@ -216,6 +216,15 @@ impl Drop for Fixture {
     }
 }
 
+/// The strings of a JSON array (a profile's capability lists); none when it is not one.
+pub fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(str::to_owned))
+        .collect()
+}
+
 /// The profile's `cap_add`.
 pub fn cap_add(profile: &Value) -> Vec<String> {
     profile["cap_add"]
