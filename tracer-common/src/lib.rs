@@ -18,6 +18,8 @@ pub mod names {
     pub const MAP_ENFORCE_CGROUPS: &str = "ENFORCE_CGROUPS";
     pub const MAP_DENIALS: &str = "DENIALS";
     pub const MAP_ARG_NOTES: &str = "ARG_NOTES";
+    pub const MAP_RUNTIME_EXES: &str = "RUNTIME_EXES";
+    pub const MAP_RUNTIME_TASKS: &str = "RUNTIME_TASKS";
 
     pub const PROG_CAP_CAPABLE_RAW_TP: &str = "cap_capable_raw_tp";
     pub const PROG_CAP_CAPABLE_TP_BTF: &str = "cap_capable_tp_btf";
@@ -92,6 +94,18 @@ pub struct Config {
     pub regs_arg2_off: u32,
     /// Syscall number of `socket` on this architecture (`ArgNote`).
     pub nr_socket: u32,
+    /// Offsets along `task->mm->exe_file->f_inode` and of the inode fields that identify an
+    /// executable (`RuntimeExe`): `task_struct.mm`, `mm_struct.exe_file`, `file.f_inode`,
+    /// `inode.i_ino`, `inode.i_sb`, `super_block.s_dev`, `inode.i_nlink` (0: unknown, an
+    /// executable is then never taken for unlinked), `linux_binprm.file`.
+    pub task_mm_off: u32,
+    pub mm_exe_file_off: u32,
+    pub file_inode_off: u32,
+    pub inode_ino_off: u32,
+    pub inode_sb_off: u32,
+    pub sb_dev_off: u32,
+    pub inode_nlink_off: u32,
+    pub bprm_file_off: u32,
 }
 
 /// Workload ids with this bit set are cgroup ids (`Config::follow_cgroups`); the others are
@@ -148,7 +162,21 @@ pub mod origin {
         true
     }
 
-    /// Whether a task name (NUL-padded or not) is a container runtime's init.
+    /// Whether a check is the runtime's: its task is named like a runtime (the cheap first
+    /// test, and the only one most checks reach) AND the kernel saw it come from a runtime's
+    /// executable (`RUNTIME_TASKS`) or it runs one now (`RUNTIME_EXES`). A workload can rename
+    /// itself (`prctl(PR_SET_NAME)`); it cannot make its executable a host runtime binary. The
+    /// two later tests are closures so that the kernel reads nothing more for other names.
+    #[inline(always)]
+    pub fn is_runtime(
+        comm: &[u8],
+        flagged: impl FnOnce() -> bool,
+        runs_runtime_exe: impl FnOnce() -> bool,
+    ) -> bool {
+        is_runtime_comm(comm) && (flagged() || runs_runtime_exe())
+    }
+
+    /// Whether a task name (NUL-padded or not) looks like a container runtime's.
     pub fn is_runtime_comm(comm: &[u8]) -> bool {
         let mut i = 0;
         while i < RUNTIME_COMM_PREFIXES.len() {
@@ -178,6 +206,21 @@ pub mod origin {
             assert!(super::is_runtime_comm(b"exe"));
             assert!(!super::is_runtime_comm(b"executor\0\0\0\0\0\0\0\0"));
             assert!(!super::is_runtime_comm(b"sh\0\0\0\0\0\0\0\0\0\0\0\0\0\0"));
+        }
+
+        #[test]
+        fn a_runtime_name_alone_is_not_the_runtime() {
+            let runc = b"runc:[2:INIT]\0\0\0";
+            // A workload that renamed itself: neither flagged at exec nor running a runtime.
+            assert!(!super::is_runtime(runc, || false, || false));
+            assert!(super::is_runtime(runc, || true, || false));
+            assert!(super::is_runtime(runc, || false, || true));
+            // Another name is never the runtime, and costs no further test.
+            assert!(!super::is_runtime(
+                b"sh",
+                || panic!("flag read for a workload name"),
+                || panic!("exe read for a workload name")
+            ));
         }
     }
 }
@@ -393,6 +436,38 @@ pub struct NsCall {
     pub flags: u64,
     /// The syscall's return value.
     pub ret: i64,
+    /// `origin::*` of the calling task (as for a capability check).
+    pub origin: u8,
+    pub _pad: [u8; 7],
+}
+
+/// An executable of a container runtime (runc, crun, conmon, containerd-shim...), as the
+/// kernel identifies it: `inode->i_sb->s_dev` (the kernel's encoding, major << 20 | minor)
+/// and `inode->i_ino`. User space fills `RUNTIME_EXES` with these before attaching.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RuntimeExe {
+    pub dev: u32,
+    pub _pad: u32,
+    pub ino: u64,
+}
+
+impl RuntimeExe {
+    /// From a user-space `st_dev` (glibc's encoding) and `st_ino`.
+    pub const fn from_stat(major: u32, minor: u32, ino: u64) -> RuntimeExe {
+        RuntimeExe {
+            dev: (major << 20) | (minor & 0xf_ffff),
+            _pad: 0,
+            ino,
+        }
+    }
+}
+
+/// `RUNTIME_TASKS` values.
+pub mod runtime_task {
+    /// The thread runs a runtime's code: it exec'd a runtime executable, re-exec'd itself
+    /// from an unlinked copy (runc's memfd, cloned_binary.c), or was created by such a thread.
+    pub const RUNTIME: u8 = 1;
 }
 
 /// What the arguments of a check's syscall showed (`ArgNote::kind`), for the safer
@@ -444,6 +519,10 @@ pub mod capacity {
     pub const ENFORCE_CGROUPS: u32 = 1_024;
     pub const DENIALS: u32 = 4_096;
     pub const ARG_NOTES: u32 = 1_024;
+    /// Runtime executables (a few per runtime installed).
+    pub const RUNTIME_EXES: u32 = 64;
+    /// Threads of runtime processes (dockerd and containerd have dozens each).
+    pub const RUNTIME_TASKS: u32 = 16_384;
 }
 
 /// The namespace `CLONE_*` bits (include/uapi/linux/sched.h).
@@ -470,4 +549,5 @@ mod pod {
     unsafe impl aya::Pod for NsCall {}
     unsafe impl aya::Pod for Policy {}
     unsafe impl aya::Pod for ArgNote {}
+    unsafe impl aya::Pod for RuntimeExe {}
 }

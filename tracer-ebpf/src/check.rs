@@ -108,14 +108,22 @@ pub(crate) fn known_opts(raw: u64) -> u8 {
 
 /// In monitor mode, checks made by a container runtime's init (before it execs the workload,
 /// with the runtime's privileges) are kept apart from the workload's. The name is read from
-/// `task->comm` (a direct load with BTF pointers, cheaper than `bpf_get_current_comm`).
+/// `task->comm` (a direct load with BTF pointers, cheaper than `bpf_get_current_comm`) and is
+/// only the first filter: a workload can take a runtime's name, so a task so named is the
+/// runtime's only if `runtime.rs` says its code is (`origin::is_runtime`).
 #[inline(always)]
 pub(crate) fn origin_of<M: Kmem>(cfg: &Config, workload: u64) -> u8 {
     if cfg.trace_all == 0 && workload & CGROUP_WORKLOAD == 0 {
         return origin::WORKLOAD;
     }
     match M::read::<[u8; 16]>(M::current_task(), cfg.task_comm_off) {
-        Some(comm) if origin::is_runtime_comm(&comm) => origin::RUNTIME,
+        Some(comm)
+            if origin::is_runtime(&comm, crate::runtime::current_flagged, || {
+                crate::runtime::current_runs_runtime_exe(cfg)
+            }) =>
+        {
+            origin::RUNTIME
+        }
         _ => origin::WORKLOAD,
     }
 }

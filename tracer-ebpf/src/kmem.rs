@@ -31,6 +31,14 @@ static CONFIG: Config = Config {
     home_cgroup: 0,
     regs_arg2_off: 0,
     nr_socket: 0,
+    task_mm_off: 0,
+    mm_exe_file_off: 0,
+    file_inode_off: 0,
+    inode_ino_off: 0,
+    inode_sb_off: 0,
+    sb_dev_off: 0,
+    inode_nlink_off: 0,
+    bprm_file_off: 0,
 };
 
 #[inline(always)]

@@ -21,6 +21,7 @@ mod kmem;
 mod lsm;
 mod maps;
 mod process;
+mod runtime;
 mod syscalls;
 mod uring;
 

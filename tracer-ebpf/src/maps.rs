@@ -5,7 +5,7 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
-use tracer_common::{ArgNote, PathKey, PendingCheck, Policy, UsageKey, capacity, stat};
+use tracer_common::{ArgNote, PathKey, PendingCheck, Policy, RuntimeExe, UsageKey, capacity, stat};
 
 // Hash maps are allocated on insert: preallocating them costs tens of milliseconds at start.
 const NO_PREALLOC: u32 = BPF_F_NO_PREALLOC;
@@ -77,3 +77,13 @@ pub(crate) fn bump(index: u32) {
         unsafe { *p += 1 };
     }
 }
+
+/// The executables of container runtimes (`runtime.rs`), written by user space before attach.
+#[map]
+pub(crate) static RUNTIME_EXES: HashMap<RuntimeExe, u8> =
+    HashMap::with_max_entries(capacity::RUNTIME_EXES, 0);
+
+/// Thread id → `runtime_task::RUNTIME`: threads running a runtime's code (`runtime.rs`).
+#[map]
+pub(crate) static RUNTIME_TASKS: HashMap<u32, u8> =
+    HashMap::with_max_entries(capacity::RUNTIME_TASKS, NO_PREALLOC);

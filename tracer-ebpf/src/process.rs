@@ -8,6 +8,7 @@ use tracer_common::{reservation, stat};
 use crate::{
     kmem::{config, task_pid},
     maps::{LIVE, POLICIES, TASKS, bump},
+    runtime,
 };
 
 #[inline(always)]
@@ -34,13 +35,14 @@ fn live_add(workload: u64, delta: i64) {
 #[raw_tracepoint(tracepoint = "task_newtask")]
 pub fn task_newtask(ctx: RawTracePointContext) -> i32 {
     let cfg = config();
-    if cfg.trace_all != 0 {
-        return 0;
-    }
     let parent = bpf_get_current_pid_tgid() as u32;
     let Some(child) = task_pid(&cfg, ctx.arg(0)) else {
         return 0;
     };
+    runtime::on_new_task(&cfg, parent, child);
+    if cfg.trace_all != 0 {
+        return 0;
+    }
     // SAFETY: value copied out immediately.
     let Some(workload) = (unsafe { TASKS.get(parent) }).copied() else {
         return 0;
@@ -66,12 +68,13 @@ pub fn task_newtask(ctx: RawTracePointContext) -> i32 {
 #[raw_tracepoint(tracepoint = "sched_process_exit")]
 pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
     let cfg = config();
-    if cfg.trace_all != 0 {
-        return 0;
-    }
     let Some(pid) = task_pid(&cfg, ctx.arg(0)) else {
         return 0;
     };
+    runtime::on_exit(&cfg, pid);
+    if cfg.trace_all != 0 {
+        return 0;
+    }
     // SAFETY: value copied out immediately.
     let Some(workload) = (unsafe { TASKS.get(pid) }).copied() else {
         return 0;
@@ -89,14 +92,15 @@ pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
 #[raw_tracepoint(tracepoint = "sched_process_exec")]
 pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
     let cfg = config();
-    if cfg.trace_all != 0 {
-        return 0;
-    }
     let old: u64 = ctx.arg(1);
     let old = old as u32;
     let Some(pid) = task_pid(&cfg, ctx.arg(0)) else {
         return 0;
     };
+    runtime::on_exec(&cfg, old, pid, ctx.arg(2));
+    if cfg.trace_all != 0 {
+        return 0;
+    }
     arm_policy(old);
     if pid == old {
         return 0;

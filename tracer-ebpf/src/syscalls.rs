@@ -70,6 +70,8 @@ fn report<M: Kmem>(cfg: &Config, regs: *const u8, id: u32, ret: i64) {
         fd,
         flags,
         ret,
+        origin: crate::check::origin_of::<M>(cfg, workload),
+        _pad: [0; 7],
     };
     match EVENTS.reserve::<Event<NsCall>>(0) {
         Some(mut entry) => {

@@ -192,7 +192,7 @@ fn to_verdict(v: u8) -> Verdict {
     }
 }
 
-fn to_origin(o: u8) -> Origin {
+pub(crate) fn to_origin(o: u8) -> Origin {
     match o {
         origin::RUNTIME => Origin::Runtime,
         origin::BORROWED => Origin::Borrowed,

@@ -143,12 +143,18 @@ pub fn scan(data: &[u8], wanted: &[(&str, Kind)]) -> Result<Found, String> {
         |at: usize| u32::from_ne_bytes([types[at], types[at + 1], types[at + 2], types[at + 3]]);
 
     let mut found = Found::default();
+    // Where each type starts (id - 1), and the anonymous members (struct or union) of the
+    // structs asked for: their fields are the struct's own in C (`mm_struct.exe_file` sits in an
+    // anonymous struct, `inode.i_nlink` in an anonymous union), resolved after the pass.
+    let mut starts: Vec<u32> = Vec::new();
+    let mut anonymous: Vec<(String, u32, u32)> = Vec::new();
     let mut at = 0;
     let mut id = 0u32;
     while at < types.len() {
         if at + TYPE_LEN > types.len() {
             return Err(bad("truncated type"));
         }
+        starts.push(at as u32);
         id += 1;
         let (name_off, info) = (word(at), word(at + 4));
         let (kind, vlen) = ((info >> 24) & 0x1f, (info & 0xffff) as usize);
@@ -195,6 +201,10 @@ pub fn scan(data: &[u8], wanted: &[(&str, Kind)]) -> Result<Found, String> {
                         } else {
                             offset
                         };
+                        if word(m_at) == 0 {
+                            anonymous.push((name.clone(), word(m_at + 4), bits / 8));
+                            continue;
+                        }
                         let member = String::from_utf8_lossy(name_at(word(m_at)));
                         found
                             .members
@@ -204,6 +214,44 @@ pub fn scan(data: &[u8], wanted: &[(&str, Kind)]) -> Result<Found, String> {
             }
         }
         at = body + extra;
+    }
+    // Nested anonymous members are followed a few levels down (the kernel nests at most two).
+    let mut depth = 0;
+    while !anonymous.is_empty() && depth < 4 {
+        depth += 1;
+        for (name, type_id, base) in std::mem::take(&mut anonymous) {
+            let Some(&start) = (type_id as usize)
+                .checked_sub(1)
+                .and_then(|i| starts.get(i))
+            else {
+                continue;
+            };
+            let start = start as usize;
+            let info = word(start + 4);
+            let (kind, vlen) = ((info >> 24) & 0x1f, (info & 0xffff) as usize);
+            if kind != KIND_STRUCT && kind != KIND_UNION {
+                continue;
+            }
+            let kind_flag = info >> 31 == 1;
+            for m in 0..vlen {
+                let m_at = start + TYPE_LEN + 12 * m;
+                let offset = word(m_at + 8);
+                let bits = if kind_flag {
+                    offset & 0xff_ffff
+                } else {
+                    offset
+                };
+                if word(m_at) == 0 {
+                    anonymous.push((name.clone(), word(m_at + 4), base + bits / 8));
+                    continue;
+                }
+                let member = String::from_utf8_lossy(name_at(word(m_at))).into_owned();
+                found
+                    .members
+                    .entry((name.clone(), member))
+                    .or_insert(base + bits / 8);
+            }
+        }
     }
     Ok(found)
 }
@@ -322,6 +370,42 @@ mod tests {
     }
 
     #[test]
+    fn members_of_anonymous_structs_and_unions_are_the_outer_structs() {
+        let names = ["i_ino", "i_nlink", "__i_nlink", "exe_file"];
+        let off = |n: &str| member_name(&names, names.iter().position(|x| *x == n).unwrap());
+        let data = blob(
+            &[
+                ("int", KIND_INT, 0, false, 4, vec![32]),
+                // union { i_nlink; __i_nlink; } (type 2), declared before its user.
+                (
+                    "",
+                    KIND_UNION,
+                    2,
+                    false,
+                    4,
+                    vec![off("i_nlink"), 1, 0, off("__i_nlink"), 1, 0],
+                ),
+                // struct inode { i_ino at 64; union at 72; struct { exe_file at 8 } at 80 }.
+                (
+                    "inode",
+                    KIND_STRUCT,
+                    3,
+                    false,
+                    96,
+                    vec![off("i_ino"), 1, 512, 0, 2, 576, 0, 4, 640],
+                ),
+                // struct { int pad; exe_file at byte 8 } (type 4), declared after its user.
+                ("", KIND_STRUCT, 1, false, 16, vec![off("exe_file"), 1, 64]),
+            ],
+            &names,
+        );
+        let found = scan(&data, &[("inode", Kind::Struct)]).unwrap();
+        assert_eq!(found.member_offset("inode", "i_ino"), Ok(64));
+        assert_eq!(found.member_offset("inode", "i_nlink"), Ok(72));
+        assert_eq!(found.member_offset("inode", "exe_file"), Ok(88));
+    }
+
+    #[test]
     fn malformed_btf_is_an_error_not_a_panic() {
         assert!(scan(b"", &[]).is_err());
         assert!(scan(&[0u8; 40], &[]).is_err());
@@ -337,9 +421,18 @@ mod tests {
     #[ignore = "reads the running kernel's BTF (cargo xtask test runs it)"]
     fn the_running_kernel_has_what_captrace_needs() {
         assert!(Path::new(VMLINUX).exists(), "this kernel has no {VMLINUX}");
-        let found =
-            scan_vmlinux(&[("task_struct", Kind::Struct), ("cap_capable", Kind::Func)]).unwrap();
+        let found = scan_vmlinux(&[
+            ("task_struct", Kind::Struct),
+            ("cap_capable", Kind::Func),
+            ("mm_struct", Kind::Struct),
+            ("inode", Kind::Struct),
+        ])
+        .unwrap();
         assert!(found.id("task_struct", Kind::Struct).is_some());
         assert!(found.member_offset("task_struct", "real_cred").unwrap() > 0);
+        // Both inside anonymous members on current kernels.
+        assert!(found.member_offset("mm_struct", "exe_file").unwrap() > 0);
+        let ino = found.member_offset("inode", "i_ino").unwrap();
+        assert_eq!(found.member_offset("inode", "i_nlink"), Ok(ino + 8));
     }
 }

@@ -387,6 +387,7 @@ mod tests {
                 ret,
                 pid,
                 comm: "sh".into(),
+                origin: Origin::Workload,
             })
     }
 

@@ -56,6 +56,7 @@ pub fn record(call: &NsCall, pid: u32, comm: String, fd_link: Option<String>) ->
         ret: call.ret,
         pid,
         comm,
+        origin: crate::events::to_origin(call.origin),
     }
 }
 
@@ -109,6 +110,8 @@ mod tests {
             fd: 3,
             flags,
             ret,
+            origin: 0,
+            _pad: [0; 7],
         }
     }
 

@@ -307,6 +307,10 @@ pub struct NsCallRecord {
     pub ret: i64,
     pub pid: u32,
     pub comm: String,
+    /// Who made it: `runtime` when the kernel saw a container runtime's code make it (a
+    /// runtime's init creating the container's namespaces); absent for the workload.
+    #[serde(default, skip_serializing_if = "Origin::is_workload")]
+    pub origin: Origin,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]

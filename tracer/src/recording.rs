@@ -219,8 +219,9 @@ impl Session {
                 }
             }
         }
+        let tracer = &self.tracer;
         if let Some(f) = &mut self.follower {
-            f.refresh();
+            f.refresh(|pid, name| tracer.is_runtime_task(pid, name));
         }
     }
 
@@ -242,7 +243,7 @@ impl Session {
             let calls = self
                 .ns_calls(c.workload)
                 .into_iter()
-                .filter(|r| !tracer_common::origin::is_runtime_comm(r.comm.as_bytes()))
+                .filter(|r| r.origin != crate::profile::Origin::Runtime)
                 .collect();
             let rec = recommendation::recommend(&checks, &namespaces::summarize(calls));
             out.push(ContainerProfile {

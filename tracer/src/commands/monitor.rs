@@ -60,6 +60,11 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<u8> {
         };
         output::note(format_args!("attached, watching {what}"));
     }
+    if !mon.knows_runtimes() {
+        output::note(
+            "no container runtime binary found (runc, crun, conmon, ...): the checks of a runtime's init count as its container's",
+        );
+    }
     stop::block_on(watch(&mut mon, &args, json, listener))??;
     mon.refresh()?;
     if args.summary {

@@ -12,7 +12,7 @@ use std::{
     process::Command,
 };
 
-use tracer_common::{CGROUP_WORKLOAD, origin};
+use tracer_common::CGROUP_WORKLOAD;
 
 use super::{
     Runtime, docker_config,
@@ -121,15 +121,13 @@ impl Follower {
     }
 
     /// Reads the effective set of each running container's init (once it is the workload:
-    /// the runtime's init still holds the runtime's privileges).
-    pub fn refresh(&mut self) {
+    /// the runtime's init still holds the runtime's privileges). `is_runtime(pid, name)` is
+    /// the kernel's verdict (`Tracer::is_runtime_task`), not the name alone.
+    pub fn refresh(&mut self, is_runtime: impl Fn(u32, &str) -> bool) {
         for f in self.seen.values_mut().flatten() {
             if let Some(pid) = self.resolver.init_pid(&f.attribution.cgroup)
                 && let Some(status) = resolve::status(pid)
-                && !status
-                    .name
-                    .as_deref()
-                    .is_some_and(|n| origin::is_runtime_comm(n.as_bytes()))
+                && !is_runtime(pid, status.name.as_deref().unwrap_or_default())
                 && let Some(eff) = status.cap_eff
             {
                 f.granted = Some(eff);

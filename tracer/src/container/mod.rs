@@ -11,6 +11,7 @@ pub mod follow;
 mod proc;
 pub mod resolve;
 mod running;
+pub mod runtime_exe;
 pub mod sets;
 
 use std::fmt;

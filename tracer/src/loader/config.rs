@@ -21,7 +21,16 @@ pub(super) fn kernel_btf() -> Result<Found, LoadError> {
 }
 
 /// The structs whose member offsets the programs need.
-const STRUCTS: &[&str] = &["task_struct", "user_namespace", "pid"];
+const STRUCTS: &[&str] = &[
+    "task_struct",
+    "user_namespace",
+    "pid",
+    "mm_struct",
+    "file",
+    "inode",
+    "super_block",
+    "linux_binprm",
+];
 
 pub(super) fn config(btf: &Found, opts: &Options) -> Result<Config, LoadError> {
     let regs = syscall::REGS;
@@ -33,6 +42,7 @@ pub(super) fn config(btf: &Found, opts: &Options) -> Result<Config, LoadError> {
     let userns_level_off = off("user_namespace", "level")?;
     let pid_level_off = off("pid", "level")?;
     let pid_numbers_off = off("pid", "numbers")?;
+    let inode_ino_off = off("inode", "i_ino")?;
     Ok(Config {
         task_pid_off,
         userns_level_off,
@@ -57,5 +67,23 @@ pub(super) fn config(btf: &Found, opts: &Options) -> Result<Config, LoadError> {
         home_cgroup: opts.follow_cgroups_outside.unwrap_or(0),
         regs_arg2_off: regs.arg2,
         nr_socket: Sysno::socket.id() as u32,
+        task_mm_off: off("task_struct", "mm")?,
+        mm_exe_file_off: off("mm_struct", "exe_file")?,
+        file_inode_off: off("file", "f_inode")?,
+        inode_ino_off,
+        inode_sb_off: off("inode", "i_sb")?,
+        sb_dev_off: off("super_block", "s_dev")?,
+        inode_nlink_off: nlink_off(btf.member_offset("inode", "i_nlink").ok(), inode_ino_off),
+        bprm_file_off: off("linux_binprm", "file")?,
     })
+}
+
+/// `inode.i_nlink`, unless its offset is not one a `const unsigned int` can have (0 tells the
+/// programs it is unknown: an unlinked executable is then never told apart, and a runtime
+/// that re-executes itself from a memfd counts as its container; nothing is hidden).
+fn nlink_off(found: Option<u32>, ino_off: u32) -> u32 {
+    match found {
+        Some(off) if off > 0 && off % 4 == 0 && off != ino_off => off,
+        _ => 0,
+    }
 }

@@ -7,6 +7,7 @@ mod config;
 mod detach;
 mod maps;
 mod preflight;
+mod runtime;
 
 use aya::{
     Btf, Ebpf, EbpfLoader, maps::HashMap as BpfHashMap, programs::links::FdLink, util::nr_cpus,
@@ -187,6 +188,9 @@ pub struct Tracer {
     slow_links: Vec<FdLink>,
     /// Where namespace calls are watched (`tracepoint/syscalls:sys_exit_*`), if they are.
     ns_point: Option<&'static str>,
+    /// The container runtime executables the kernel knows (`RUNTIME_EXES`), when it tells
+    /// runtime checks apart (monitor, record of a container client).
+    pub runtime_exes: Vec<std::path::PathBuf>,
     /// The hook watching capability checks and the program attached to it
     /// (`tp_btf/cap_capable`).
     hook: Option<(Hook, &'static str)>,
@@ -259,6 +263,7 @@ impl Tracer {
             slow_links: Vec::new(),
             ns_point: None,
             hook: None,
+            runtime_exes: Vec::new(),
         };
         let mut cgroups: BpfHashMap<_, u64, u8> = BpfHashMap::try_from(
             tracer
@@ -281,6 +286,12 @@ impl Tracer {
             enforced
                 .insert(cgroup, workload, 0)
                 .map_err(map_err("ENFORCE_CGROUPS"))?;
+        }
+        if opts.trace_all || opts.follow_cgroups_outside.is_some() {
+            let found = crate::container::runtime_exe::on_host();
+            let ids: Vec<_> = found.iter().map(|(_, id)| *id).collect();
+            tracer.set_runtime_exes(&ids)?;
+            tracer.runtime_exes = found.into_iter().map(|(path, _)| path).collect();
         }
         // Namespace calls are reported by the tracing commands only; the enforcer alone does not
         // need a program on every syscall of the host.

@@ -10,7 +10,6 @@ use std::{
 
 use aya::maps::{MapData, RingBuf};
 use serde::Serialize;
-use tracer_common::origin;
 
 pub use output::{render_table, summary_lines};
 
@@ -83,7 +82,7 @@ impl CgroupStats {
     pub fn workload_ns_calls(&self) -> Vec<NsCallRecord> {
         self.ns_calls
             .iter()
-            .filter(|c| !is_runtime(&c.comm))
+            .filter(|c| c.origin != Origin::Runtime)
             .cloned()
             .collect()
     }
@@ -99,10 +98,6 @@ impl CgroupStats {
             .map(|c| c.count)
             .sum()
     }
-}
-
-fn is_runtime(comm: &str) -> bool {
-    origin::is_runtime_comm(comm.as_bytes())
 }
 
 /// What to watch and show.
@@ -207,7 +202,8 @@ impl Monitor {
                     record,
                 } => {
                     let container = self.resolver.resolve(workload, Some(record.pid));
-                    let runtime = is_runtime(&record.comm);
+                    // The kernel's verdict, not the name (which the workload chooses).
+                    let runtime = record.origin == Origin::Runtime;
                     // Attempts count as much as successes: joining or creating namespaces from
                     // inside a container is how escapes look.
                     let flag = (container.container.is_container() && !runtime).then(|| {
@@ -280,7 +276,9 @@ impl Monitor {
             // The runtime's init still holds the runtime's privileges: read the workload's.
             if let Some(pid) = self.resolver.init_pid(&a.cgroup)
                 && let Some(status) = resolve::status(pid)
-                && !status.name.as_deref().is_some_and(is_runtime)
+                && !self
+                    .tracer
+                    .is_runtime_task(pid, status.name.as_deref().unwrap_or_default())
                 && let Some(eff) = status.cap_eff
             {
                 self.grants.insert(id, eff);
@@ -298,6 +296,12 @@ impl Monitor {
             out.insert(id, self.resolver.resolve(id, pid));
         }
         out
+    }
+
+    /// Whether the kernel knows a container runtime executable: without one, no check is the
+    /// runtime's.
+    pub fn knows_runtimes(&self) -> bool {
+        !self.tracer.runtime_exes.is_empty()
     }
 
     pub fn hook_point(&self) -> Option<&'static str> {
