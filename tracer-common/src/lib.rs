@@ -3,6 +3,8 @@
 //! `#[repr(C)]` struct here is read by both.
 #![no_std]
 
+pub mod usage_cache;
+
 /// Names of the maps, programs and globals. The string literals appear nowhere else.
 pub mod names {
     pub const MAP_TASKS: &str = "TASKS";
@@ -18,6 +20,7 @@ pub mod names {
     pub const MAP_ENFORCE_CGROUPS: &str = "ENFORCE_CGROUPS";
     pub const MAP_DENIALS: &str = "DENIALS";
     pub const MAP_ARG_NOTES: &str = "ARG_NOTES";
+    pub const MAP_USAGE_CACHE: &str = "USAGE_CACHE";
 
     pub const PROG_CAP_CAPABLE_RAW_TP: &str = "cap_capable_raw_tp";
     pub const PROG_CAP_CAPABLE_TP_BTF: &str = "cap_capable_tp_btf";
@@ -470,4 +473,5 @@ mod pod {
     unsafe impl aya::Pod for NsCall {}
     unsafe impl aya::Pod for Policy {}
     unsafe impl aya::Pod for ArgNote {}
+    unsafe impl aya::Pod for crate::usage_cache::CountSlot {}
 }

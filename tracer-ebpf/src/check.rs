@@ -12,8 +12,8 @@ use tracer_common::{
 };
 
 use crate::{
-    kmem::{Kmem, borrowed, config, current_ns_pid, current_syscall, userns_scope},
-    maps::{CGROUPS, EVENTS, PATHS, TASKS, USAGE, bump},
+    kmem::{Kmem, borrowed_by, config, current_ns_pid, syscall_of, userns_scope},
+    maps::{CGROUPS, EVENTS, PATHS, TASKS, USAGE, USAGE_CACHE, bump},
 };
 
 /// The workload the current thread belongs to, or None when it is not traced.
@@ -76,9 +76,10 @@ pub(crate) fn on_check<M: Kmem, C: StackIdContext>(
     pid_tgid: u64,
     c: CheckArgs,
 ) {
+    let task = M::current_task();
     let key = UsageKey {
         workload,
-        syscall: current_syscall::<M>(cfg) as i16,
+        syscall: syscall_of::<M>(cfg, task) as i16,
         cap: c.cap as u8,
         verdict: if c.ret == 0 {
             verdict::GRANTED
@@ -86,7 +87,7 @@ pub(crate) fn on_check<M: Kmem, C: StackIdContext>(
             verdict::DENIED
         },
         scope: userns_scope::<M>(cfg, c.target_ns),
-        origin: if borrowed::<M>(cfg, c.cred) {
+        origin: if borrowed_by::<M>(cfg, task, c.cred) {
             origin::BORROWED
         } else {
             origin_of::<M>(cfg, workload)
@@ -95,7 +96,7 @@ pub(crate) fn on_check<M: Kmem, C: StackIdContext>(
         _pad: 0,
     };
     crate::args::note_args::<M>(cfg, &key);
-    if count_check(&USAGE, &key) {
+    if count_usage(&key) {
         sample_path(ctx, key, pid_tgid);
     }
 }
@@ -120,7 +121,39 @@ pub(crate) fn origin_of<M: Kmem>(cfg: &Config, workload: u64) -> u8 {
     }
 }
 
-/// Adds one to the key's exact count. True when a call path should be sampled: the key is new
+/// Adds one to the key's exact count: in this CPU's cache slot of the key when the key owns it
+/// or the slot is free, in `USAGE` otherwise. True when a call path should be sampled: the key
+/// is new on this CPU or its count on this CPU reached a power of two (as `count_check`).
+#[inline(always)]
+pub(crate) fn count_usage(key: &UsageKey) -> bool {
+    let [workload, rest] = key.words();
+    // Workload 0 is never cached: user space reads a zero workload as a slot being claimed.
+    if workload != 0
+        && let Some(slot) = USAGE_CACHE.get_ptr_mut(key.cache_slot())
+    {
+        let words = slot as *mut u64;
+        // SAFETY: this CPU's slot of a live array value (`CountSlot`: the key's two words,
+        // then the count); nothing else writes it while we run.
+        unsafe {
+            let count = core::ptr::addr_of_mut!((*slot).count);
+            if *count == 0 {
+                // Claimed in the order user space relies on (`usage_cache::held`).
+                words.add(1).write_volatile(rest);
+                words.write_volatile(workload);
+                count.write_volatile(1);
+                return true;
+            }
+            if *words == workload && *words.add(1) == rest {
+                let n = *count + 1;
+                *count = n;
+                return n & (n - 1) == 0;
+            }
+        }
+    }
+    count_check(&USAGE, key)
+}
+
+/// Adds one to the key's exact count in a per-CPU hash map. True when a call path should be sampled: the key is new
 /// or its count reached a power of two.
 #[inline(always)]
 pub(crate) fn count_check(map: &PerCpuHashMap<UsageKey, u64>, key: &UsageKey) -> bool {

@@ -33,11 +33,27 @@ static CONFIG: Config = Config {
     nr_socket: 0,
 };
 
+/// The configuration, read field by field where a program uses it (each a load from the frozen
+/// .rodata map, whose values the verifier knows: it drops the branches they rule out).
 #[inline(always)]
-pub(crate) fn config() -> Config {
-    // SAFETY: CONFIG lives in .rodata, which the loader fills before load; a volatile read keeps
-    // the compiler from folding the zero initialiser.
-    unsafe { core::ptr::read_volatile(&CONFIG) }
+pub(crate) fn config() -> Cfg {
+    // SAFETY: CONFIG lives in .rodata, which the loader fills before load. Only its address is
+    // read volatile, so the compiler cannot fold the zero initialiser into the fields it reads,
+    // and it no longer copies the whole struct per call (issue 17).
+    Cfg(unsafe { &*core::ptr::read_volatile(&(&raw const CONFIG)) })
+}
+
+/// The configuration as `config()` gives it: used as a `Config` (`&cfg`, `cfg.field`).
+#[derive(Clone, Copy)]
+pub(crate) struct Cfg(&'static Config);
+
+impl core::ops::Deref for Cfg {
+    type Target = Config;
+
+    #[inline(always)]
+    fn deref(&self) -> &Config {
+        self.0
+    }
 }
 
 /// `task->thread_pid->numbers[task->thread_pid->level].nr`: the thread's id as its own PID
@@ -72,6 +88,8 @@ pub(crate) trait Kmem {
     fn current_task() -> *const u8;
     /// The `T` at `base + off`, or None when it cannot be read.
     fn read<T: Copy>(base: *const u8, off: u32) -> Option<T>;
+    /// The saved user registers of the current task, `task` as `current_task` gave it.
+    fn user_regs(task: *const u8) -> *const u8;
 }
 
 /// Direct loads through BTF-typed pointers.
@@ -97,6 +115,14 @@ impl Kmem for Typed {
         // that cannot fault.
         Some(unsafe { core::ptr::read(base.add(off as usize) as *const T) })
     }
+
+    #[inline(always)]
+    fn user_regs(task: *const u8) -> *const u8 {
+        // SAFETY: `task` is the trusted pointer `bpf_get_current_task_btf` returned; pt_regs
+        // sits at a fixed place on its kernel stack (task_pt_regs) and the result is a
+        // BTF-typed pointer.
+        unsafe { bpf_task_pt_regs(task as *mut _) as *const u8 }
+    }
 }
 
 impl Kmem for Probed {
@@ -111,23 +137,40 @@ impl Kmem for Probed {
         // SAFETY: a probe read cannot fault; a bad address gives an error.
         unsafe { bpf_probe_read_kernel(base.add(off as usize) as *const T) }.ok()
     }
+
+    #[inline(always)]
+    fn user_regs(_task: *const u8) -> *const u8 {
+        // SAFETY: as `Typed::user_regs`; the helper needs the BTF-typed task pointer, which
+        // `bpf_get_current_task` does not give.
+        unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8 }
+    }
 }
 
 /// Whether the checked credentials are not the task's own (overlayfs and other kernel code
 /// act with borrowed credentials through override_creds).
 #[inline(always)]
 pub(crate) fn borrowed<M: Kmem>(cfg: &Config, cred: u64) -> bool {
-    let real = M::read::<u64>(M::current_task(), cfg.task_real_cred_off).unwrap_or(cred);
+    borrowed_by::<M>(cfg, M::current_task(), cred)
+}
+
+/// `borrowed`, for the current task's pointer as `M::current_task` gave it.
+#[inline(always)]
+pub(crate) fn borrowed_by<M: Kmem>(cfg: &Config, task: *const u8, cred: u64) -> bool {
+    let real = M::read::<u64>(task, cfg.task_real_cred_off).unwrap_or(cred);
     real != cred
 }
 
 /// The syscall the current task is in, read from its saved user registers.
 #[inline(always)]
 pub(crate) fn current_syscall<M: Kmem>(cfg: &Config) -> i32 {
-    // SAFETY: helpers on the current task; pt_regs sits at a fixed place on its kernel stack
-    // (task_pt_regs) and the result is a BTF-typed pointer.
-    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as *const u8;
-    M::read::<i64>(regs, cfg.regs_syscall_off)
+    syscall_of::<M>(cfg, M::current_task())
+}
+
+/// `current_syscall`, for the current task's pointer as `M::current_task` gave it (one helper
+/// call fewer per check when the caller needs the task anyway).
+#[inline(always)]
+pub(crate) fn syscall_of<M: Kmem>(cfg: &Config, task: *const u8) -> i32 {
+    M::read::<i64>(M::user_regs(task), cfg.regs_syscall_off)
         .map(|nr| nr as i32)
         .unwrap_or(-1)
 }

@@ -5,7 +5,10 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
-use tracer_common::{ArgNote, PathKey, PendingCheck, Policy, UsageKey, capacity, stat};
+use tracer_common::{
+    ArgNote, PathKey, PendingCheck, Policy, UsageKey, capacity, stat,
+    usage_cache::{self, CountSlot},
+};
 
 // Hash maps are allocated on insert: preallocating them costs tens of milliseconds at start.
 const NO_PREALLOC: u32 = BPF_F_NO_PREALLOC;
@@ -77,3 +80,8 @@ pub(crate) fn bump(index: u32) {
         unsafe { *p += 1 };
     }
 }
+
+/// The per-CPU cache of check counts in front of `USAGE` (`tracer_common::usage_cache`).
+#[map]
+pub(crate) static USAGE_CACHE: PerCpuArray<CountSlot> =
+    PerCpuArray::with_max_entries(usage_cache::SLOTS, 0);
