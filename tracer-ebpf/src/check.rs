@@ -2,7 +2,10 @@
 //! the sampling of its call path.
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, BPF_RB_NO_WAKEUP},
-    helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, generated::bpf_get_stack},
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+        generated::bpf_get_stack,
+    },
     maps::PerCpuHashMap,
     programs::tracing::StackIdContext,
 };
@@ -45,6 +48,18 @@ pub(crate) fn current_workload(cfg: &Config, pid_tgid: u64) -> Option<u64> {
     unsafe { TASKS.get(pid_tgid as u32) }.copied()
 }
 
+/// `current_workload` for a hook that holds the current task (`M::current_task`): a record
+/// of chosen threads looks the thread up by `task->pid` without a helper call; monitor and
+/// cgroup following need the tgid too, from the helper.
+#[inline(always)]
+pub(crate) fn current_workload_in<M: Kmem>(cfg: &Config, task: *const u8) -> Option<u64> {
+    if cfg.trace_all != 0 || cfg.follow_cgroups != 0 {
+        return current_workload(cfg, bpf_get_current_pid_tgid());
+    }
+    // SAFETY: the value is a plain u64 copied out immediately.
+    unsafe { TASKS.get(M::current_tid(cfg, task)) }.copied()
+}
+
 #[inline(always)]
 pub(crate) fn header(kind: u32, pid_tgid: u64) -> EventHeader {
     EventHeader {
@@ -66,17 +81,17 @@ pub(crate) struct CheckArgs {
     pub(crate) ret: i32,
 }
 
-/// Counts one capability check of a traced thread, and samples its call path when the key is
-/// new or its count reached a power of two. Every hook ends here.
+/// Counts one capability check of a traced thread (`task` as `M::current_task` gave it), and
+/// samples its call path when the key is new or its count reached a power of two. Every hook
+/// ends here.
 #[inline(always)]
 pub(crate) fn on_check<M: Kmem, C: StackIdContext>(
     ctx: &C,
     cfg: &Config,
     workload: u64,
-    pid_tgid: u64,
+    task: *const u8,
     c: CheckArgs,
 ) {
-    let task = M::current_task();
     let key = UsageKey {
         workload,
         syscall: syscall_of::<M>(cfg, task) as i16,
@@ -97,7 +112,7 @@ pub(crate) fn on_check<M: Kmem, C: StackIdContext>(
     };
     crate::args::note_args::<M>(cfg, &key);
     if count_usage(&key) {
-        sample_path(ctx, key, pid_tgid);
+        sample_path(ctx, key, bpf_get_current_pid_tgid());
     }
 }
 

@@ -1,7 +1,8 @@
 //! Reading the kernel: the load-time configuration, and how a program reads kernel memory and
 //! the current task's fields.
 use aya_ebpf::helpers::{
-    bpf_get_current_task, bpf_get_current_task_btf, bpf_probe_read_kernel, bpf_task_pt_regs,
+    bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_current_task_btf,
+    bpf_probe_read_kernel, bpf_task_pt_regs,
 };
 use tracer_common::{Config, scope};
 
@@ -90,6 +91,8 @@ pub(crate) trait Kmem {
     fn read<T: Copy>(base: *const u8, off: u32) -> Option<T>;
     /// The saved user registers of the current task, `task` as `current_task` gave it.
     fn user_regs(task: *const u8) -> *const u8;
+    /// The current thread's id, `task` as `current_task` gave it.
+    fn current_tid(cfg: &Config, task: *const u8) -> u32;
 }
 
 /// Direct loads through BTF-typed pointers.
@@ -123,6 +126,13 @@ impl Kmem for Typed {
         // BTF-typed pointer.
         unsafe { bpf_task_pt_regs(task as *mut _) as *const u8 }
     }
+
+    /// `task->pid`, one load instead of the `bpf_get_current_pid_tgid` helper call (each
+    /// helper call costs a return thunk on kernels with return-stack mitigations).
+    #[inline(always)]
+    fn current_tid(cfg: &Config, task: *const u8) -> u32 {
+        Self::read::<i32>(task, cfg.task_pid_off).unwrap_or(0) as u32
+    }
 }
 
 impl Kmem for Probed {
@@ -143,6 +153,12 @@ impl Kmem for Probed {
         // SAFETY: as `Typed::user_regs`; the helper needs the BTF-typed task pointer, which
         // `bpf_get_current_task` does not give.
         unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8 }
+    }
+
+    /// The helper: a probe read of `task->pid` would cost a helper call too.
+    #[inline(always)]
+    fn current_tid(_cfg: &Config, _task: *const u8) -> u32 {
+        bpf_get_current_pid_tgid() as u32
     }
 }
 
