@@ -45,6 +45,7 @@ pub mod names {
 
     /// The `Config` global.
     pub const GLOBAL_CONFIG: &str = "CONFIG";
+    pub const GLOBAL_USAGE_CACHE_MASK: &str = "USAGE_CACHE_MASK";
 }
 
 /// Load-time configuration of the kernel programs (one global, written by the loader from BTF

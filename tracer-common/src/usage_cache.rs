@@ -9,6 +9,10 @@ use crate::UsageKey;
 /// Slots per CPU (a power of two). Each is read by user space with one syscall per count poll,
 /// so the array stays small: the keys of a workload are few, and the hot ones are seen early.
 pub const SLOTS: u32 = 256;
+/// Environment variable that makes the kernel side use only the first N slots (a power of two
+/// up to `SLOTS`; the loader writes N - 1 to the `USAGE_CACHE_MASK` global): with 1, every key
+/// lands on one slot per CPU, so tests see keys that share a slot fall through to `USAGE`.
+pub const SLOTS_ENV: &str = "CAPTRACE_USAGE_CACHE_SLOTS";
 const SLOT_BITS: u32 = SLOTS.trailing_zeros();
 
 /// One slot: the key that owns it, and its count on this CPU. A count of 0 is a free slot.
@@ -28,7 +32,8 @@ impl UsageKey {
         unsafe { core::mem::transmute::<UsageKey, [u64; 2]>(*self) }
     }
 
-    /// The key's slot in the cache: a multiplicative hash of its two words.
+    /// The key's slot in a cache of `SLOTS` slots (the kernel side masks it with
+    /// `USAGE_CACHE_MASK`): a multiplicative hash of its two words.
     #[inline(always)]
     pub fn cache_slot(&self) -> u32 {
         let [workload, rest] = self.words();

@@ -136,6 +136,10 @@ pub(crate) fn origin_of<M: Kmem>(cfg: &Config, workload: u64) -> u8 {
     }
 }
 
+/// `usage_cache::SLOTS - 1`, or less when a test asks for fewer slots; written by the loader.
+#[unsafe(no_mangle)]
+static USAGE_CACHE_MASK: u32 = 0;
+
 /// Adds one to the key's exact count: in this CPU's cache slot of the key when the key owns it
 /// or the slot is free, in `USAGE` otherwise. True when a call path should be sampled: the key
 /// is new on this CPU or its count on this CPU reached a power of two (as `count_check`).
@@ -144,7 +148,11 @@ pub(crate) fn count_usage(key: &UsageKey) -> bool {
     let [workload, rest] = key.words();
     // Workload 0 is never cached: user space reads a zero workload as a slot being claimed.
     if workload != 0
-        && let Some(slot) = USAGE_CACHE.get_ptr_mut(key.cache_slot())
+        // SAFETY: a .rodata global the loader fills before load; read volatile so the compiler
+        // does not fold its zero initialiser.
+        && let Some(slot) = USAGE_CACHE.get_ptr_mut(
+            key.cache_slot() & unsafe { core::ptr::read_volatile(&USAGE_CACHE_MASK) },
+        )
     {
         let words = slot as *mut u64;
         // SAFETY: this CPU's slot of a live array value (`CountSlot`: the key's two words,
