@@ -96,6 +96,9 @@ pub struct Config {
     pub regs_arg2_off: u32,
     /// Syscall number of `socket` on this architecture (`ArgNote`).
     pub nr_socket: u32,
+    /// Offset of `tgid` in `struct task_struct` (hooks with a BTF-typed task read the thread
+    /// and process ids without the `bpf_get_current_pid_tgid` helper).
+    pub task_tgid_off: u32,
 }
 
 /// Workload ids with this bit set are cgroup ids (`Config::follow_cgroups`); the others are

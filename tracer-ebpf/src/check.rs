@@ -48,16 +48,11 @@ pub(crate) fn current_workload(cfg: &Config, pid_tgid: u64) -> Option<u64> {
     unsafe { TASKS.get(pid_tgid as u32) }.copied()
 }
 
-/// `current_workload` for a hook that holds the current task (`M::current_task`): a record
-/// of chosen threads looks the thread up by `task->pid` without a helper call; monitor and
-/// cgroup following need the tgid too, from the helper.
+/// `current_workload` for a hook that holds the current task (`M::current_task`): with a
+/// BTF-typed task the ids are loads from it, not a helper call.
 #[inline(always)]
 pub(crate) fn current_workload_in<M: Kmem>(cfg: &Config, task: *const u8) -> Option<u64> {
-    if cfg.trace_all != 0 || cfg.follow_cgroups != 0 {
-        return current_workload(cfg, bpf_get_current_pid_tgid());
-    }
-    // SAFETY: the value is a plain u64 copied out immediately.
-    unsafe { TASKS.get(M::current_tid(cfg, task)) }.copied()
+    current_workload(cfg, M::current_pid_tgid(cfg, task))
 }
 
 #[inline(always)]

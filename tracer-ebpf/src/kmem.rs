@@ -32,6 +32,7 @@ static CONFIG: Config = Config {
     home_cgroup: 0,
     regs_arg2_off: 0,
     nr_socket: 0,
+    task_tgid_off: 0,
 };
 
 /// The configuration, read field by field where a program uses it (each a load from the frozen
@@ -91,8 +92,9 @@ pub(crate) trait Kmem {
     fn read<T: Copy>(base: *const u8, off: u32) -> Option<T>;
     /// The saved user registers of the current task, `task` as `current_task` gave it.
     fn user_regs(task: *const u8) -> *const u8;
-    /// The current thread's id, `task` as `current_task` gave it.
-    fn current_tid(cfg: &Config, task: *const u8) -> u32;
+    /// `bpf_get_current_pid_tgid()`: the current process id << 32 | thread id, `task` as
+    /// `current_task` gave it.
+    fn current_pid_tgid(cfg: &Config, task: *const u8) -> u64;
 }
 
 /// Direct loads through BTF-typed pointers.
@@ -127,11 +129,14 @@ impl Kmem for Typed {
         unsafe { bpf_task_pt_regs(task as *mut _) as *const u8 }
     }
 
-    /// `task->pid`, one load instead of the `bpf_get_current_pid_tgid` helper call (each
-    /// helper call costs a return thunk on kernels with return-stack mitigations).
+    /// `task->tgid << 32 | task->pid`: loads instead of the `bpf_get_current_pid_tgid`
+    /// helper call (each helper call returns through the kernel's return thunk where
+    /// return-stack mitigations are on, as here).
     #[inline(always)]
-    fn current_tid(cfg: &Config, task: *const u8) -> u32 {
-        Self::read::<i32>(task, cfg.task_pid_off).unwrap_or(0) as u32
+    fn current_pid_tgid(cfg: &Config, task: *const u8) -> u64 {
+        let pid = Self::read::<i32>(task, cfg.task_pid_off).unwrap_or(0) as u32;
+        let tgid = Self::read::<i32>(task, cfg.task_tgid_off).unwrap_or(0) as u32;
+        (u64::from(tgid) << 32) | u64::from(pid)
     }
 }
 
@@ -157,8 +162,8 @@ impl Kmem for Probed {
 
     /// The helper: a probe read of `task->pid` would cost a helper call too.
     #[inline(always)]
-    fn current_tid(_cfg: &Config, _task: *const u8) -> u32 {
-        bpf_get_current_pid_tgid() as u32
+    fn current_pid_tgid(_cfg: &Config, _task: *const u8) -> u64 {
+        bpf_get_current_pid_tgid()
     }
 }
 

@@ -27,6 +27,7 @@ pub(super) fn config(btf: &Found, opts: &Options) -> Result<Config, LoadError> {
     let regs = syscall::REGS;
     let off = |s: &str, m: &str| btf.member_offset(s, m).map_err(LoadError::Btf);
     let task_pid_off = off("task_struct", "pid")?;
+    let task_tgid_off = off("task_struct", "tgid")?;
     let task_real_cred_off = off("task_struct", "real_cred")?;
     let task_comm_off = off("task_struct", "comm")?;
     let task_thread_pid_off = off("task_struct", "thread_pid")?;
@@ -57,5 +58,6 @@ pub(super) fn config(btf: &Found, opts: &Options) -> Result<Config, LoadError> {
         home_cgroup: opts.follow_cgroups_outside.unwrap_or(0),
         regs_arg2_off: regs.arg2,
         nr_socket: Sysno::socket.id() as u32,
+        task_tgid_off,
     })
 }

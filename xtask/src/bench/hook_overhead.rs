@@ -176,8 +176,9 @@ impl Bench {
                 with_stats(&mut load, std::process::id().to_string());
                 run_stdout(&mut load)?
             }
-            Variant::FloorCount => {
-                let count = bpf::attach_count_raw_tp("cap_capable")?;
+            Variant::FloorCount | Variant::FloorCountSyscall => {
+                let by_syscall = variant == Variant::FloorCountSyscall;
+                let count = bpf::attach_count_raw_tp("cap_capable", by_syscall)?;
                 with_stats(&mut load, std::process::id().to_string());
                 let shown = cmd::display(&load);
                 let child = load

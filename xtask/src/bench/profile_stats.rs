@@ -4,10 +4,11 @@
 use super::*;
 
 /// The tracers profiled, in the order of each round.
-const PROFILED: [Variant; 7] = [
+const PROFILED: [Variant; 8] = [
     Variant::Floor,
     Variant::FloorFilter,
     Variant::FloorCount,
+    Variant::FloorCountSyscall,
     Variant::FloorTp,
     Variant::Record,
     Variant::Monitor,
@@ -119,11 +120,17 @@ impl Bench {
             .filter(|((v, name), _)| *v == Variant::FloorFilter && name == "bench_filter")
             .flat_map(|(_, runs)| runs.iter().map(|p| p.ns_per_run))
             .collect();
-        for variant in [Variant::FloorCount, Variant::Record, Variant::Monitor] {
+        for variant in [
+            Variant::FloorCount,
+            Variant::FloorCountSyscall,
+            Variant::Record,
+            Variant::Monitor,
+        ] {
             let own: Vec<f64> = passes
                 .iter()
                 .filter(|((v, name), _)| {
-                    *v == variant && (name.starts_with("cap_capable") || name == "bench_count")
+                    *v == variant
+                        && (name.starts_with("cap_capable") || name.starts_with("bench_count"))
                 })
                 .flat_map(|(_, runs)| runs.iter().map(|p| p.ns_per_run))
                 .collect();
