@@ -171,8 +171,8 @@ pub(crate) fn count_usage(key: &UsageKey) -> bool {
     count_check(&USAGE, key)
 }
 
-/// Adds one to the key's exact count in a per-CPU hash map. True when a call path should be sampled: the key is new
-/// or its count reached a power of two.
+/// Adds one to the key's exact count in a per-CPU hash map. True when a call path should be
+/// sampled: the key is new or its count reached a power of two.
 #[inline(always)]
 pub(crate) fn count_check(map: &PerCpuHashMap<UsageKey, u64>, key: &UsageKey) -> bool {
     if let Some(p) = map.get_ptr_mut(key) {
