@@ -3,6 +3,8 @@
 //! `#[repr(C)]` struct here is read by both.
 #![no_std]
 
+pub mod usage_cache;
+
 /// Names of the maps, programs and globals. The string literals appear nowhere else.
 pub mod names {
     pub const MAP_TASKS: &str = "TASKS";
@@ -20,6 +22,7 @@ pub mod names {
     pub const MAP_ARG_NOTES: &str = "ARG_NOTES";
     pub const MAP_RUNTIME_EXES: &str = "RUNTIME_EXES";
     pub const MAP_RUNTIME_TASKS: &str = "RUNTIME_TASKS";
+    pub const MAP_USAGE_CACHE: &str = "USAGE_CACHE";
 
     pub const PROG_CAP_CAPABLE_RAW_TP: &str = "cap_capable_raw_tp";
     pub const PROG_CAP_CAPABLE_TP_BTF: &str = "cap_capable_tp_btf";
@@ -44,6 +47,7 @@ pub mod names {
 
     /// The `Config` global.
     pub const GLOBAL_CONFIG: &str = "CONFIG";
+    pub const GLOBAL_USAGE_CACHE_MASK: &str = "USAGE_CACHE_MASK";
 }
 
 /// Load-time configuration of the kernel programs (one global, written by the loader from BTF
@@ -106,6 +110,9 @@ pub struct Config {
     pub sb_dev_off: u32,
     pub inode_nlink_off: u32,
     pub bprm_file_off: u32,
+    /// Offset of `tgid` in `struct task_struct` (hooks with a BTF-typed task read the thread
+    /// and process ids without the `bpf_get_current_pid_tgid` helper).
+    pub task_tgid_off: u32,
 }
 
 /// Workload ids with this bit set are cgroup ids (`Config::follow_cgroups`); the others are
@@ -550,4 +557,5 @@ mod pod {
     unsafe impl aya::Pod for Policy {}
     unsafe impl aya::Pod for ArgNote {}
     unsafe impl aya::Pod for RuntimeExe {}
+    unsafe impl aya::Pod for crate::usage_cache::CountSlot {}
 }

@@ -2,7 +2,10 @@
 //! the sampling of its call path.
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, BPF_RB_NO_WAKEUP},
-    helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, generated::bpf_get_stack},
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+        generated::bpf_get_stack,
+    },
     maps::PerCpuHashMap,
     programs::tracing::StackIdContext,
 };
@@ -12,8 +15,8 @@ use tracer_common::{
 };
 
 use crate::{
-    kmem::{Kmem, borrowed, config, current_ns_pid, current_syscall, userns_scope},
-    maps::{CGROUPS, EVENTS, PATHS, TASKS, USAGE, bump},
+    kmem::{Kmem, borrowed_by, config, current_ns_pid, syscall_of, userns_scope},
+    maps::{CGROUPS, EVENTS, PATHS, TASKS, USAGE, USAGE_CACHE, bump},
 };
 
 /// The workload the current thread belongs to, or None when it is not traced.
@@ -45,6 +48,13 @@ pub(crate) fn current_workload(cfg: &Config, pid_tgid: u64) -> Option<u64> {
     unsafe { TASKS.get(pid_tgid as u32) }.copied()
 }
 
+/// `current_workload` for a hook that holds the current task (`M::current_task`): with a
+/// BTF-typed task the ids are loads from it, not a helper call.
+#[inline(always)]
+pub(crate) fn current_workload_in<M: Kmem>(cfg: &Config, task: *const u8) -> Option<u64> {
+    current_workload(cfg, M::current_pid_tgid(cfg, task))
+}
+
 #[inline(always)]
 pub(crate) fn header(kind: u32, pid_tgid: u64) -> EventHeader {
     EventHeader {
@@ -66,19 +76,20 @@ pub(crate) struct CheckArgs {
     pub(crate) ret: i32,
 }
 
-/// Counts one capability check of a traced thread, and samples its call path when the key is
-/// new or its count reached a power of two. Every hook ends here.
+/// Counts one capability check of a traced thread (`task` as `M::current_task` gave it), and
+/// samples its call path when the key is new or its count reached a power of two. Every hook
+/// ends here.
 #[inline(always)]
 pub(crate) fn on_check<M: Kmem, C: StackIdContext>(
     ctx: &C,
     cfg: &Config,
     workload: u64,
-    pid_tgid: u64,
+    task: *const u8,
     c: CheckArgs,
 ) {
     let key = UsageKey {
         workload,
-        syscall: current_syscall::<M>(cfg) as i16,
+        syscall: syscall_of::<M>(cfg, task) as i16,
         cap: c.cap as u8,
         verdict: if c.ret == 0 {
             verdict::GRANTED
@@ -86,17 +97,17 @@ pub(crate) fn on_check<M: Kmem, C: StackIdContext>(
             verdict::DENIED
         },
         scope: userns_scope::<M>(cfg, c.target_ns),
-        origin: if borrowed::<M>(cfg, c.cred) {
+        origin: if borrowed_by::<M>(cfg, task, c.cred) {
             origin::BORROWED
         } else {
-            origin_of::<M>(cfg, workload)
+            origin_of::<M>(cfg, task, workload)
         },
         opts: c.opts,
         _pad: 0,
     };
     crate::args::note_args::<M>(cfg, &key);
-    if count_check(&USAGE, &key) {
-        sample_path(ctx, key, pid_tgid);
+    if count_usage(&key) {
+        sample_path(ctx, key, bpf_get_current_pid_tgid());
     }
 }
 
@@ -112,11 +123,11 @@ pub(crate) fn known_opts(raw: u64) -> u8 {
 /// only the first filter: a workload can take a runtime's name, so a task so named is the
 /// runtime's only if `runtime.rs` says its code is (`origin::is_runtime`).
 #[inline(always)]
-pub(crate) fn origin_of<M: Kmem>(cfg: &Config, workload: u64) -> u8 {
+pub(crate) fn origin_of<M: Kmem>(cfg: &Config, task: *const u8, workload: u64) -> u8 {
     if cfg.trace_all == 0 && workload & CGROUP_WORKLOAD == 0 {
         return origin::WORKLOAD;
     }
-    match M::read::<[u8; 16]>(M::current_task(), cfg.task_comm_off) {
+    match M::read::<[u8; 16]>(task, cfg.task_comm_off) {
         Some(comm)
             if origin::is_runtime(&comm, crate::runtime::current_flagged, || {
                 crate::runtime::current_runs_runtime_exe(cfg)
@@ -128,8 +139,48 @@ pub(crate) fn origin_of<M: Kmem>(cfg: &Config, workload: u64) -> u8 {
     }
 }
 
-/// Adds one to the key's exact count. True when a call path should be sampled: the key is new
-/// or its count reached a power of two.
+/// `usage_cache::SLOTS - 1`, or less when a test asks for fewer slots; written by the loader.
+#[unsafe(no_mangle)]
+static USAGE_CACHE_MASK: u32 = 0;
+
+/// Adds one to the key's exact count: in this CPU's cache slot of the key when the key owns it
+/// or the slot is free, in `USAGE` otherwise. True when a call path should be sampled: the key
+/// is new on this CPU or its count on this CPU reached a power of two (as `count_check`).
+#[inline(always)]
+pub(crate) fn count_usage(key: &UsageKey) -> bool {
+    let [workload, rest] = key.words();
+    // Workload 0 is never cached: user space reads a zero workload as a slot being claimed.
+    if workload != 0
+        // SAFETY: a .rodata global the loader fills before load; read volatile so the compiler
+        // does not fold its zero initialiser.
+        && let Some(slot) = USAGE_CACHE.get_ptr_mut(
+            key.cache_slot() & unsafe { core::ptr::read_volatile(&USAGE_CACHE_MASK) },
+        )
+    {
+        let words = slot as *mut u64;
+        // SAFETY: this CPU's slot of a live array value (`CountSlot`: the key's two words,
+        // then the count); nothing else writes it while we run.
+        unsafe {
+            let count = core::ptr::addr_of_mut!((*slot).count);
+            if *count == 0 {
+                // Claimed in the order user space relies on (`usage_cache::held`).
+                words.add(1).write_volatile(rest);
+                words.write_volatile(workload);
+                count.write_volatile(1);
+                return true;
+            }
+            if *words == workload && *words.add(1) == rest {
+                let n = *count + 1;
+                *count = n;
+                return n & (n - 1) == 0;
+            }
+        }
+    }
+    count_check(&USAGE, key)
+}
+
+/// Adds one to the key's exact count in a per-CPU hash map. True when a call path should be
+/// sampled: the key is new or its count reached a power of two.
 #[inline(always)]
 pub(crate) fn count_check(map: &PerCpuHashMap<UsageKey, u64>, key: &UsageKey) -> bool {
     if let Some(p) = map.get_ptr_mut(key) {

@@ -11,7 +11,7 @@ use aya_ebpf::{
 use tracer_common::{PendingCheck, stat};
 
 use crate::{
-    check::{CheckArgs, current_workload, known_opts, on_check},
+    check::{CheckArgs, current_workload, current_workload_in, known_opts, on_check},
     kmem::{Kmem, Probed, Typed, config},
     maps::{CHECKS_PENDING, bump},
 };
@@ -20,9 +20,9 @@ use crate::{
 /// (include/trace/events/capability.h, kernels >= 6.14). It does not carry `opts`.
 #[inline(always)]
 fn on_tracepoint<M: Kmem, C: StackIdContext>(ctx: &C, arg: impl Fn(usize) -> u64) {
-    let pid_tgid = bpf_get_current_pid_tgid();
     let cfg = config();
-    let Some(workload) = current_workload(&cfg, pid_tgid) else {
+    let task = M::current_task();
+    let Some(workload) = current_workload_in::<M>(&cfg, task) else {
         return;
     };
     let args = CheckArgs {
@@ -32,7 +32,7 @@ fn on_tracepoint<M: Kmem, C: StackIdContext>(ctx: &C, arg: impl Fn(usize) -> u64
         opts: 0,
         ret: arg(4) as i32,
     };
-    on_check::<M, C>(ctx, &cfg, workload, pid_tgid, args);
+    on_check::<M, C>(ctx, &cfg, workload, task, args);
 }
 
 /// The tracepoint with BTF-typed arguments: fields are read without helper calls.
@@ -54,9 +54,9 @@ pub fn cap_capable_raw_tp(ctx: RawTracePointContext) -> i32 {
 /// included, and the return value in one program.
 #[fexit(function = "cap_capable")]
 pub fn cap_capable_fexit(ctx: FExitContext) -> i32 {
-    let pid_tgid = bpf_get_current_pid_tgid();
     let cfg = config();
-    let Some(workload) = current_workload(&cfg, pid_tgid) else {
+    let task = Typed::current_task();
+    let Some(workload) = current_workload_in::<Typed>(&cfg, task) else {
         return 0;
     };
     let raw_opts: u64 = ctx.arg(3);
@@ -68,7 +68,7 @@ pub fn cap_capable_fexit(ctx: FExitContext) -> i32 {
         opts: known_opts(raw_opts),
         ret: ret as i32,
     };
-    on_check::<Typed, _>(&ctx, &cfg, workload, pid_tgid, args);
+    on_check::<Typed, _>(&ctx, &cfg, workload, task, args);
     0
 }
 
@@ -112,6 +112,6 @@ pub fn cap_capable_kretprobe(ctx: RetProbeContext) -> i32 {
         opts: known_opts(u64::from(p.opts)),
         ret: ret as i32,
     };
-    on_check::<Probed, _>(&ctx, &cfg, p.workload, pid_tgid, args);
+    on_check::<Probed, _>(&ctx, &cfg, p.workload, Probed::current_task(), args);
     0
 }

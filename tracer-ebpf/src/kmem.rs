@@ -1,7 +1,8 @@
 //! Reading the kernel: the load-time configuration, and how a program reads kernel memory and
 //! the current task's fields.
 use aya_ebpf::helpers::{
-    bpf_get_current_task, bpf_get_current_task_btf, bpf_probe_read_kernel, bpf_task_pt_regs,
+    bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_current_task_btf,
+    bpf_probe_read_kernel, bpf_task_pt_regs,
 };
 use tracer_common::{Config, scope};
 
@@ -39,13 +40,30 @@ static CONFIG: Config = Config {
     sb_dev_off: 0,
     inode_nlink_off: 0,
     bprm_file_off: 0,
+    task_tgid_off: 0,
 };
 
+/// The configuration, read field by field where a program uses it (each a load from the frozen
+/// .rodata map, whose values the verifier knows: it drops the branches they rule out).
 #[inline(always)]
-pub(crate) fn config() -> Config {
-    // SAFETY: CONFIG lives in .rodata, which the loader fills before load; a volatile read keeps
-    // the compiler from folding the zero initialiser.
-    unsafe { core::ptr::read_volatile(&CONFIG) }
+pub(crate) fn config() -> Cfg {
+    // SAFETY: CONFIG lives in .rodata, which the loader fills before load. Only its address is
+    // read volatile, so the compiler cannot fold the zero initialiser into the fields it reads,
+    // and it no longer copies the whole struct per call (issue 17).
+    Cfg(unsafe { &*core::ptr::read_volatile(&(&raw const CONFIG)) })
+}
+
+/// The configuration as `config()` gives it: used as a `Config` (`&cfg`, `cfg.field`).
+#[derive(Clone, Copy)]
+pub(crate) struct Cfg(&'static Config);
+
+impl core::ops::Deref for Cfg {
+    type Target = Config;
+
+    #[inline(always)]
+    fn deref(&self) -> &Config {
+        self.0
+    }
 }
 
 /// `task->thread_pid->numbers[task->thread_pid->level].nr`: the thread's id as its own PID
@@ -80,6 +98,11 @@ pub(crate) trait Kmem {
     fn current_task() -> *const u8;
     /// The `T` at `base + off`, or None when it cannot be read.
     fn read<T: Copy>(base: *const u8, off: u32) -> Option<T>;
+    /// The saved user registers of the current task, `task` as `current_task` gave it.
+    fn user_regs(task: *const u8) -> *const u8;
+    /// `bpf_get_current_pid_tgid()`: the current process id << 32 | thread id, `task` as
+    /// `current_task` gave it.
+    fn current_pid_tgid(cfg: &Config, task: *const u8) -> u64;
 }
 
 /// Direct loads through BTF-typed pointers.
@@ -105,6 +128,24 @@ impl Kmem for Typed {
         // that cannot fault.
         Some(unsafe { core::ptr::read(base.add(off as usize) as *const T) })
     }
+
+    #[inline(always)]
+    fn user_regs(task: *const u8) -> *const u8 {
+        // SAFETY: `task` is the trusted pointer `bpf_get_current_task_btf` returned; pt_regs
+        // sits at a fixed place on its kernel stack (task_pt_regs) and the result is a
+        // BTF-typed pointer.
+        unsafe { bpf_task_pt_regs(task as *mut _) as *const u8 }
+    }
+
+    /// `task->tgid << 32 | task->pid`: loads instead of the `bpf_get_current_pid_tgid`
+    /// helper call (each helper call returns through the kernel's return thunk where
+    /// return-stack mitigations are on, as here).
+    #[inline(always)]
+    fn current_pid_tgid(cfg: &Config, task: *const u8) -> u64 {
+        let pid = Self::read::<i32>(task, cfg.task_pid_off).unwrap_or(0) as u32;
+        let tgid = Self::read::<i32>(task, cfg.task_tgid_off).unwrap_or(0) as u32;
+        (u64::from(tgid) << 32) | u64::from(pid)
+    }
 }
 
 impl Kmem for Probed {
@@ -119,23 +160,46 @@ impl Kmem for Probed {
         // SAFETY: a probe read cannot fault; a bad address gives an error.
         unsafe { bpf_probe_read_kernel(base.add(off as usize) as *const T) }.ok()
     }
+
+    #[inline(always)]
+    fn user_regs(_task: *const u8) -> *const u8 {
+        // SAFETY: as `Typed::user_regs`; the helper needs the BTF-typed task pointer, which
+        // `bpf_get_current_task` does not give.
+        unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8 }
+    }
+
+    /// The helper: a probe read of `task->pid` would cost a helper call too.
+    #[inline(always)]
+    fn current_pid_tgid(_cfg: &Config, _task: *const u8) -> u64 {
+        bpf_get_current_pid_tgid()
+    }
 }
 
 /// Whether the checked credentials are not the task's own (overlayfs and other kernel code
 /// act with borrowed credentials through override_creds).
 #[inline(always)]
 pub(crate) fn borrowed<M: Kmem>(cfg: &Config, cred: u64) -> bool {
-    let real = M::read::<u64>(M::current_task(), cfg.task_real_cred_off).unwrap_or(cred);
+    borrowed_by::<M>(cfg, M::current_task(), cred)
+}
+
+/// `borrowed`, for the current task's pointer as `M::current_task` gave it.
+#[inline(always)]
+pub(crate) fn borrowed_by<M: Kmem>(cfg: &Config, task: *const u8, cred: u64) -> bool {
+    let real = M::read::<u64>(task, cfg.task_real_cred_off).unwrap_or(cred);
     real != cred
 }
 
 /// The syscall the current task is in, read from its saved user registers.
 #[inline(always)]
 pub(crate) fn current_syscall<M: Kmem>(cfg: &Config) -> i32 {
-    // SAFETY: helpers on the current task; pt_regs sits at a fixed place on its kernel stack
-    // (task_pt_regs) and the result is a BTF-typed pointer.
-    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as *const u8;
-    M::read::<i64>(regs, cfg.regs_syscall_off)
+    syscall_of::<M>(cfg, M::current_task())
+}
+
+/// `current_syscall`, for the current task's pointer as `M::current_task` gave it (one helper
+/// call fewer per check when the caller needs the task anyway).
+#[inline(always)]
+pub(crate) fn syscall_of<M: Kmem>(cfg: &Config, task: *const u8) -> i32 {
+    M::read::<i64>(M::user_regs(task), cfg.regs_syscall_off)
         .map(|nr| nr as i32)
         .unwrap_or(-1)
 }

@@ -5,7 +5,10 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
-use tracer_common::{ArgNote, PathKey, PendingCheck, Policy, RuntimeExe, UsageKey, capacity, stat};
+use tracer_common::{
+    ArgNote, PathKey, PendingCheck, Policy, RuntimeExe, UsageKey, capacity, stat,
+    usage_cache::{self, CountSlot},
+};
 
 // Hash maps are allocated on insert: preallocating them costs tens of milliseconds at start.
 const NO_PREALLOC: u32 = BPF_F_NO_PREALLOC;
@@ -87,3 +90,7 @@ pub(crate) static RUNTIME_EXES: HashMap<RuntimeExe, u8> =
 #[map]
 pub(crate) static RUNTIME_TASKS: HashMap<u32, u8> =
     HashMap::with_max_entries(capacity::RUNTIME_TASKS, NO_PREALLOC);
+/// The per-CPU cache of check counts in front of `USAGE` (`tracer_common::usage_cache`).
+#[map]
+pub(crate) static USAGE_CACHE: PerCpuArray<CountSlot> =
+    PerCpuArray::with_max_entries(usage_cache::SLOTS, 0);

@@ -70,7 +70,7 @@ fn report<M: Kmem>(cfg: &Config, regs: *const u8, id: u32, ret: i64) {
         fd,
         flags,
         ret,
-        origin: crate::check::origin_of::<M>(cfg, workload),
+        origin: crate::check::origin_of::<M>(cfg, M::current_task(), workload),
         _pad: [0; 7],
     };
     match EVENTS.reserve::<Event<NsCall>>(0) {

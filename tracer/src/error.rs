@@ -83,7 +83,7 @@ fn class_of(err: &(dyn StdError + 'static)) -> Option<Class> {
             LoadError::NotPrivileged | LoadError::UserNamespace => Class::Privileges,
             LoadError::NoHook(_) | LoadError::NoEnforcement(_) | LoadError::Btf(_) => Class::Kernel,
             LoadError::NoObject | LoadError::Map { .. } | LoadError::Thread(_) => Class::Failure,
-            LoadError::TasksCapacity(_) => Class::Usage,
+            LoadError::TasksCapacity(_) | LoadError::UsageCacheSlots(_) => Class::Usage,
             LoadError::Ebpf(_) | LoadError::Program { .. } => kernel_refusal(e),
         });
     }

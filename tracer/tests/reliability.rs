@@ -160,6 +160,79 @@ fn a_flood_of_checks_is_counted_exactly() {
 
 #[test]
 #[ignore = "needs root (cargo xtask test runs it)"]
+fn checks_are_counted_exactly_in_cache_slots_and_when_their_slot_is_taken() {
+    support::require_root();
+    // One process per CPU makes four keys of checks, in opposite orders. With the cache's
+    // 256 slots per CPU, each key is counted in its slot on each CPU (user space sums them);
+    // with one slot per CPU, the first key a CPU sees (a check of the process start) owns it
+    // and these four are counted in USAGE. Every count must be exact either way.
+    let cpus: Vec<usize> = {
+        let set = nix::sched::sched_getaffinity(Pid::from_raw(0)).unwrap();
+        (0..nix::sched::CpuSet::count())
+            .filter(|&c| set.is_set(c).unwrap_or(false))
+            .take(2)
+            .collect()
+    };
+    let calls = [
+        (libc::SYS_sethostname, "SYS_ADMIN", "sethostname", 3_000),
+        (libc::SYS_setdomainname, "SYS_ADMIN", "setdomainname", 2_000),
+        (libc::SYS_setuid, "SETUID", "setuid", 1_000),
+        (libc::SYS_setgid, "SETGID", "setgid", 500),
+    ];
+    let perl = r#"
+        my $name = "slot";
+        while (my ($nr, $n, $args) = splice(@ARGV, 0, 3)) {
+            for (1 .. $n) {
+                my $r = $args eq "name" ? syscall($nr, $name, 4) : syscall($nr, 0);
+                $r == 0 or die "syscall $nr: $!";
+            }
+        }
+    "#;
+    let mut script = String::new();
+    for (i, cpu) in cpus.iter().enumerate() {
+        let mut order: Vec<_> = calls.iter().collect();
+        if i % 2 == 1 {
+            order.reverse();
+        }
+        let args: Vec<String> = order
+            .iter()
+            .map(|(nr, cap, _, n)| {
+                let kind = if *cap == "SYS_ADMIN" { "name" } else { "id" };
+                format!("{nr} {n} {kind}")
+            })
+            .collect();
+        script.push_str(&format!(
+            "taskset -c {cpu} perl -e '{perl}' {} || exit 1\n",
+            args.join(" ")
+        ));
+    }
+    for slots in [None, Some("1")] {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p.json");
+        let mut record = Command::new(support::captrace_bin());
+        if let Some(n) = slots {
+            record.env(tracer_common::usage_cache::SLOTS_ENV, n);
+        }
+        let out = record
+            .args(["record", "-o", p.to_str().unwrap(), "--"])
+            .args(["unshare", "--uts", "sh", "-c", &script])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", support::text(&out.stderr));
+        let text = fs::read_to_string(&p).unwrap();
+        let profile = captrace::profile::Profile::from_json(&text, "p.json").unwrap();
+        for (_, cap, syscall, n) in calls {
+            assert_eq!(
+                count(&profile, cap, syscall),
+                n * cpus.len() as u64,
+                "{cap} in {syscall}, cache slots: {slots:?}"
+            );
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
 fn a_fork_storm_is_counted_exactly() {
     support::require_root();
     // 2,000 short-lived processes, each making one audited check (sethostname in the UTS

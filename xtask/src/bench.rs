@@ -81,6 +81,35 @@ pub struct BenchArgs {
     /// Skip the pass with BPF run-time statistics.
     #[arg(long)]
     no_profile: bool,
+    /// Run only these sections (repeatable or comma-separated): hook, profile, startup,
+    /// monitor, fork-storm, tar. Default: all of them.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "SECTION")]
+    only: Vec<Section>,
+}
+
+/// The sections of the bench, in the order they run.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+pub enum Section {
+    /// Hook overhead: ns per call of each loop under each variant.
+    Hook,
+    /// BPF run-time statistics of every program.
+    Profile,
+    /// `captrace record -- true` against `true`.
+    Startup,
+    /// Monitor throughput, CPU and memory.
+    Monitor,
+    /// The fork storm.
+    ForkStorm,
+    /// The real workload (tar).
+    Tar,
+}
+
+impl BenchArgs {
+    /// Whether `section` runs in this invocation.
+    fn runs(&self, section: Section) -> bool {
+        (self.only.is_empty() || self.only.contains(&section))
+            && !(section == Section::Profile && self.no_profile)
+    }
 }
 
 /// What is measured, and how much of it.
@@ -179,14 +208,24 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
     bench.print_definitions(args.quick);
 
-    bench.hook_overhead();
-    if !args.no_profile {
+    if args.runs(Section::Hook) {
+        bench.hook_overhead();
+    }
+    if args.runs(Section::Profile) {
         bench.profile();
     }
-    bench.startup();
-    bench.monitor_throughput();
-    bench.fork_storm();
-    bench.real_workload();
+    if args.runs(Section::Startup) {
+        bench.startup();
+    }
+    if args.runs(Section::Monitor) {
+        bench.monitor_throughput();
+    }
+    if args.runs(Section::ForkStorm) {
+        bench.fork_storm();
+    }
+    if args.runs(Section::Tar) {
+        bench.real_workload();
+    }
 
     bench.set("quick", Some(f64::from(u8::from(args.quick))));
     bench.set("rounds", Some(bench.plan.rounds as f64));

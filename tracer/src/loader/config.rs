@@ -36,6 +36,7 @@ pub(super) fn config(btf: &Found, opts: &Options) -> Result<Config, LoadError> {
     let regs = syscall::REGS;
     let off = |s: &str, m: &str| btf.member_offset(s, m).map_err(LoadError::Btf);
     let task_pid_off = off("task_struct", "pid")?;
+    let task_tgid_off = off("task_struct", "tgid")?;
     let task_real_cred_off = off("task_struct", "real_cred")?;
     let task_comm_off = off("task_struct", "comm")?;
     let task_thread_pid_off = off("task_struct", "thread_pid")?;
@@ -75,6 +76,7 @@ pub(super) fn config(btf: &Found, opts: &Options) -> Result<Config, LoadError> {
         sb_dev_off: off("super_block", "s_dev")?,
         inode_nlink_off: nlink_off(btf.member_offset("inode", "i_nlink").ok(), inode_ino_off),
         bprm_file_off: off("linux_binprm", "file")?,
+        task_tgid_off,
     })
 }
 

@@ -2,7 +2,10 @@
 use aya::maps::{
     HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues, RingBuf,
 };
-use tracer_common::{ArgNote, PathKey, Policy, UsageKey, names, stat};
+use tracer_common::{
+    ArgNote, PathKey, Policy, UsageKey, names, stat,
+    usage_cache::{self, CountSlot},
+};
 
 use super::{LoadError, Tracer, map_err};
 use crate::profile::Losses;
@@ -109,9 +112,20 @@ impl Tracer {
         RingBuf::try_from(map).map_err(map_err("EVENTS"))
     }
 
-    /// Exact counts per key, summed over CPUs.
+    /// Exact counts per key, summed over CPUs: `USAGE` plus the per-CPU cache in front of it.
     pub fn check_counts(&self) -> Result<Vec<(UsageKey, u64)>, LoadError> {
-        self.per_cpu_counts(names::MAP_USAGE, "USAGE")
+        let usage = self.per_cpu_counts(names::MAP_USAGE, "USAGE")?;
+        let cache: PerCpuArray<_, CountSlot> = PerCpuArray::try_from(
+            self.ebpf
+                .map(names::MAP_USAGE_CACHE)
+                .expect("USAGE_CACHE map"),
+        )
+        .map_err(map_err("USAGE_CACHE"))?;
+        let mut slots = Vec::new();
+        for values in cache.iter() {
+            slots.extend(values.map_err(map_err("USAGE_CACHE"))?.iter().copied());
+        }
+        Ok(merge_counts(usage, &slots))
     }
 
     fn per_cpu_counts(
@@ -166,5 +180,54 @@ impl Tracer {
             }
         }
         out
+    }
+}
+
+/// One count per key: its `USAGE` count (already summed over CPUs) plus every cache slot it
+/// holds (one per CPU at most), in key order.
+fn merge_counts(usage: Vec<(UsageKey, u64)>, slots: &[CountSlot]) -> Vec<(UsageKey, u64)> {
+    let mut counts: std::collections::BTreeMap<UsageKey, u64> = usage.into_iter().collect();
+    for (key, n) in slots.iter().filter_map(usage_cache::held) {
+        *counts.entry(key).or_default() += n;
+    }
+    counts.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(workload: u64, cap: u8) -> UsageKey {
+        UsageKey {
+            workload,
+            syscall: 170,
+            cap,
+            ..Default::default()
+        }
+    }
+
+    fn slot(key: UsageKey, count: u64) -> CountSlot {
+        CountSlot { key, count }
+    }
+
+    #[test]
+    fn a_key_counts_its_hash_entry_and_its_slot_on_every_cpu() {
+        let (a, b, c) = (key(1, 21), key(1, 7), key(2, 21));
+        // a: in the hash (from CPUs whose slot another key owns) and in two CPUs' slots;
+        // b: only in the hash; c: only in a slot.
+        let usage = vec![(a, 10), (b, 4)];
+        let slots = [slot(a, 100), CountSlot::default(), slot(c, 3), slot(a, 1)];
+        assert_eq!(merge_counts(usage, &slots), vec![(b, 4), (a, 111), (c, 3)]);
+    }
+
+    #[test]
+    fn free_and_half_claimed_slots_add_nothing() {
+        let a = key(1, 21);
+        let half = slot(key(0, 21), 1);
+        assert_eq!(
+            merge_counts(vec![(a, 2)], &[CountSlot::default(), half, slot(a, 0)]),
+            vec![(a, 2)]
+        );
+        assert_eq!(merge_counts(Vec::new(), &[]), Vec::new());
     }
 }

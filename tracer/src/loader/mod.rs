@@ -12,7 +12,7 @@ mod runtime;
 use aya::{
     Btf, Ebpf, EbpfLoader, maps::HashMap as BpfHashMap, programs::links::FdLink, util::nr_cpus,
 };
-use tracer_common::{capacity, names};
+use tracer_common::{capacity, names, usage_cache};
 
 use self::{
     attach::describe,
@@ -137,6 +137,9 @@ pub enum LoadError {
     /// `CAPTRACE_TASKS_CAPACITY` is not a number of entries.
     #[error("CAPTRACE_TASKS_CAPACITY must be a number of threads from 1 to 4194304, not {0:?}")]
     TasksCapacity(String),
+    /// `CAPTRACE_USAGE_CACHE_SLOTS` is not a power of two up to `usage_cache::SLOTS`.
+    #[error("CAPTRACE_USAGE_CACHE_SLOTS must be a power of two from 1 to 256, not {0:?}")]
+    UsageCacheSlots(String),
     /// A map operation failed.
     #[error("BPF map {name}: {source}")]
     Map {
@@ -246,9 +249,13 @@ impl Tracer {
         if let Some(n) = tasks_capacity(std::env::var(capacity::TASKS_ENV).ok().as_deref())? {
             loader.map_max_entries(names::MAP_TASKS, n);
         }
+        let cache_mask = usage_cache_slots(std::env::var(usage_cache::SLOTS_ENV).ok().as_deref())?
+            .unwrap_or(usage_cache::SLOTS)
+            - 1;
         let ebpf = loader
             .btf(None)
             .override_global(names::GLOBAL_CONFIG, &config, true)
+            .override_global(names::GLOBAL_USAGE_CACHE_MASK, &cache_mask, true)
             .load(OBJECT);
         let aya_btf: AttachBtf = aya_btf
             .join()
@@ -326,6 +333,18 @@ fn tasks_capacity(value: Option<&str>) -> Result<Option<u32>, LoadError> {
     }
 }
 
+/// The slots of the per-CPU count cache asked for in the environment (`usage_cache::SLOTS_ENV`),
+/// if any: fewer slots let a test make keys share one; the default is `usage_cache::SLOTS`.
+fn usage_cache_slots(value: Option<&str>) -> Result<Option<u32>, LoadError> {
+    let Some(v) = value else {
+        return Ok(None);
+    };
+    match v.trim().parse::<u32>() {
+        Ok(n) if n.is_power_of_two() && n <= usage_cache::SLOTS => Ok(Some(n)),
+        _ => Err(LoadError::UsageCacheSlots(v.to_owned())),
+    }
+}
+
 /// `std::thread::spawn` without its panic when the kernel refuses a thread.
 fn spawn<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
@@ -338,6 +357,22 @@ fn spawn<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usage_cache_slots_come_from_the_environment_or_are_refused() {
+        assert_eq!(usage_cache_slots(None).unwrap(), None);
+        assert_eq!(usage_cache_slots(Some("1")).unwrap(), Some(1));
+        assert_eq!(usage_cache_slots(Some("256")).unwrap(), Some(256));
+        for bad in ["0", "3", "512", "-1", "all", ""] {
+            let e = usage_cache_slots(Some(bad)).unwrap_err();
+            assert!(
+                e.to_string()
+                    .starts_with("CAPTRACE_USAGE_CACHE_SLOTS must be a power of two"),
+                "{e}"
+            );
+        }
+        assert_eq!(usage_cache::SLOTS, 256, "the message above names it");
+    }
 
     #[test]
     fn tasks_capacity_comes_from_the_environment_or_is_refused() {

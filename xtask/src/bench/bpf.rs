@@ -10,6 +10,7 @@ use std::{
 use anyhow::Context as _;
 
 const BPF_MAP_CREATE: libc::c_long = 0;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_RAW_TRACEPOINT_OPEN: libc::c_long = 17;
 const BPF_ENABLE_STATS: libc::c_long = 32;
@@ -42,7 +43,18 @@ struct MapCreateAttr {
 }
 
 const BPF_MAP_TYPE_HASH: u32 = 1;
+const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
 const BPF_F_NO_PREALLOC: u32 = 1;
+
+/// `union bpf_attr` for BPF_MAP_UPDATE_ELEM.
+#[repr(C)]
+struct MapUpdateAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
 
 /// `union bpf_attr` for BPF_RAW_TRACEPOINT_OPEN.
 #[repr(C)]
@@ -103,14 +115,7 @@ pub fn attach_empty_raw_tp(tracepoint: &str) -> anyhow::Result<FloorRawTp> {
 /// thread up in a hash map keyed by thread id (as captrace's TASKS; it misses here), then
 /// return. Named `bench_filter`.
 pub fn attach_filter_raw_tp(tracepoint: &str) -> anyhow::Result<FloorRawTp> {
-    let mut create = MapCreateAttr {
-        map_type: BPF_MAP_TYPE_HASH,
-        key_size: 4,
-        value_size: 8,
-        max_entries: 16_384,
-        map_flags: BPF_F_NO_PREALLOC,
-    };
-    let map = bpf_fd(BPF_MAP_CREATE, &mut create).context("creating the filter's hash map")?;
+    let map = thread_map()?;
     let fd = std::os::fd::AsRawFd::as_raw_fd(&map);
     const CALL: u8 = 0x85;
     let insns = [
@@ -125,6 +130,130 @@ pub fn attach_filter_raw_tp(tracepoint: &str) -> anyhow::Result<FloorRawTp> {
         insn(0x95, 0, 0, 0, 0),   // exit
     ];
     attach_raw_tp(tracepoint, b"bench_filter", &insns, Some(map))
+}
+
+/// A thread-id hash map as the filter's, of 16,384 entries.
+fn thread_map() -> anyhow::Result<OwnedFd> {
+    let mut create = MapCreateAttr {
+        map_type: BPF_MAP_TYPE_HASH,
+        key_size: 4,
+        value_size: 8,
+        max_entries: 16_384,
+        map_flags: BPF_F_NO_PREALLOC,
+    };
+    bpf_fd(BPF_MAP_CREATE, &mut create).context("creating a reference thread map")
+}
+
+/// Offset of `orig_ax` (the syscall number) in x86_64's `struct pt_regs`.
+const PT_REGS_ORIG_AX: i16 = 15 * 8;
+
+/// The least a tracer that counts the checks of chosen threads must do per event: the
+/// filter's thread lookup, which hits for the threads added with [`CountRawTp::follow`], then
+/// one per-CPU counter incremented in place (a per-CPU array slot, inlined by the verifier).
+/// Named `bench_count`. With `by_syscall`, the counter is the syscall's, the number read from
+/// the task's saved registers as captrace reads it (`bpf_get_current_task_btf`,
+/// `bpf_task_pt_regs`, a load of `orig_ax`): named `bench_count_sys`.
+pub fn attach_count_raw_tp(tracepoint: &str, by_syscall: bool) -> anyhow::Result<CountRawTp> {
+    let threads = thread_map()?;
+    let mut create = MapCreateAttr {
+        map_type: BPF_MAP_TYPE_PERCPU_ARRAY,
+        key_size: 4,
+        value_size: 8,
+        max_entries: 512,
+        map_flags: 0,
+    };
+    let counter = bpf_fd(BPF_MAP_CREATE, &mut create).context("creating the counter array")?;
+    let (tfd, cfd) = (
+        std::os::fd::AsRawFd::as_raw_fd(&threads),
+        std::os::fd::AsRawFd::as_raw_fd(&counter),
+    );
+    const CALL: u8 = 0x85;
+    let lookup_thread = [
+        insn(CALL, 0, 0, 0, 14),  // r0 = bpf_get_current_pid_tgid()
+        insn(0x63, 10, 0, -4, 0), // *(u32 *)(r10 - 4) = r0 (the thread id)
+        insn(0x18, 1, 1, 0, tfd), // r1 = the thread map ...
+        0,                        // ... second half
+        insn(0xbf, 2, 10, 0, 0),  // r2 = r10
+        insn(0x07, 2, 0, 0, -4),  // r2 += -4
+        insn(CALL, 0, 0, 0, 1),   // r0 = bpf_map_lookup_elem(r1, r2)
+    ];
+    // The counter's index at r10 - 8: 0, or the syscall number (masked to the array).
+    let index: &[u64] = if by_syscall {
+        &[
+            insn(0x15, 0, 0, 16, 0),              // if r0 == 0 goto exit (not followed)
+            insn(CALL, 0, 0, 0, 158),             // r0 = bpf_get_current_task_btf()
+            insn(0xbf, 1, 0, 0, 0),               // r1 = r0
+            insn(CALL, 0, 0, 0, 175),             // r0 = bpf_task_pt_regs(r1)
+            insn(0x15, 0, 0, 12, 0),              // if r0 == 0 goto exit
+            insn(0x79, 1, 0, PT_REGS_ORIG_AX, 0), // r1 = regs->orig_ax
+            insn(0x57, 1, 0, 0, 511),             // r1 &= 511
+            insn(0x63, 10, 1, -8, 0),             // *(u32 *)(r10 - 8) = r1
+        ]
+    } else {
+        &[
+            insn(0x15, 0, 0, 10, 0),  // if r0 == 0 goto exit (not followed)
+            insn(0x62, 10, 0, -8, 0), // *(u32 *)(r10 - 8) = 0
+        ]
+    };
+    let count = [
+        insn(0x18, 1, 1, 0, cfd), // r1 = the counter array ...
+        0,                        // ... second half
+        insn(0xbf, 2, 10, 0, 0),  // r2 = r10
+        insn(0x07, 2, 0, 0, -8),  // r2 += -8
+        insn(CALL, 0, 0, 0, 1),   // r0 = bpf_map_lookup_elem(r1, r2)
+        insn(0x15, 0, 0, 3, 0),   // if r0 == 0 goto exit
+        insn(0x79, 1, 0, 0, 0),   // r1 = *(u64 *)(r0 + 0)
+        insn(0x07, 1, 0, 0, 1),   // r1 += 1
+        insn(0x7b, 0, 1, 0, 0),   // *(u64 *)(r0 + 0) = r1
+        insn(0xb7, 0, 0, 0, 0),   // exit: r0 = 0
+        insn(0x95, 0, 0, 0, 0),   // exit
+    ];
+    let insns: Vec<u64> = [&lookup_thread[..], index, &count[..]].concat();
+    let name: &[u8] = if by_syscall {
+        b"bench_count_sys"
+    } else {
+        b"bench_count"
+    };
+    let prog = attach_raw_tp(tracepoint, name, &insns, Some(counter))?;
+    Ok(CountRawTp {
+        _prog: prog,
+        threads,
+    })
+}
+
+/// The counting reference program and its thread map.
+pub struct CountRawTp {
+    _prog: FloorRawTp,
+    threads: OwnedFd,
+}
+
+impl CountRawTp {
+    /// Follows thread `tid`: the program's lookup hits for it from now on.
+    pub fn follow(&self, tid: u32) -> anyhow::Result<()> {
+        let (key, value) = (tid, 1u64);
+        let mut update = MapUpdateAttr {
+            map_fd: std::os::fd::AsRawFd::as_raw_fd(&self.threads) as u32,
+            _pad: 0,
+            key: std::ptr::from_ref(&key) as u64,
+            value: std::ptr::from_ref(&value) as u64,
+            flags: 0,
+        };
+        // SAFETY: `update` is laid out as `union bpf_attr` for BPF_MAP_UPDATE_ELEM and its
+        // size is passed along; key and value point at live values of the map's sizes.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_UPDATE_ELEM,
+                std::ptr::from_mut(&mut update),
+                size_of::<MapUpdateAttr>() as libc::c_uint,
+            )
+        };
+        if ret < 0 {
+            return Err(io::Error::last_os_error())
+                .context("adding a thread to the reference thread map");
+        }
+        Ok(())
+    }
 }
 
 fn attach_raw_tp(
@@ -231,9 +360,12 @@ mod tests {
         // A tracepoint every kernel has; the bench uses cap_capable.
         let empty = attach_empty_raw_tp("sched_process_fork").unwrap();
         let filter = attach_filter_raw_tp("sched_process_fork").unwrap();
+        let count = attach_count_raw_tp("sched_process_fork", false).unwrap();
+        count.follow(std::process::id()).unwrap();
+        let by_syscall = attach_count_raw_tp("sched_process_fork", true).unwrap();
         let ours = prog_stats_of(std::process::id()).unwrap();
-        assert_eq!(ours.len(), 2, "{ours:?}");
-        drop((empty, filter));
+        assert_eq!(ours.len(), 4, "{ours:?}");
+        drop((empty, filter, count, by_syscall));
         assert!(prog_stats_of(std::process::id()).unwrap().is_empty());
     }
 

@@ -176,6 +176,28 @@ impl Bench {
                 with_stats(&mut load, std::process::id().to_string());
                 run_stdout(&mut load)?
             }
+            Variant::FloorCount | Variant::FloorCountSyscall => {
+                let by_syscall = variant == Variant::FloorCountSyscall;
+                let count = bpf::attach_count_raw_tp("cap_capable", by_syscall)?;
+                with_stats(&mut load, std::process::id().to_string());
+                let shown = cmd::display(&load);
+                let child = load
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .with_context(|| format!("cannot start `{shown}`"))?;
+                // The loop sets up its namespace before its first call: followed from (about)
+                // its first check on.
+                let followed = count.follow(child.id());
+                let out = child.wait_with_output()?;
+                followed?;
+                let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+                if !out.status.success() {
+                    bail!("`{shown}` failed ({}); stdout: {stdout:?}", out.status);
+                }
+                stdout
+            }
             Variant::Record => {
                 with_stats(&mut load, "ancestor".into());
                 let mut record = Command::new(&self.captrace);

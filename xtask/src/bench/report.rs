@@ -29,8 +29,11 @@ Definitions (all figures are medians over interleaved rounds; the bench never as
 - real workload: `tar --same-owner -xf` of {files} files owned by uid 1000 into tmpfs, as root (a chown
   per file), untraced vs `captrace record -- tar ...`, end to end, {rounds} rounds (target <= 1.05x);
   real_workload_ratio_after_start: the same minus captrace's start-up (record_true_ms - true_ms).
-- profile: one more loop per tracer with BPF run-time stats on: ns/run and runs/call of each program;
-  profile_record_vs_filter = record's cap_capable ns/run / the thread-lookup-only program's (target <= 1.5; monitor <= 2).
+- profile: {rounds} interleaved loops per tracer with BPF run-time stats on: ns/run and runs/call of each program
+  (medians); profile_record_vs_filter = record's cap_capable ns/run / the thread-lookup-only program's, median of
+  the rounds' ratios (target <= 1.5; monitor <= 2). floor_count: the thread lookup hitting + one per-CPU counter;
+  floor_count_syscall: + the syscall number read as captrace reads it (bpf_get_current_task_btf, bpf_task_pt_regs):
+  the least a per-thread tracer counting per syscall does.
 - syscall tax: getppid (no check) added ns under record/monitor (target <= 60 with syscall tracepoints);
   floor_syscall_tp: an empty bpftrace program on syscalls:sys_exit_unshare, the least any syscall tracepoint adds.
 - runs marked * had another process's tracing BPF programs loaded (waited for first, within a budget);
@@ -155,6 +158,16 @@ impl Bench {
                 "in-program ns/run: record's cap_capable",
                 v("profile_record_cap_capable_tp_btf_ns_per_run"),
                 1,
+            ),
+            Row::plain(
+                "profile_floor_count_vs_filter",
+                v("profile_floor_count_vs_filter"),
+                2,
+            ),
+            Row::plain(
+                "profile_floor_count_syscall_vs_filter",
+                v("profile_floor_count_syscall_vs_filter"),
+                2,
             ),
             Row::target(
                 "profile_record_vs_filter".into(),

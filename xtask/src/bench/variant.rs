@@ -58,6 +58,12 @@ pub(super) enum Variant {
     FloorFilter,
     /// getppid loop only: what any syscall tracepoint costs the other syscalls.
     FloorSyscallTp,
+    /// Profile only: the thread lookup hitting, then one per-CPU counter (the least a tracer
+    /// that counts a chosen thread's checks does).
+    FloorCount,
+    /// Profile only: as FloorCount, with one counter per syscall, its number read from the
+    /// task's saved registers as captrace reads it (two helper calls and a load).
+    FloorCountSyscall,
 }
 
 impl Variant {
@@ -88,6 +94,8 @@ impl Variant {
             Variant::Bpftrace => "bpftrace",
             Variant::FloorFilter => "floor_filter",
             Variant::FloorSyscallTp => "floor_syscall_tp",
+            Variant::FloorCount => "floor_count",
+            Variant::FloorCountSyscall => "floor_count_syscall",
         }
     }
 
@@ -101,6 +109,12 @@ impl Variant {
             Variant::Bpftrace => "bpftrace count map keyed by cap",
             Variant::FloorFilter => "raw_tp program doing only a thread-id hash lookup",
             Variant::FloorSyscallTp => "empty bpftrace syscalls:sys_exit_unshare (getppid only)",
+            Variant::FloorCount => {
+                "raw_tp program: thread-id hash lookup that hits, one per-CPU counter"
+            }
+            Variant::FloorCountSyscall => {
+                "floor_count with a counter per syscall (bpf_task_pt_regs, as captrace)"
+            }
         }
     }
 }
