@@ -6,11 +6,15 @@
 //! tests fail (`needs_lsm_*`; `cargo xtask test` filters them out there, visibly, and runs
 //! `without_lsm_*`, which asserts what the user gets instead; where BPF LSM works it is the other
 //! way round).
+#[path = "enforce/cgroup_restart.rs"]
+mod cgroup_restart;
+#[path = "enforce/double_fork.rs"]
+mod double_fork;
 mod support;
 #[path = "enforce/task_map.rs"]
 mod task_map;
 
-use support::{captrace, text};
+use support::{captrace, cgroup2_root, text};
 
 use std::{
     fs,
@@ -413,17 +417,6 @@ fn needs_lsm_run_enforce_reports_denials_live_and_in_total() {
         err.contains("CHOWN denied 1x; add --cap-add CHOWN"),
         "{err}"
     );
-}
-
-/// Where cgroup v2 is mounted here.
-fn cgroup2_root() -> PathBuf {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    mountinfo
-        .lines()
-        .find(|l| l.contains(" - cgroup2 "))
-        .and_then(|l| l.split_whitespace().nth(4))
-        .map(PathBuf::from)
-        .expect("a cgroup v2 mount")
 }
 
 /// Issue #14 item 5: a process that moves into a child cgroup of a confined one is still
