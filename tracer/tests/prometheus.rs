@@ -6,7 +6,6 @@ mod support;
 
 use std::{
     fs,
-    net::TcpListener,
     path::Path,
     process::{Child, Command, Stdio},
     thread,
@@ -24,14 +23,6 @@ impl Drop for Reaped {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("binding a free port")
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `GET http://ADDR/api/v1/query?query=Q` through curl: the `data.result` array.
@@ -82,8 +73,8 @@ fn prometheus_scrapes_monitor_end_to_end() {
     }
     let _docker = support::Docker::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let web = format!("127.0.0.1:{}", free_port());
+    let metrics = format!("127.0.0.1:{}", support::free_port());
+    let web = format!("127.0.0.1:{}", support::free_port());
 
     let monitor = Reaped(
         Command::new(support::captrace_bin())

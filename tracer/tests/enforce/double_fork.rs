@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use super::{interrupt, owner, require_lsm, start_enforce, support, target_file, wait_at_most};
+use super::{ended_by_itself, interrupt, owner, require_lsm, start_enforce, support, target_file};
 
 /// Whether `ancestor` is among the ancestors of `pid` (false once `pid` is gone).
 fn has_ancestor(pid: u32, ancestor: u32) -> bool {
@@ -164,11 +164,8 @@ fn needs_lsm_enforce_pid_says_a_process_that_left_the_tree_before_is_not_adopted
     );
     assert!(support::wait_until(limit, || ended(s)), "stray hung");
     // Nothing confined is left: enforce ends by itself.
-    let out = wait_at_most(enforcer, Duration::from_secs(60) * support::time_scale());
-    let stderr: Vec<String> = rx.iter().collect();
-    let stderr = stderr.join("\n");
-    let stdout = support::text(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let (code, stdout, stderr) = ended_by_itself(enforcer, rx);
+    assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(owner(&own), 0);
     // The documented limit: the process that left before is not confined, and the user was
     // told so when enforce started.
