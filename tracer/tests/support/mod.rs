@@ -356,3 +356,31 @@ pub fn busybox_root() -> (tempfile::TempDir, PathBuf) {
     busybox_rootfs(&root);
     (dir, root)
 }
+
+/// The `docker` arguments that run a container named `name`, allowed CHOWN only, that chowns
+/// a file and then runs `then` (a shell command; empty: nothing):
+/// `run --rm --network none --name NAME --cap-drop ALL --cap-add CHOWN IMAGE sh -c ...`.
+pub fn chown_container(name: &str, then: &str) -> Vec<String> {
+    let mut script = "touch /tmp/f && chown 1000 /tmp/f".to_owned();
+    if !then.is_empty() {
+        script = format!("{script} && {then}");
+    }
+    [
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--name",
+        name,
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "CHOWN",
+        Docker::IMAGE,
+        "sh",
+        "-c",
+        &script,
+    ]
+    .map(String::from)
+    .to_vec()
+}
