@@ -5,12 +5,12 @@
 //! same thread), and a fork with no room is refused: the workload sees EAGAIN, as with any
 //! other task limit.
 use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::lsm, programs::LsmContext};
-use tracer_common::{Denial, Event, kind, mode, refused, reservation, stat};
+use tracer_common::{mode, refused, reservation, stat};
 
 use crate::{
-    check::header,
-    kmem::{Typed, config, current_syscall},
-    maps::{EVENTS, POLICIES, TASKS, bump},
+    kmem::config,
+    lsm::{Tie, armed_policy, refusal, send_denial},
+    maps::{TASKS, bump},
 };
 
 const EAGAIN: i32 = 11;
@@ -24,48 +24,27 @@ pub fn enforce_task_alloc(ctx: LsmContext) -> i32 {
         return prev as i32;
     }
     let pid_tgid = bpf_get_current_pid_tgid();
-    let tid = pid_tgid as u32;
+    let cfg = config();
     // Only threads in `TASKS` need room for their children: a cgroup-confined task
     // (`enforce --container`) is matched by its cgroup, which its children share.
-    // SAFETY: value copied out immediately.
-    let Some(workload) = (unsafe { TASKS.get(tid) }).copied() else {
+    let Some((workload, policy)) = armed_policy(&cfg, pid_tgid, Tie::Task) else {
         return 0;
     };
-    // SAFETY: value copied out immediately.
-    let Some(policy) = (unsafe { POLICIES.get(workload) }).copied() else {
-        return 0;
-    };
-    if policy.armed == 0 || policy.mode != mode::ENFORCE {
+    if policy.mode != mode::ENFORCE {
         return 0;
     }
     // BPF_ANY: a reservation left by a fork that failed later in copy_process() is reused,
     // which needs no new slot.
     if TASKS
-        .insert(reservation::key(tid), reservation::VALUE, 0)
+        .insert(reservation::key(pid_tgid as u32), reservation::VALUE, 0)
         .is_ok()
     {
         return 0;
     }
     bump(stat::FORKS_REFUSED);
-    let cfg = config();
-    match EVENTS.reserve::<Event<Denial>>(0) {
-        Some(mut entry) => {
-            entry.write(Event {
-                header: header(kind::DENIAL, pid_tgid),
-                data: Denial {
-                    workload,
-                    syscall: current_syscall::<Typed>(&cfg),
-                    cap: 0,
-                    scope: 0,
-                    mode: policy.mode,
-                    opts: 0,
-                    what: refused::UNTRACKABLE_TASK,
-                    _pad: [0; 7],
-                },
-            });
-            entry.submit(0);
-        }
-        None => bump(stat::EVENTS_LOST),
-    }
+    send_denial(
+        pid_tgid,
+        refusal(&cfg, workload, &policy, refused::UNTRACKABLE_TASK),
+    );
     -EAGAIN
 }

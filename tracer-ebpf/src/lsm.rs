@@ -7,7 +7,7 @@ use aya_ebpf::{
     programs::LsmContext,
 };
 use tracer_common::{
-    Config, Denial, Event, UsageKey, kind, mode, opts, origin, refused, stat, verdict,
+    Config, Denial, Event, Policy, UsageKey, kind, mode, opts, origin, refused, stat, verdict,
 };
 
 use crate::{
@@ -16,18 +16,71 @@ use crate::{
     maps::{DENIALS, ENFORCE_CGROUPS, EVENTS, POLICIES, TASKS, bump},
 };
 
+/// How the current thread may belong to a confined workload.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tie {
+    /// Only its own `TASKS` entry (`run`, `enforce --pid`).
+    Task,
+    /// Its `TASKS` entry, else its cgroup's (`enforce --container`, `--cgroup`).
+    TaskOrCgroup,
+}
+
 /// The workload whose policy applies to the current thread: its own when `run` or `enforce
-/// --pid` registered it, else its cgroup's (`enforce --container`).
+/// --pid` registered it, else (with `Tie::TaskOrCgroup`) its cgroup's.
 #[inline(always)]
-pub(crate) fn enforced_workload(cfg: &Config, pid_tgid: u64) -> Option<u64> {
+fn enforced_workload(cfg: &Config, pid_tgid: u64, tie: Tie) -> Option<u64> {
     // SAFETY: values copied out immediately.
     if let Some(w) = unsafe { TASKS.get(pid_tgid as u32) } {
         return Some(*w);
     }
-    if cfg.enforce_cgroups == 0 {
+    if tie == Tie::Task || cfg.enforce_cgroups == 0 {
         return None;
     }
     enforced_cgroup()
+}
+
+/// The current thread's workload and its policy, if that policy is armed: what every enforcer
+/// hook asks first. `None` (the thread is not confined, or not yet) lets the operation through.
+#[inline(always)]
+pub(crate) fn armed_policy(cfg: &Config, pid_tgid: u64, tie: Tie) -> Option<(u64, Policy)> {
+    let workload = enforced_workload(cfg, pid_tgid, tie)?;
+    // SAFETY: value copied out immediately.
+    let policy = (unsafe { POLICIES.get(workload) }).copied()?;
+    if policy.armed == 0 {
+        return None;
+    }
+    Some((workload, policy))
+}
+
+/// A refusal that is not of one capability (`refused::*` other than `CAPABILITY`), in the
+/// current syscall.
+#[inline(always)]
+pub(crate) fn refusal(cfg: &Config, workload: u64, policy: &Policy, what: u8) -> Denial {
+    Denial {
+        workload,
+        syscall: current_syscall::<Typed>(cfg),
+        cap: 0,
+        scope: 0,
+        mode: policy.mode,
+        opts: 0,
+        what,
+        _pad: [0; 7],
+    }
+}
+
+/// Reports `denial` to user space; a full ring counts it as lost (`stat::EVENTS_LOST`).
+#[inline(always)]
+pub(crate) fn send_denial(pid_tgid: u64, denial: Denial) {
+    match EVENTS.reserve::<Event<Denial>>(0) {
+        Some(mut entry) => {
+            entry.write(Event {
+                header: header(kind::DENIAL, pid_tgid),
+                data: denial,
+            });
+            entry.submit(0);
+        }
+        None => bump(stat::EVENTS_LOST),
+    }
 }
 
 /// Deepest cgroup level looked at: a process further down than this below the root is matched
@@ -75,16 +128,12 @@ pub fn enforce_capable(ctx: LsmContext) -> i32 {
     }
     let pid_tgid = bpf_get_current_pid_tgid();
     let cfg = config();
-    let Some(workload) = enforced_workload(&cfg, pid_tgid) else {
-        return 0;
-    };
-    // SAFETY: value copied out immediately.
-    let Some(policy) = (unsafe { POLICIES.get(workload) }).copied() else {
+    let Some((workload, policy)) = armed_policy(&cfg, pid_tgid, Tie::TaskOrCgroup) else {
         return 0;
     };
     let cap: u64 = ctx.arg(2);
     let cap = (cap & 0xff) as u32;
-    if policy.armed == 0 || policy.allows(cap) {
+    if policy.allows(cap) {
         return 0;
     }
     // Kernel code acting with credentials it borrowed (overlayfs reading its own xattrs as
@@ -125,16 +174,7 @@ pub fn enforce_capable(ctx: LsmContext) -> i32 {
     // Noaudit checks are probes (the caller copes without the capability): refused like any
     // other, counted, but not reported one by one.
     if denial.opts & opts::NOAUDIT == 0 {
-        match EVENTS.reserve::<Event<Denial>>(0) {
-            Some(mut entry) => {
-                entry.write(Event {
-                    header: header(kind::DENIAL, pid_tgid),
-                    data: denial,
-                });
-                entry.submit(0);
-            }
-            None => bump(stat::EVENTS_LOST),
-        }
+        send_denial(pid_tgid, denial);
     }
     if refuse { -EPERM } else { 0 }
 }

@@ -6,13 +6,11 @@
 //! and the `capable` hook could not tell those credentials from overlayfs' legitimate borrowing.
 //! So a confined task may not use a personality at all.
 use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::lsm, programs::LsmContext};
-use tracer_common::{Denial, Event, kind, mode, refused, stat};
+use tracer_common::{mode, refused};
 
 use crate::{
-    check::header,
-    kmem::{Typed, config, current_syscall},
-    lsm::{EPERM, enforced_workload},
-    maps::{EVENTS, POLICIES, bump},
+    kmem::config,
+    lsm::{EPERM, Tie, armed_policy, refusal, send_denial},
 };
 
 /// BPF LSM `uring_override_creds` hook: (new cred, ret of the LSMs before). Runs in the task
@@ -25,35 +23,13 @@ pub fn enforce_uring_creds(ctx: LsmContext) -> i32 {
     }
     let pid_tgid = bpf_get_current_pid_tgid();
     let cfg = config();
-    let Some(workload) = enforced_workload(&cfg, pid_tgid) else {
+    let Some((workload, policy)) = armed_policy(&cfg, pid_tgid, Tie::TaskOrCgroup) else {
         return 0;
     };
-    // SAFETY: value copied out immediately.
-    let Some(policy) = (unsafe { POLICIES.get(workload) }).copied() else {
-        return 0;
-    };
-    if policy.armed == 0 {
-        return 0;
-    }
-    match EVENTS.reserve::<Event<Denial>>(0) {
-        Some(mut entry) => {
-            entry.write(Event {
-                header: header(kind::DENIAL, pid_tgid),
-                data: Denial {
-                    workload,
-                    syscall: current_syscall::<Typed>(&cfg),
-                    cap: 0,
-                    scope: 0,
-                    mode: policy.mode,
-                    opts: 0,
-                    what: refused::URING_PERSONALITY,
-                    _pad: [0; 7],
-                },
-            });
-            entry.submit(0);
-        }
-        None => bump(stat::EVENTS_LOST),
-    }
+    send_denial(
+        pid_tgid,
+        refusal(&cfg, workload, &policy, refused::URING_PERSONALITY),
+    );
     if policy.mode == mode::ENFORCE {
         -EPERM
     } else {

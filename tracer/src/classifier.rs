@@ -153,11 +153,28 @@ pub fn classify(frames: &[String]) -> Classified {
 /// override_creds()) is the task's own.
 const CREDENTIAL_BORROWERS: &[&str] = &["ovl_"];
 
-/// Whether a call path runs through kernel code that borrows credentials.
+/// The checks a borrower makes on its own inode with the caller's credentials, before it
+/// borrows its mounter's for the layer below: ovl_permission() -> generic_permission() and
+/// ovl_setattr() -> setattr_prepare() (fs/overlayfs/inode.c). Made right there, a check is the
+/// caller's, whatever credentials it runs with (an io_uring personality on an overlay root, as
+/// in every Docker container); the layer's own check comes through inode_permission() or
+/// notify_change().
+const OWN_CHECKS_OF_BORROWERS: &[&str] = &["generic_permission", "setattr_prepare"];
+
+/// Whether a call path (nearest caller first) runs through kernel code that borrows
+/// credentials.
 pub fn borrows_credentials(callers: &[String]) -> bool {
-    callers
+    let Some(at) = callers
         .iter()
-        .any(|f| CREDENTIAL_BORROWERS.iter().any(|b| f.starts_with(b)))
+        .position(|f| CREDENTIAL_BORROWERS.iter().any(|b| f.starts_with(b)))
+    else {
+        return false;
+    };
+    // `.isra.0`, `.cold` and the like are the same function.
+    let called = at
+        .checked_sub(1)
+        .map(|i| callers[i].split('.').next().unwrap_or_default());
+    !called.is_some_and(|f| OWN_CHECKS_OF_BORROWERS.contains(&f))
 }
 
 /// Classifies the call path of a check of `cap`: [`classify`], then the probes of
@@ -340,6 +357,20 @@ mod tests {
         let path = |s: &str| s.split(" <- ").map(String::from).collect::<Vec<_>>();
         assert!(borrows_credentials(&path(
             "capable_wrt_inode_uidgid <- setattr_prepare <- ext4_setattr <- notify_change <- ovl_setattr"
+        )));
+        // Overlayfs checking its own inode with the caller's credentials, then the layer's
+        // inode with its mounter's.
+        assert!(!borrows_credentials(&path(
+            "capable_wrt_inode_uidgid <- generic_permission <- ovl_permission <- inode_permission <- link_path_walk <- path_openat <- do_filp_open <- io_openat2 <- io_issue_sqe"
+        )));
+        assert!(!borrows_credentials(&path(
+            "capable_wrt_inode_uidgid <- setattr_prepare <- ovl_setattr <- notify_change"
+        )));
+        assert!(borrows_credentials(&path(
+            "capable_wrt_inode_uidgid <- generic_permission <- inode_permission <- ovl_permission"
+        )));
+        assert!(borrows_credentials(&path(
+            "ns_capable <- xattr_permission <- vfs_getxattr <- ovl_xattr_get <- ovl_lookup"
         )));
         // An openat under a registered io_uring personality (override_creds in io_issue_sqe).
         assert!(!borrows_credentials(&path(

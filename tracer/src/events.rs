@@ -299,16 +299,16 @@ fn checks_where(
 
 /// Checks against credentials that are not the task's own count as the task's unless kernel
 /// code known to borrow credentials (overlayfs) made them: an io_uring personality is
-/// credentials the task registered itself. A key with no known path stays as the kernel said.
+/// credentials the task registered itself. One key can hold both (a personality's openat on an
+/// overlay makes overlayfs' own check with the personality and the layer's with the mounter):
+/// one path outside the borrowers makes it the task's. A key with no known path stays as the
+/// kernel said.
 pub fn own_unless_borrowed<'a>(
     origin: Origin,
     paths: impl IntoIterator<Item = &'a [String]>,
 ) -> Origin {
     let paths: Vec<&[String]> = paths.into_iter().filter(|p| !p.is_empty()).collect();
-    if origin == Origin::Borrowed
-        && !paths.is_empty()
-        && !paths.iter().any(|p| classifier::borrows_credentials(p))
-    {
+    if origin == Origin::Borrowed && paths.iter().any(|p| !classifier::borrows_credentials(p)) {
         Origin::Workload
     } else {
         origin
@@ -369,6 +369,24 @@ pub fn combined_audit(paths: &[CallPath]) -> Audit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_borrowed_key_with_one_path_outside_the_borrowers_is_the_workloads() {
+        let frames = |s: &str| s.split(" <- ").map(String::from).collect::<Vec<_>>();
+        let own = frames("capable_wrt_inode_uidgid <- generic_permission <- ovl_permission");
+        let layer = frames(
+            "capable_wrt_inode_uidgid <- generic_permission <- inode_permission <- ovl_permission",
+        );
+        let (own, layer) = (own.as_slice(), layer.as_slice());
+        let b = Origin::Borrowed;
+        assert_eq!(own_unless_borrowed(b, [layer]), Origin::Borrowed);
+        assert_eq!(own_unless_borrowed(b, [layer, own]), Origin::Workload);
+        assert_eq!(own_unless_borrowed(b, []), Origin::Borrowed);
+        assert_eq!(
+            own_unless_borrowed(Origin::Workload, [layer]),
+            Origin::Workload
+        );
+    }
 
     fn path(audit: Audit) -> CallPath {
         CallPath {

@@ -103,9 +103,7 @@ fn assert_exact(rt: &Runtime, caps: &[String], script: &str) {
 #[test]
 #[ignore = "needs root (cargo xtask test runs it)"]
 fn docker_run_gives_the_containers_own_set_checked_by_docker() {
-    support::require_root();
-    let _serial = support::serial();
-    let _docker = support::Docker::start();
+    let _docker = support::docker_session();
     let (out, p) = record(
         &[],
         &[
@@ -146,9 +144,7 @@ fn docker_run_gives_the_containers_own_set_checked_by_docker() {
 #[test]
 #[ignore = "needs root (cargo xtask test runs it)"]
 fn docker_run_detached_is_waited_for() {
-    support::require_root();
-    let _serial = support::serial();
-    let _docker = support::Docker::start();
+    let _docker = support::docker_session();
     let script = "sleep 1.5; chown 1000 /etc/passwd";
     let (out, p) = record(
         &[],
@@ -270,9 +266,7 @@ fn first_instruction_image(dir: &Path) -> &'static str {
 #[ignore = "needs root (cargo xtask test runs it)"]
 #[cfg(target_arch = "x86_64")]
 fn a_containers_very_first_system_call_is_recorded() {
-    support::require_root();
-    let _serial = support::serial();
-    let _docker = support::Docker::start();
+    let _docker = support::docker_session();
     let dir = tempfile::tempdir().unwrap();
     let image = first_instruction_image(dir.path());
     let (out, p) = record(&[], &["docker", "run", "--rm", image]);
@@ -304,9 +298,7 @@ fn a_containers_very_first_system_call_is_recorded() {
 #[test]
 #[ignore = "needs root (cargo xtask test runs it)"]
 fn docker_compose_services_get_their_own_sets_and_the_override_works() {
-    support::require_root();
-    let _serial = support::serial();
-    let _docker = support::Docker::start();
+    let _docker = support::docker_session();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("docker-compose.yml");
     let owner = "touch /tmp/f && chown 1000 /tmp/f";
@@ -399,9 +391,7 @@ fn docker_compose_services_get_their_own_sets_and_the_override_works() {
 #[test]
 #[ignore = "needs root (cargo xtask test runs it)"]
 fn a_container_client_that_started_nothing_is_no_recommendation() {
-    support::require_root();
-    let _serial = support::serial();
-    let _docker = support::Docker::start();
+    let _docker = support::docker_session();
     let (out, p) = record(
         &[],
         &[
@@ -445,11 +435,7 @@ fn a_failed_command_is_not_called_harmless() {
 #[test]
 #[ignore = "needs root (cargo xtask test runs it)"]
 fn minimize_of_a_docker_run_drops_what_fresh_containers_prove_unneeded() {
-    if !support::require_root() {
-        return;
-    }
-    let _serial = support::serial();
-    let _docker = support::Docker::start();
+    let _docker = support::docker_session();
     // CHOWN and FOWNER are needed; the mknod is best effort (its failure is ignored), so the
     // MKNOD the kernel asks for is not a need; chmod asks FSETID only to keep a set-group-ID
     // bit the new mode does not have.
@@ -487,11 +473,7 @@ fn minimize_of_a_docker_run_drops_what_fresh_containers_prove_unneeded() {
 #[test]
 #[ignore = "needs root (cargo xtask test runs it)"]
 fn ctrl_c_stops_the_recording_and_leaves_the_container_running() {
-    if !support::require_root() {
-        return;
-    }
-    let _serial = support::serial();
-    let _docker = support::Docker::start();
+    let _docker = support::docker_session();
     let name = "ct-rec-interrupted";
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("p.json");

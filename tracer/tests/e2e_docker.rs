@@ -10,11 +10,12 @@
 mod support;
 
 use std::{
-    process::{Command, Output, Stdio},
+    process::{Command, Stdio},
     time::Instant,
 };
 
 use serde_json::Value;
+use support::workload::describe;
 
 /// Changes the owner of a new root-owned file.
 const CHOWN: &str = r#"d=$(mktemp -d) || exit 1
@@ -109,15 +110,6 @@ fn check(name: &str, script: &str, expected: &[&str]) {
         "{name}: --cap-add {caps:?} works in docker and is minimal ({:.1?})",
         started.elapsed()
     );
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "{}\n--- stdout\n{}--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 #[test]

@@ -6,11 +6,15 @@
 //! tests fail (`needs_lsm_*`; `cargo xtask test` filters them out there, visibly, and runs
 //! `without_lsm_*`, which asserts what the user gets instead; where BPF LSM works it is the other
 //! way round).
+#[path = "enforce/cgroup_restart.rs"]
+mod cgroup_restart;
+#[path = "enforce/double_fork.rs"]
+mod double_fork;
 mod support;
 #[path = "enforce/task_map.rs"]
 mod task_map;
 
-use support::{captrace, text};
+use support::{captrace, cgroup2_root, text};
 
 use std::{
     fs,
@@ -197,6 +201,25 @@ fn interrupt(child: Child, rx: mpsc::Receiver<String>) -> (i32, String, String) 
     )
 }
 
+/// Waits for an enforce that ends by itself (its workload gone or replaced): its exit code,
+/// stdout and every line of its stderr.
+fn ended_by_itself(child: Child, rx: mpsc::Receiver<String>) -> (Option<i32>, String, String) {
+    let out = wait_at_most(child, Duration::from_secs(60) * support::time_scale());
+    // The process is gone, so its stderr is closed: this ends.
+    let err: Vec<String> = rx.iter().collect();
+    (out.status.code(), text(&out.stdout), err.join("\n"))
+}
+
+/// Asserts that an enforce on a cgroup ended in the replaced-cgroup error.
+fn assert_replaced(code: Option<i32>, err: &str) {
+    assert_ne!(code, Some(0), "{err}");
+    assert!(
+        err.contains("was replaced by a new cgroup at the same path")
+            && err.contains("NOT confined"),
+        "{err}"
+    );
+}
+
 /// A chown loop in a temporary directory (removed with the first value) and its target file.
 fn chown_workload() -> (tempfile::TempDir, PathBuf, ChownLoop) {
     let tmp = support::tempdir();
@@ -346,13 +369,9 @@ fn needs_lsm_enforce_ends_when_the_process_tree_is_gone() {
     let pid = sleeper.id().to_string();
     let (enforcer, rx) = start_enforce(&["--pid", &pid, "--cap-drop", "ALL"]);
     let _ = sleeper.wait();
-    let out = wait_at_most(enforcer, Duration::from_secs(60));
-    let err: Vec<String> = rx.try_iter().collect();
-    assert_eq!(out.status.code(), Some(0), "{err:?}");
-    assert!(
-        err.iter().any(|l| l.contains("the workload is gone")),
-        "{err:?}"
-    );
+    let (code, _, err) = ended_by_itself(enforcer, rx);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("the workload is gone"), "{err}");
 }
 
 #[test]
@@ -415,17 +434,6 @@ fn needs_lsm_run_enforce_reports_denials_live_and_in_total() {
     );
 }
 
-/// Where cgroup v2 is mounted here.
-fn cgroup2_root() -> PathBuf {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    mountinfo
-        .lines()
-        .find(|l| l.contains(" - cgroup2 "))
-        .and_then(|l| l.split_whitespace().nth(4))
-        .map(PathBuf::from)
-        .expect("a cgroup v2 mount")
-}
-
 /// Issue #14 item 5: a process that moves into a child cgroup of a confined one is still
 /// confined; a confined cgroup replaced by a new one at the same path (what `docker restart`
 /// does) ends `enforce` with an error instead of a silent "confining".
@@ -454,17 +462,9 @@ fn needs_lsm_enforce_cgroup_covers_child_cgroups_and_refuses_a_replaced_one() {
     fs::remove_dir(&child).unwrap();
     fs::remove_dir(&cg).unwrap();
     fs::create_dir(&cg).unwrap();
-    let out = wait_at_most(enforcer, Duration::from_secs(60));
-    // The process is gone, so its stderr is closed: this ends.
-    let err: Vec<String> = rx.iter().collect();
-    let err = err.join("\n");
+    let (code, _, err) = ended_by_itself(enforcer, rx);
     let _ = fs::remove_dir(&cg);
-    assert_ne!(out.status.code(), Some(0), "{err}");
-    assert!(
-        err.contains("was replaced by a new cgroup at the same path")
-            && err.contains("NOT confined"),
-        "{err}"
-    );
+    assert_replaced(code, &err);
 }
 
 #[test]

@@ -49,11 +49,7 @@ fn idle_connections_under_a_low_fd_limit_neither_block_metrics_nor_spin_the_moni
     if !support::require_root() {
         return;
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::free_port();
     let addr = format!("127.0.0.1:{port}");
     let mut cmd = Command::new(support::captrace_bin());
     cmd.args(["monitor", "--json", "--duration", "120", "--metrics", &addr])

@@ -90,9 +90,7 @@ fn used_caps(lines: &[Value], name: &str) -> Vec<String> {
 #[test]
 #[ignore = "needs root (cargo xtask test runs it)"]
 fn a_chown_in_a_docker_container_is_attributed_to_it_and_two_containers_stay_apart() {
-    support::require_root();
-    let _serial = support::serial();
-    let _docker = support::Docker::start();
+    let _docker = support::docker_session();
     let mon = Monitor::start(&["--duration", "6", "--summary"], None);
     let a = thread::spawn(|| {
         docker(&[
@@ -173,9 +171,7 @@ fn a_chown_in_a_docker_container_is_attributed_to_it_and_two_containers_stay_apa
 #[test]
 #[ignore = "needs root (cargo xtask test runs it)"]
 fn on_a_terminal_it_shows_a_live_table_and_a_text_summary() {
-    support::require_root();
-    let _serial = support::serial();
-    let _docker = support::Docker::start();
+    let _docker = support::docker_session();
     // `script` gives captrace a real terminal.
     let cmd = format!(
         "{} monitor --duration 5 --summary",
@@ -232,9 +228,7 @@ fn on_a_terminal_it_shows_a_live_table_and_a_text_summary() {
 #[test]
 #[ignore = "needs root (cargo xtask test runs it)"]
 fn record_container_writes_a_profile_that_docker_run_accepts() {
-    support::require_root();
-    let _serial = support::serial();
-    let docker_ = support::Docker::start();
+    let session = support::docker_session();
     let script = "sleep 1.5; touch /tmp/x && chown 1000 /tmp/x && mknod /tmp/n c 1 3";
     let started = docker(&[
         "run",
@@ -291,12 +285,12 @@ fn record_container_writes_a_profile_that_docker_run_accepts() {
     );
     // The flags make the same command succeed under docker run, and one less fails.
     let script = "touch /tmp/x && chown 1000 /tmp/x && mknod /tmp/n c 1 3";
-    assert!(docker_.run(&caps, None, script).status.success());
+    assert!(session.docker.run(&caps, None, script).status.success());
     for i in 0..caps.len() {
         let mut less = caps.clone();
         less.remove(i);
         assert!(
-            !docker_.run(&less, None, script).status.success(),
+            !session.docker.run(&less, None, script).status.success(),
             "succeeded without {}",
             caps[i]
         );
@@ -306,9 +300,7 @@ fn record_container_writes_a_profile_that_docker_run_accepts() {
 #[test]
 #[ignore = "needs root (cargo xtask test runs it)"]
 fn a_container_calling_unshare_is_flagged() {
-    support::require_root();
-    let _serial = support::serial();
-    let _docker = support::Docker::start();
+    let _docker = support::docker_session();
     let mon = Monitor::start(&["--duration", "4"], None);
     // Docker's seccomp profile lets unshare through only with SYS_ADMIN.
     let run = docker(&[
@@ -408,14 +400,8 @@ fn a_podman_container_is_attributed_to_podman() {
 #[test]
 #[ignore = "needs root (cargo xtask test runs it)"]
 fn metrics_are_served_to_a_real_http_client() {
-    support::require_root();
-    let _serial = support::serial();
-    let _docker = support::Docker::start();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let _docker = support::docker_session();
+    let port = support::free_port();
     let addr = format!("127.0.0.1:{port}");
     let mon = Monitor::start(&["--duration", "5", "--metrics", &addr], None);
     let run = docker(&[

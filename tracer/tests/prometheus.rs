@@ -6,7 +6,6 @@ mod support;
 
 use std::{
     fs,
-    net::TcpListener,
     path::Path,
     process::{Child, Command, Stdio},
     thread,
@@ -24,14 +23,6 @@ impl Drop for Reaped {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("binding a free port")
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `GET http://ADDR/api/v1/query?query=Q` through curl: the `data.result` array.
@@ -77,13 +68,10 @@ fn wait_for_series(addr: &str, promql: &str, deadline: Instant, log: &Path) -> V
 #[test]
 #[ignore = "needs root (cargo xtask test runs it)"]
 fn prometheus_scrapes_monitor_end_to_end() {
-    if !support::require_root() {
-        return;
-    }
-    let _docker = support::Docker::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let web = format!("127.0.0.1:{}", free_port());
+    let _docker = support::docker_session();
+    let dir = support::tempdir();
+    let metrics = format!("127.0.0.1:{}", support::free_port());
+    let web = format!("127.0.0.1:{}", support::free_port());
 
     let monitor = Reaped(
         Command::new(support::captrace_bin())
@@ -131,15 +119,7 @@ scrape_configs:\n  - job_name: captrace\n    static_configs:\n      - targets: [
     let name = format!("ct-prom-{}", std::process::id());
     // Long enough for monitor to name it (docker's on-disk config) and Prometheus to scrape it.
     let run = Command::new("docker")
-        .args(["run", "--rm", "--network", "none", "--name", &name])
-        .args([
-            "--cap-drop",
-            "ALL",
-            "--cap-add",
-            "CHOWN",
-            support::Docker::IMAGE,
-        ])
-        .args(["sh", "-c", "touch /tmp/f && chown 1000 /tmp/f && sleep 4"])
+        .args(support::chown_container(&name, "sleep 4"))
         .stdin(Stdio::null())
         .output()
         .expect("running docker");

@@ -167,35 +167,16 @@ fn a_real_recording_renders_in_chromium_with_tree_timeline_and_flags() {
 #[test]
 #[ignore = "needs root (cargo xtask test runs it)"]
 fn a_container_recording_has_a_branch_and_a_section_per_container_in_chromium() {
-    if !support::require_root() {
-        return;
-    }
-    let _docker = support::Docker::start();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let _docker = support::docker_session();
+    let dir = support::tempdir();
     let page = dir.path().join("containers.html");
     let name = format!("ct-html-{}", std::process::id());
     let out = Command::new(support::captrace_bin())
         .arg("record")
         .arg("--html")
         .arg(&page)
-        .args([
-            "--",
-            "docker",
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--name",
-            &name,
-        ])
-        .args([
-            "--cap-drop",
-            "ALL",
-            "--cap-add",
-            "CHOWN",
-            support::Docker::IMAGE,
-        ])
-        .args(["sh", "-c", "touch /tmp/f && chown 1000 /tmp/f"])
+        .args(["--", "docker"])
+        .args(support::chown_container(&name, ""))
         .output()
         .expect("running captrace record -- docker run");
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -9,9 +9,18 @@ use std::{
     process::{Command, Output},
 };
 
-/// Builds `fixtures/seccomp/attacks.c`, static so it also runs in a busybox root.
-fn build(dir: &Path) -> PathBuf {
-    support::build_c("seccomp/attacks.c", &["-static", "-O2"], dir, "attacks")
+/// Root checked, a temporary directory, and `fixtures/seccomp/attacks.c` built in it (static,
+/// so it also runs in a busybox root).
+fn attacks() -> (tempfile::TempDir, PathBuf) {
+    support::require_root();
+    let dir = support::tempdir();
+    let bin = support::build_c(
+        "seccomp/attacks.c",
+        &["-static", "-O2"],
+        dir.path(),
+        "attacks",
+    );
+    (dir, bin)
 }
 
 fn run(args: &[&str]) -> Output {
@@ -22,25 +31,13 @@ fn run(args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use support::workload::describe;
 
 #[test]
 #[ignore = "needs root (cargo xtask test runs it)"]
 fn shocker_open_by_handle_at_of_the_host_root_fails_under_the_default_filter() {
-    if !support::require_root() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    support::busybox_rootfs(&root);
-    let bin = build(dir.path());
+    let (_dir, bin) = attacks();
+    let (_root_dir, root) = support::busybox_root();
     fs::copy(&bin, root.join("attacks")).unwrap();
     // The handle of the host's `/` (ext4: inode 2, generation 0), as shocker guesses it.
     let handle = Command::new(&bin).args(["handle", "/"]).output().unwrap();
@@ -69,36 +66,32 @@ fn shocker_open_by_handle_at_of_the_host_root_fails_under_the_default_filter() {
     assert!(
         listing.starts_with("ok") && listing.split_whitespace().any(|e| e == "usr"),
         "the unconfined shocker should reach the host's / (usr is not in the busybox root):\n{}",
-        text(&out)
+        describe(&out)
     );
     // Docker's profile allows open_by_handle_at to a holder of DAC_READ_SEARCH; captrace's
     // default does not (`record` recommends DAC_READ_SEARCH for reading files, and with it
     // shocker opens any file on the host's file systems from any root).
     let out = attack(&[]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         format!("errno {}\n", libc::EPERM),
         "{}",
-        text(&out)
+        describe(&out)
     );
 }
 
 #[test]
 #[ignore = "needs root (cargo xtask test runs it)"]
 fn add_key_fails_with_eperm_by_default_and_works_unconfined() {
-    if !support::require_root() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let bin = build(dir.path());
+    let (_dir, bin) = attacks();
     let bin = bin.to_str().unwrap();
     let out = run(&["--cap-drop", "ALL", "--", bin, "add_key"]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         format!("errno {}\n", libc::EPERM),
         "{}",
-        text(&out)
+        describe(&out)
     );
     // Docker's format: podman's copy of the allow list (defaultErrnoRet ENOSYS) lacks it too.
     let docker_format = "/usr/share/containers/seccomp.json";
@@ -116,7 +109,7 @@ fn add_key_fails_with_eperm_by_default_and_works_unconfined() {
             String::from_utf8_lossy(&out.stdout),
             format!("errno {}\n", libc::ENOSYS),
             "{}",
-            text(&out)
+            describe(&out)
         );
         // ... and allows what it allows: the program ran at all (execve, mmap, ...).
         let out = run(&[
@@ -127,7 +120,7 @@ fn add_key_fails_with_eperm_by_default_and_works_unconfined() {
             "--",
             "true",
         ]);
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     }
     let out = run(&[
         "--seccomp",
@@ -141,18 +134,16 @@ fn add_key_fails_with_eperm_by_default_and_works_unconfined() {
     assert!(
         String::from_utf8_lossy(&out.stdout).starts_with("ok "),
         "{}",
-        text(&out)
+        describe(&out)
     );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
 }
 
 #[test]
 #[ignore = "needs root (cargo xtask test runs it)"]
 fn a_bad_seccomp_profile_starts_nothing() {
-    if !support::require_root() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    support::require_root();
+    let dir = support::tempdir();
     let p = dir.path().join("bad.json");
     fs::write(&p, r#"{"defaultAction":"SCMP_ACT_NOTIFY"}"#).unwrap();
     let marker = dir.path().join("ran");
@@ -163,7 +154,7 @@ fn a_bad_seccomp_profile_starts_nothing() {
         "touch",
         marker.to_str().unwrap(),
     ]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--seccomp"));
     assert!(!marker.exists());
 }
@@ -171,9 +162,7 @@ fn a_bad_seccomp_profile_starts_nothing() {
 #[test]
 #[ignore = "needs root (cargo xtask test runs it)"]
 fn namespaces_need_sys_admin_under_the_default_filter() {
-    if !support::require_root() {
-        return;
-    }
+    support::require_root();
     // Without the filter a capability-less root makes a user namespace (tests/hostile.rs shows
     // it gives nothing on the host); with it, as in `docker run`, it cannot.
     for (seccomp, ok) in [("default", false), ("unconfined", true)] {
@@ -187,12 +176,12 @@ fn namespaces_need_sys_admin_under_the_default_filter() {
             "--user",
             "true",
         ]);
-        assert_eq!(out.status.success(), ok, "{seccomp}: {}", text(&out));
+        assert_eq!(out.status.success(), ok, "{seccomp}: {}", describe(&out));
     }
     let out = run(&["--cap-drop", "ALL", "--", "unshare", "--user", "true"]);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("Operation not permitted"),
         "{}",
-        text(&out)
+        describe(&out)
     );
 }

@@ -59,10 +59,7 @@ fn a_fifo_or_a_device_as_profile_fails_fast_with_exit_3() {
             vec!["recommend", p],
         ] {
             let out = support::output_within(captrace(&args), Duration::from_secs(10));
-            let err = text(&out.stderr);
-            assert_eq!(out.status.code(), Some(3), "{args:?}: {err}");
-            assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
-            assert!(err.starts_with("captrace: "), "{err}");
+            let err = support::one_line(&format!("{args:?}"), &out, 3, "captrace: ");
             assert!(
                 err.contains(&format!("{kind}, not a regular file")),
                 "{err}"

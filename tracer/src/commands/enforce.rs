@@ -5,7 +5,7 @@ use std::{
     fs,
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use aya::maps::{MapData, RingBuf};
@@ -104,6 +104,52 @@ fn holds_captrace(id: u64) -> bool {
         .any(|d| fs::metadata(d).is_ok_and(|m| m.ino() == id))
 }
 
+/// How long a confined cgroup's path may be missing before `enforce` takes the workload for
+/// gone. `docker restart` removes the container's cgroup and makes a new one at the same path
+/// a moment later: seen within this window, the new cgroup is an error (it is NOT confined),
+/// not a quiet "gone".
+const CGROUP_GRACE: Duration = Duration::from_secs(5);
+
+/// What a look at the confined cgroup's path found.
+#[derive(Debug, PartialEq, Eq)]
+enum Cgroup {
+    /// The confined cgroup is still there.
+    Same,
+    /// The path is missing, for less than `CGROUP_GRACE` (`first`: seen so for the first time).
+    Missing { first: bool },
+    /// The path has been missing for `CGROUP_GRACE`.
+    Gone,
+    /// The path names another cgroup.
+    Replaced,
+}
+
+/// Since when the confined cgroup's path has been missing.
+#[derive(Debug, Default)]
+struct CgroupWatch {
+    missing_since: Option<Instant>,
+}
+
+impl CgroupWatch {
+    /// `now_id`: the id (inode) at the path now, `None` when it is missing.
+    fn look(&mut self, id: u64, now_id: Option<u64>, now: Instant) -> Cgroup {
+        match now_id {
+            Some(found) if found == id => {
+                self.missing_since = None;
+                Cgroup::Same
+            }
+            Some(_) => Cgroup::Replaced,
+            None => match self.missing_since {
+                None => {
+                    self.missing_since = Some(now);
+                    Cgroup::Missing { first: true }
+                }
+                Some(since) if now.duration_since(since) >= CGROUP_GRACE => Cgroup::Gone,
+                Some(_) => Cgroup::Missing { first: false },
+            },
+        }
+    }
+}
+
 /// The kernel's `TASKS` as `adopt` registers threads in it, all under `enforce`'s workload.
 struct Tasks<'a>(&'a mut Tracer);
 
@@ -173,6 +219,15 @@ pub fn run(args: EnforceArgs) -> anyhow::Result<u8> {
             names.join(",")
         }
     ));
+    let mut watch = CgroupWatch::default();
+    if let Target::Tree(pid) = &target {
+        // Adoption walks the tree as it is now; the kernel follows what it starts from here.
+        output::note(format_args!(
+            "enforce: --pid confines {pid}, its current descendants and what they start; a \
+             process that already left the tree (a daemon that double-forked) is not adopted: \
+             confine a service with --cgroup or --container"
+        ));
+    }
     let why = stop::block_on(async {
         loop {
             let stop = match wake.next().await {
@@ -187,21 +242,37 @@ pub fn run(args: EnforceArgs) -> anyhow::Result<u8> {
             }
             let gone = match &target {
                 Target::Tree(_) => !tracer.tasks_of(WORKLOAD).into_iter().any(alive),
-                Target::Cgroup { dir, .. } => !dir.is_dir(),
+                Target::Cgroup { id, dir, .. } => {
+                    let now = fs::metadata(dir).ok().map(|m| m.ino());
+                    match watch.look(*id, now, Instant::now()) {
+                        Cgroup::Same => false,
+                        Cgroup::Missing { first: true } => {
+                            output::note(format_args!(
+                                "enforce: {} is gone; waiting {} s in case it is made again \
+                                 (a container restart)",
+                                crate::escape::printable(&dir.display().to_string()),
+                                CGROUP_GRACE.as_secs()
+                            ));
+                            false
+                        }
+                        Cgroup::Missing { first: false } => false,
+                        Cgroup::Gone => true,
+                        // The same path with a new cgroup (`docker restart` makes one): the
+                        // processes in it are not the ones confined, and saying "confining"
+                        // would be a lie.
+                        Cgroup::Replaced => {
+                            return Err(anyhow::anyhow!(
+                                "{} was replaced by a new cgroup at the same path (a container \
+                                 restart?): the new one is NOT confined; run captrace enforce \
+                                 again",
+                                dir.display()
+                            ));
+                        }
+                    }
+                }
             };
             if gone {
                 return Ok("the workload is gone");
-            }
-            // The same path with a new cgroup (`docker restart` makes one): the processes
-            // in it are not the ones confined, and saying "confining" would be a lie.
-            if let Target::Cgroup { id, dir, .. } = &target
-                && fs::metadata(dir).is_ok_and(|m| m.ino() != *id)
-            {
-                return Err(anyhow::anyhow!(
-                    "{} was replaced by a new cgroup at the same path (a container restart?): \
-                     the new one is NOT confined; run captrace enforce again",
-                    dir.display()
-                ));
             }
         }
     })??;
@@ -215,4 +286,35 @@ pub fn run(args: EnforceArgs) -> anyhow::Result<u8> {
     drop(tracer);
     output::note(format_args!("released {label} ({why})"));
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cgroup_path_that_comes_back_within_the_grace_is_replaced_and_one_that_stays_away_is_gone()
+    {
+        let t0 = Instant::now();
+        let mut w = CgroupWatch::default();
+        assert_eq!(w.look(7, Some(7), t0), Cgroup::Same);
+        assert_eq!(w.look(7, None, t0), Cgroup::Missing { first: true });
+        assert_eq!(
+            w.look(7, None, t0 + CGROUP_GRACE / 2),
+            Cgroup::Missing { first: false }
+        );
+        assert_eq!(w.look(7, Some(8), t0 + CGROUP_GRACE / 2), Cgroup::Replaced);
+
+        let mut w = CgroupWatch::default();
+        assert_eq!(w.look(7, None, t0), Cgroup::Missing { first: true });
+        assert_eq!(w.look(7, None, t0 + CGROUP_GRACE), Cgroup::Gone);
+        // Seen again in between, the window starts over.
+        let mut w = CgroupWatch::default();
+        w.look(7, None, t0);
+        assert_eq!(w.look(7, Some(7), t0 + CGROUP_GRACE / 2), Cgroup::Same);
+        assert_eq!(
+            w.look(7, None, t0 + CGROUP_GRACE),
+            Cgroup::Missing { first: true }
+        );
+    }
 }

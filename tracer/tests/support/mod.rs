@@ -309,3 +309,78 @@ pub fn output_within_of(child: std::process::Child, limit: Duration) -> Output {
 pub fn io_uring_openat(dir: &Path) -> PathBuf {
     build_c("io_uring/openat.c", &["-O2"], dir, "openat")
 }
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (bound, read, released): for servers the
+/// tests start (`monitor --metrics`, Prometheus).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("binding a free port")
+        .local_addr()
+        .expect("the bound address")
+        .port()
+}
+
+/// A container test's hold on the shared dockerd: root checked, the binary's tests serialized
+/// ([`serial`]) and the daemon up, for as long as it lives. The daemon is let go before the
+/// next test may start (fields drop in order).
+pub struct DockerSession {
+    pub docker: Docker,
+    _serial: std::sync::MutexGuard<'static, ()>,
+}
+
+/// Starts a container test: see [`DockerSession`].
+pub fn docker_session() -> DockerSession {
+    require_root();
+    let serial = serial();
+    DockerSession {
+        docker: Docker::start(),
+        _serial: serial,
+    }
+}
+
+/// Asserts that captrace exited with `code` and wrote exactly one line to stderr, starting with
+/// `starts` (`what` names the case in failures); returns that line.
+pub fn one_line(what: &str, out: &Output, code: i32, starts: &str) -> String {
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{what}: {err}");
+    assert_eq!(err.lines().count(), 1, "{what}: one line, no panic: {err}");
+    assert!(err.starts_with(starts), "{what}: {err}");
+    err
+}
+
+/// A temporary directory (removed when the first value is dropped) holding a busybox root file
+/// system at the second value.
+pub fn busybox_root() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempdir();
+    let root = dir.path().join("root");
+    busybox_rootfs(&root);
+    (dir, root)
+}
+
+/// The `docker` arguments that run a container named `name`, allowed CHOWN only, that chowns
+/// a file and then runs `then` (a shell command; empty: nothing):
+/// `run --rm --network none --name NAME --cap-drop ALL --cap-add CHOWN IMAGE sh -c ...`.
+pub fn chown_container(name: &str, then: &str) -> Vec<String> {
+    let mut script = "touch /tmp/f && chown 1000 /tmp/f".to_owned();
+    if !then.is_empty() {
+        script = format!("{script} && {then}");
+    }
+    [
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--name",
+        name,
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "CHOWN",
+        Docker::IMAGE,
+        "sh",
+        "-c",
+        &script,
+    ]
+    .map(String::from)
+    .to_vec()
+}

@@ -248,9 +248,11 @@ pub fn has_check(profile: &Value, cap: &str, audit: &str) -> bool {
         .any(|check| check["cap"] == cap && check["audit"] == audit)
 }
 
+/// A finished command's status, stdout and stderr, for a failure message.
 pub fn describe(out: &Output) -> String {
     format!(
-        "--- stdout\n{}--- stderr\n{}",
+        "{}\n--- stdout\n{}--- stderr\n{}",
+        out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )

@@ -76,6 +76,9 @@ mount -t debugfs debugfs $r/sys/kernel/debug
 mount -t securityfs securityfs $r/sys/kernel/security
 mount -t bpf bpf $r/sys/fs/bpf
 mount -t cgroup2 cgroup2 $r/sys/fs/cgroup
+# Loopback up, as on any host: tests serve and fetch on 127.0.0.1 (nginx, curl). No other
+# network (`-nic none`).
+ip link set lo up || die "cannot bring up lo"
 exec switch_root $r /bin/busybox sh -c \
     '/bin/sh {SHARE_MOUNT}/run.sh || echo "vm-init: run.sh failed"; sync; /bin/busybox poweroff -f'
 "#

@@ -24,9 +24,51 @@ pub const HOOKS: &[(&str, &[&str])] = &[
     ("trixie", &["fentry"]),
 ];
 
-/// The test targets of the `tracer` package that run in a guest: (name, once per hook). A
-/// target whose source file is missing is left out.
-const TARGETS: &[(&str, bool)] = &[("record", true), ("enforce", false)];
+/// A test target of the `tracer` package that runs in a guest.
+#[derive(Debug)]
+struct Target {
+    name: &'static str,
+    /// Run once per hook of `HOOKS` (`CAPTRACE_HOOK`), else once.
+    per_hook: bool,
+    /// The kernels (`--kernel` names) it runs on; empty: every kernel.
+    kernels: &'static [&'static str],
+    /// Tests left out in the guests (`--skip`), each for a reason given in `TARGETS`.
+    skip: &'static [&'static str],
+}
+
+const fn target(name: &'static str, per_hook: bool, kernels: &'static [&'static str]) -> Target {
+    Target {
+        name,
+        per_hook,
+        kernels,
+        skip: &[],
+    }
+}
+
+/// The targets that run in a guest. A target whose source file is missing is left out. The
+/// record and enforce tests need the guests' hooks (fentry, kprobe, BPF LSM) and run on every
+/// kernel. The others passed on 6.1 and 6.12 when this table was written; to keep the stage
+/// short each runs on one kernel: `run`'s confinement (namespaces, mounts, seccomp, pids
+/// limits) on the oldest, the record-and-prove tests (alternatives, minimize, nginx over
+/// loopback) on 6.12, io_uring on both (about 1.5 min and 2.5 min under TCG). Nothing that
+/// starts docker or podman: the guests have neither.
+const TARGETS: &[Target] = &[
+    target("record", true, &[]),
+    target("enforce", false, &[]),
+    target("security", false, &["6.1"]),
+    target("security_files", false, &["6.1"]),
+    Target {
+        // The guest's `/` is an overlay over 9p, whose file handles do not decode (ESTALE):
+        // shocker's premise, a host root on ext4 whose inode 2 is `/`, holds on the host only,
+        // which runs this test.
+        skip: &["shocker_open_by_handle_at_of_the_host_root_fails_under_the_default_filter"],
+        ..target("seccomp", false, &["6.1"])
+    },
+    target("io_uring", false, &["6.1", "6.12"]),
+    target("alternatives", false, &["6.12"]),
+    target("minimize", false, &["6.12"]),
+    target("nginx", false, &["6.12"]),
+];
 
 /// Environment of every test binary in the guest: TCG runs code several times slower than the
 /// host, and timing bounds in the tests scale by this.
@@ -47,6 +89,8 @@ struct Binary {
     /// The package's directory: where `cargo test` would run the binary.
     dir: PathBuf,
     per_hook: bool,
+    kernels: &'static [&'static str],
+    skip: &'static [&'static str],
 }
 
 /// One run of a test binary in the guest.
@@ -150,15 +194,14 @@ fn verdict(r: &Report) -> String {
 /// Builds the guest-runnable test binaries with `--message-format=json` and finds them.
 fn build() -> anyhow::Result<Vec<Binary>> {
     let tests_dir = cmd::workspace_root().join("tracer/tests");
-    let targets: Vec<(&str, bool)> = TARGETS
+    let targets: Vec<&Target> = TARGETS
         .iter()
-        .copied()
-        .filter(|(name, _)| tests_dir.join(format!("{name}.rs")).is_file())
+        .filter(|t| tests_dir.join(format!("{}.rs", t.name)).is_file())
         .collect();
     let mut command = cargo();
     command.args(["test", "--release", "--no-run", "-p", "tracer"]);
-    for (name, _) in &targets {
-        command.args(["--test", name]);
+    for t in &targets {
+        command.args(["--test", t.name]);
     }
     command
         .arg("--message-format=json")
@@ -173,17 +216,19 @@ fn build() -> anyhow::Result<Vec<Binary>> {
     let found = executables(&String::from_utf8_lossy(&out.stdout));
     targets
         .into_iter()
-        .map(|(name, per_hook)| {
+        .map(|t| {
             let (path, dir) = found
                 .iter()
-                .find(|(n, ..)| n == name)
+                .find(|(n, ..)| n == t.name)
                 .map(|(_, p, d)| (p.clone(), d.clone()))
-                .with_context(|| format!("cargo built no test executable named {name}"))?;
+                .with_context(|| format!("cargo built no test executable named {}", t.name))?;
             Ok(Binary {
-                name: name.to_owned(),
+                name: t.name.to_owned(),
                 path,
                 dir,
-                per_hook,
+                per_hook: t.per_hook,
+                kernels: t.kernels,
+                skip: t.skip,
             })
         })
         .collect()
@@ -205,13 +250,18 @@ fn executables(messages: &str) -> Vec<(String, PathBuf, PathBuf)> {
         .collect()
 }
 
-/// The runs on the kernel named `kernel`: each per-hook binary once per hook, then the others.
+/// The runs on the kernel named `kernel`: each per-hook binary once per hook, then the others;
+/// only the binaries meant for that kernel.
 fn entries(kernel: &str, binaries: &[Binary]) -> anyhow::Result<Vec<Entry>> {
     let hooks = HOOKS
         .iter()
         .find(|(k, _)| *k == kernel)
         .map(|(_, h)| *h)
         .with_context(|| format!("no hooks listed for kernel {kernel} in suite::HOOKS"))?;
+    let binaries: Vec<&Binary> = binaries
+        .iter()
+        .filter(|b| b.kernels.is_empty() || b.kernels.contains(&kernel))
+        .collect();
     let mut entries = Vec::new();
     for b in binaries.iter().filter(|b| b.per_hook) {
         entries.extend(hooks.iter().map(|&hook| Entry {
@@ -243,9 +293,10 @@ export {env}{ci}
 results=$VM_SHARE/results
 failed=0
 echo "kernel $(uname -r)"
-# run LABEL HOOK DIR BINARY
+# run LABEL HOOK DIR BINARY [HARNESS ARGUMENT]...
 run() {{
     label=$1 hook=$2 dir=$3 bin=$4
+    shift 4
     log=$VM_SHARE/$(echo "$label" | tr / -).out
     echo "=== vm-test --suite: $label"
     t0=$(cut -d' ' -f1 /proc/uptime)
@@ -253,7 +304,7 @@ run() {{
         (
             cd "$dir" || exit 125
             if [ -n "$hook" ]; then export CAPTRACE_HOOK="$hook"; fi
-            exec timeout -k 10 {limit} "$bin" {harness}
+            exec timeout -k 10 {limit} "$bin" {harness} "$@"
         )
         echo $? >"$log.status"
     }} 2>&1 | tee "$log"
@@ -279,8 +330,13 @@ run() {{
             continue;
         };
         let quote = |p: &Path| shell_quote(&p.to_string_lossy());
+        let skips: String = b
+            .skip
+            .iter()
+            .map(|t| format!(" --skip {}", shell_quote(t)))
+            .collect();
         script += &format!(
-            "run {} {} {} {}\n",
+            "run {} {} {} {}{skips}\n",
             shell_quote(&e.label),
             shell_quote(e.hook.unwrap_or("")),
             quote(&b.dir),
@@ -331,8 +387,18 @@ mod tests {
             path: PathBuf::from(format!("/w/target/release/deps/{name}-0123")),
             dir: PathBuf::from("/w/tracer"),
             per_hook,
+            kernels: &[],
+            skip: &[],
         };
-        vec![binary("record", true), binary("enforce", false)]
+        vec![
+            binary("record", true),
+            binary("enforce", false),
+            Binary {
+                kernels: &["6.12"],
+                skip: &["a_test"],
+                ..binary("seccomp", false)
+            },
+        ]
     }
 
     #[test]
@@ -351,17 +417,27 @@ mod tests {
             .map(|e| e.label)
             .collect();
         assert_eq!(labels, ["record/fentry", "record/kprobe", "enforce"]);
+        let labels: Vec<String> = entries("6.12", &binaries())
+            .unwrap()
+            .into_iter()
+            .map(|e| e.label)
+            .collect();
+        assert_eq!(labels, ["record/fentry", "enforce", "seccomp"]);
         assert!(entries("5.10", &binaries()).is_err());
     }
 
     #[test]
     fn the_job_sets_the_hook_and_runs_each_binary() {
         let b = binaries();
+        let script = job_script(&entries("6.12", &b).unwrap(), &b, Duration::from_secs(60));
+        assert!(script.contains(
+            "run seccomp '' /w/tracer /w/target/release/deps/seccomp-0123 --skip a_test\n"
+        ));
         let script = job_script(&entries("6.1", &b).unwrap(), &b, Duration::from_secs(60));
         assert!(script.contains("CAPTRACE_TEST_SLOW=1"));
         assert!(script.contains("export CAPTRACE_HOOK=\"$hook\""));
         assert!(script.contains(
-            "timeout -k 10 60 \"$bin\" --test-threads=1 --include-ignored --skip without_lsm_"
+            "timeout -k 10 60 \"$bin\" --test-threads=1 --include-ignored --skip without_lsm_ \"$@\""
         ));
         assert!(
             script.contains(
