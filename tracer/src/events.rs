@@ -9,8 +9,8 @@ use std::{
 
 use aya::maps::{MapData, RingBuf};
 use tracer_common::{
-    CapCheck, Denial, Event, MAX_FRAMES, NsCall, PathKey, STACK_LOST, UsageKey, kind, opts, origin,
-    scope, verdict,
+    CapCheck, Denial, Event, MAX_FRAMES, NsCall, PathKey, STACK_LOST, UsageKey, kind, opts, scope,
+    verdict,
 };
 
 use crate::{
@@ -192,14 +192,6 @@ fn to_verdict(v: u8) -> Verdict {
     }
 }
 
-pub(crate) fn to_origin(o: u8) -> Origin {
-    match o {
-        origin::RUNTIME => Origin::Runtime,
-        origin::BORROWED => Origin::Borrowed,
-        _ => Origin::Workload,
-    }
-}
-
 fn to_scope(s: u8) -> Scope {
     match s {
         scope::INIT_USERNS => Scope::Host,
@@ -282,7 +274,7 @@ fn checks_where(
                 pid: first.as_ref().map(|f| f.0),
                 comm: first.map(|f| f.1),
                 origin: own_unless_borrowed(
-                    to_origin(key.origin),
+                    Origin::from_kernel(key.origin),
                     call_paths.iter().map(|p| p.frames.as_slice()),
                 ),
                 call_paths,
@@ -327,7 +319,7 @@ pub fn check_of(key: &UsageKey, count: u64) -> Check {
         pid: None,
         comm: None,
         call_paths: Vec::new(),
-        origin: to_origin(key.origin),
+        origin: Origin::from_kernel(key.origin),
         first_seen_ms: None,
         last_seen_ms: None,
     }

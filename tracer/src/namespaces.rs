@@ -56,7 +56,7 @@ pub fn record(call: &NsCall, pid: u32, comm: String, fd_link: Option<String>) ->
         ret: call.ret,
         pid,
         comm,
-        origin: crate::events::to_origin(call.origin),
+        origin: crate::profile::Origin::from_kernel(call.origin),
     }
 }
 

@@ -153,6 +153,15 @@ impl Origin {
     pub fn is_workload(&self) -> bool {
         *self == Origin::Workload
     }
+
+    /// The kernel side's `tracer_common::origin` value.
+    pub(crate) fn from_kernel(o: u8) -> Origin {
+        match o {
+            tracer_common::origin::RUNTIME => Origin::Runtime,
+            tracer_common::origin::BORROWED => Origin::Borrowed,
+            _ => Origin::Workload,
+        }
+    }
 }
 
 /// The user namespace a check was made against.
