@@ -141,6 +141,17 @@ pub fn scan(data: &[u8], wanted: &[(&str, Kind)]) -> Result<Found, String> {
     }
     let word =
         |at: usize| u32::from_ne_bytes([types[at], types[at + 1], types[at + 2], types[at + 3]]);
+    // A member record at `at`: its name offset, its type id and its byte offset (the offset
+    // is in bits; with kind_flag the low 24 bits are the offset and the high 8 a bitfield size).
+    let member_at = |at: usize, kind_flag: bool| {
+        let offset = word(at + 8);
+        let bits = if kind_flag {
+            offset & 0xff_ffff
+        } else {
+            offset
+        };
+        (word(at), word(at + 4), bits / 8)
+    };
 
     let mut found = Found::default();
     // Where each type starts (id - 1), and the anonymous members (struct or union) of the
@@ -190,25 +201,17 @@ pub fn scan(data: &[u8], wanted: &[(&str, Kind)]) -> Result<Found, String> {
             {
                 slot.insert(id);
                 if ours == Kind::Struct {
-                    // Members: name_off, type, offset (bits; with kind_flag the low 24 bits
-                    // are the offset and the high 8 a bitfield size).
                     let kind_flag = info >> 31 == 1;
                     for m in 0..vlen {
-                        let m_at = body + 12 * m;
-                        let offset = word(m_at + 8);
-                        let bits = if kind_flag {
-                            offset & 0xff_ffff
-                        } else {
-                            offset
-                        };
-                        if word(m_at) == 0 {
-                            anonymous.push((name.clone(), word(m_at + 4), bits / 8));
+                        let (name_off, type_id, bytes) = member_at(body + 12 * m, kind_flag);
+                        if name_off == 0 {
+                            anonymous.push((name.clone(), type_id, bytes));
                             continue;
                         }
-                        let member = String::from_utf8_lossy(name_at(word(m_at)));
+                        let member = String::from_utf8_lossy(name_at(name_off));
                         found
                             .members
-                            .insert((name.clone(), member.into_owned()), bits / 8);
+                            .insert((name.clone(), member.into_owned()), bytes);
                     }
                 }
             }
@@ -234,22 +237,16 @@ pub fn scan(data: &[u8], wanted: &[(&str, Kind)]) -> Result<Found, String> {
             }
             let kind_flag = info >> 31 == 1;
             for m in 0..vlen {
-                let m_at = start + TYPE_LEN + 12 * m;
-                let offset = word(m_at + 8);
-                let bits = if kind_flag {
-                    offset & 0xff_ffff
-                } else {
-                    offset
-                };
-                if word(m_at) == 0 {
-                    anonymous.push((name.clone(), word(m_at + 4), base + bits / 8));
+                let (name_off, type_id, bytes) = member_at(start + TYPE_LEN + 12 * m, kind_flag);
+                if name_off == 0 {
+                    anonymous.push((name.clone(), type_id, base + bytes));
                     continue;
                 }
-                let member = String::from_utf8_lossy(name_at(word(m_at))).into_owned();
+                let member = String::from_utf8_lossy(name_at(name_off)).into_owned();
                 found
                     .members
                     .entry((name.clone(), member))
-                    .or_insert(base + bits / 8);
+                    .or_insert(base + bytes);
             }
         }
     }

@@ -3,13 +3,14 @@ mod support;
 
 use std::{
     io::{BufRead, BufReader},
-    process::{Child, Command, Output, Stdio},
+    process::{Child, Command, Stdio},
     sync::mpsc,
     thread,
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
+use support::docker;
 
 /// A running `captrace monitor --json ...`, its stdout lines collected in the background.
 struct Monitor {
@@ -52,14 +53,6 @@ impl Monitor {
         assert!(status.success(), "monitor exited {status}");
         self.lines.iter().collect()
     }
-}
-
-fn docker(args: &[&str]) -> Output {
-    Command::new("docker")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running docker")
 }
 
 fn container_id(name: &str) -> String {

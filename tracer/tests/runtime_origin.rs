@@ -9,7 +9,7 @@ mod support;
 use std::{
     io::{BufRead, BufReader},
     path::Path,
-    process::{Command, Output, Stdio},
+    process::{Command, Stdio},
     sync::mpsc,
     thread,
     time::{Duration, Instant},
@@ -17,6 +17,7 @@ use std::{
 
 use captrace::profile::Origin;
 use serde_json::Value;
+use support::docker;
 
 const NAME_MONITOR: &str = "ct-impostor-mon";
 const NAME_RECORD: &str = "ct-impostor-rec";
@@ -61,14 +62,6 @@ fn impostor_run(name: &str, dir: &Path, keep: bool) -> Vec<String> {
     }
     args.extend([support::Docker::IMAGE, "sh", "-c", script].map(String::from));
     args
-}
-
-fn docker(args: &[&str]) -> Output {
-    Command::new("docker")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running docker")
 }
 
 #[test]

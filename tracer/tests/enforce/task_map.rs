@@ -24,12 +24,23 @@ fn needs_lsm_a_full_task_map_refuses_forks_instead_of_leaving_children_unconfine
     // stay: more than the task map holds. Every child either runs tracked (its chown is
     // refused: "fail") or is never created (its fork fails; dash gives up with "Cannot
     // fork"). An untracked child would be root unconfined: its chown would work ("ok").
+    // The forks happen one at a time: the shell starts the next child only once the last one
+    // has had its try (it reads a line from a FIFO the child writes to, a builtin `read`
+    // that forks nothing; a child that dies first, its own fork refused, writes it from its EXIT
+    // trap). Two confined threads forking at once into a full map can still
+    // lose a child in a window of a few instructions (README, Guarantees); this test shows
+    // the refusal itself, and must not depend on a scheduler never hitting that window.
+    let sync = d.join("sync");
+    nix::unistd::mkfifo(&sync, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     let script = format!(
         "while [ ! -e {d}/go ]; do sleep 0.05; done; i=0; while [ $i -lt 30 ]; do \
-         ( if chown 9 {t} 2>/dev/null; then echo ok >> {d}/log; else echo fail >> {d}/log; fi; \
-         exec sleep 60 ) & echo $! >> {d}/pids; i=$((i+1)); done",
+         ( trap 'echo done > {s}' EXIT; \
+         if chown 9 {t} 2>/dev/null; then echo ok >> {d}/log; else echo fail >> {d}/log; fi; \
+         trap - EXIT; echo done > {s}; exec sleep 60 ) & echo $! >> {d}/pids; read x < {s}; \
+         i=$((i+1)); done",
         d = d.display(),
-        t = target.display()
+        t = target.display(),
+        s = sync.display()
     );
     let mut shell = Command::new("sh")
         .args(["-c", &script])

@@ -18,6 +18,15 @@ const USERS_LOCK: &str = "/tmp/captrace-docker.users";
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// `docker ARGS...` with stdin closed, waiting for it to finish.
+pub fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running docker")
+}
+
 /// The daemon this process uses; it lives as long as some [`Docker`] handle does.
 static CURRENT: Mutex<Weak<Daemon>> = Mutex::new(Weak::new());
 

@@ -18,7 +18,7 @@ use std::{
 use captrace::profile::Profile;
 
 #[allow(unused_imports)] // test binaries without containers
-pub use docker::Docker;
+pub use docker::{Docker, docker};
 #[allow(unused_imports)] // test binaries without podman
 pub use podman::Podman;
 
