@@ -8,6 +8,7 @@ pub mod usage_cache;
 /// Names of the maps, programs and globals. The string literals appear nowhere else.
 pub mod names {
     pub const MAP_TASKS: &str = "TASKS";
+    pub const MAP_CONFINED_CHILDREN: &str = "CONFINED_CHILDREN";
     pub const MAP_LIVE: &str = "LIVE";
     pub const MAP_USAGE: &str = "USAGE";
     pub const MAP_PATHS: &str = "PATHS";
@@ -32,6 +33,7 @@ pub mod names {
     pub const PROG_ENFORCE_CAPABLE: &str = "enforce_capable";
     pub const PROG_ENFORCE_URING_CREDS: &str = "enforce_uring_creds";
     pub const PROG_ENFORCE_TASK_ALLOC: &str = "enforce_task_alloc";
+    pub const PROG_ENFORCE_TASK_FREE: &str = "enforce_task_free";
     pub const PROG_FORK: &str = "task_newtask";
     pub const PROG_EXIT: &str = "sched_process_exit";
     pub const PROG_EXEC: &str = "sched_process_exec";
@@ -395,34 +397,6 @@ pub mod refused {
     pub const UNTRACKABLE_TASK: u8 = 2;
 }
 
-/// Slots of `TASKS` that are not threads: while a confined thread forks, `lsm/task_alloc`
-/// reserves one slot under its id with `RESERVED_BIT` set (thread ids stay below 2^22,
-/// PID_MAX_LIMIT), and `task_newtask` hands that slot to the child. A fork that finds no room
-/// is refused before the child exists.
-pub mod reservation {
-    /// Set in the key of a reservation; never in a thread id.
-    pub const RESERVED_BIT: u32 = 1 << 31;
-    /// The value of a reservation: no workload has this id, so nothing counts it as a thread.
-    pub const VALUE: u64 = u64::MAX;
-
-    /// The key of the reservation `tid` holds while it forks.
-    pub const fn key(tid: u32) -> u32 {
-        tid | RESERVED_BIT
-    }
-
-    #[cfg(test)]
-    mod tests {
-        #[test]
-        fn a_reservation_never_collides_with_a_thread() {
-            // PID_MAX_LIMIT (include/linux/threads.h) on 64-bit kernels.
-            let pid_max_limit: u32 = 4 * 1024 * 1024;
-            assert_eq!(super::key(1), 1 | (1 << 31));
-            assert!(super::key(pid_max_limit) > pid_max_limit);
-            assert_ne!(super::key(pid_max_limit - 1), pid_max_limit - 1);
-        }
-    }
-}
-
 /// Which namespace syscall an `NsCall` reports.
 pub mod ns_syscall {
     pub const UNSHARE: u32 = 1;
@@ -514,7 +488,10 @@ pub mod stat {
 /// Capacity of the kernel maps.
 pub mod capacity {
     pub const TASKS: u32 = 65_536;
-    /// Environment variable that overrides `TASKS` at load time (tests fill the map with it).
+    /// Tasks created by confined threads (`CONFINED_CHILDREN`): as many as `TASKS` holds.
+    pub const CONFINED_CHILDREN: u32 = TASKS;
+    /// Environment variable that overrides `TASKS` and `CONFINED_CHILDREN` at load time (tests
+    /// fill the maps with it).
     pub const TASKS_ENV: &str = "CAPTRACE_TASKS_CAPACITY";
     pub const USAGE: u32 = 16_384;
     pub const PATHS: u32 = 16_384;

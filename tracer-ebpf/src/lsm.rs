@@ -13,13 +13,13 @@ use tracer_common::{
 use crate::{
     check::{count_check, header, known_opts},
     kmem::{Typed, borrowed, config, current_syscall, userns_scope},
-    maps::{DENIALS, ENFORCE_CGROUPS, EVENTS, POLICIES, TASKS, bump},
+    maps::{DENIALS, ENFORCE_CGROUPS, EVENTS, POLICIES, TASKS, bump, confined_child},
 };
 
 /// How the current thread may belong to a confined workload.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Tie {
-    /// Only its own `TASKS` entry (`run`, `enforce --pid`).
+    /// Only its own `TASKS` (or `CONFINED_CHILDREN`) entry (`run`, `enforce --pid`).
     Task,
     /// Its `TASKS` entry, else its cgroup's (`enforce --container`, `--cgroup`).
     TaskOrCgroup,
@@ -32,6 +32,9 @@ fn enforced_workload(cfg: &Config, pid_tgid: u64, tie: Tie) -> Option<u64> {
     // SAFETY: values copied out immediately.
     if let Some(w) = unsafe { TASKS.get(pid_tgid as u32) } {
         return Some(*w);
+    }
+    if let Some(w) = confined_child() {
+        return Some(w);
     }
     if tie == Tie::Task || cfg.enforce_cgroups == 0 {
         return None;

@@ -2,8 +2,9 @@
 //! `tracer_common::names`.
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
+    helpers::bpf_get_current_task,
     macros::map,
-    maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use tracer_common::{
     ArgNote, PathKey, PendingCheck, Policy, RuntimeExe, UsageKey, capacity, stat,
@@ -17,6 +18,48 @@ const NO_PREALLOC: u32 = BPF_F_NO_PREALLOC;
 #[map]
 pub(crate) static TASKS: HashMap<u32, u64> =
     HashMap::with_max_entries(capacity::TASKS, NO_PREALLOC);
+
+/// Task (its `task_struct`'s kernel address) → workload: every task a confined thread creates
+/// while enforcing. `lsm/task_alloc` enters it before the task exists, so the fork is refused
+/// when there is no room, and `lsm/task_free` removes it when the task is freed: the entry
+/// never moves between keys, so no other fork can take its slot while it does (`fork.rs`).
+#[map]
+pub(crate) static CONFINED_CHILDREN: HashMap<u64, u64> =
+    HashMap::with_max_entries(capacity::CONFINED_CHILDREN, NO_PREALLOC);
+
+/// Slot 0 is set once a confined task had no room in `TASKS`: only then do the enforcer's
+/// hooks also look a thread up in `CONFINED_CHILDREN` (`lsm.rs`).
+#[map]
+pub(crate) static TASKS_OVERFLOWED: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Whether `TASKS_OVERFLOWED` is set.
+#[inline(always)]
+pub(crate) fn tasks_overflowed() -> bool {
+    TASKS_OVERFLOWED.get(0).is_some_and(|v| *v != 0)
+}
+
+/// The workload of the current task from its `CONFINED_CHILDREN` entry (`fork.rs`), looked up
+/// only once some confined task had no room in `TASKS`: until then every confined task is
+/// found there.
+#[inline(always)]
+pub(crate) fn confined_child() -> Option<u64> {
+    if !tasks_overflowed() {
+        return None;
+    }
+    // SAFETY: helper without preconditions; the address is only a key.
+    let task = unsafe { bpf_get_current_task() };
+    // SAFETY: value copied out immediately.
+    unsafe { CONFINED_CHILDREN.get(task) }.copied()
+}
+
+/// Sets `TASKS_OVERFLOWED`, before the task that did not fit runs.
+#[inline(always)]
+pub(crate) fn set_tasks_overflowed() {
+    if let Some(p) = TASKS_OVERFLOWED.get_ptr_mut(0) {
+        // SAFETY: a live array slot; every writer writes the same value.
+        unsafe { *p = 1 };
+    }
+}
 
 // Counters are per-CPU maps: BPF has no portable atomic add from Rust, and per-CPU slots are
 // exact without one. User space sums the slots.

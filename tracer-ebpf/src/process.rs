@@ -3,11 +3,11 @@ use aya_ebpf::{
     bindings::BPF_NOEXIST, helpers::bpf_get_current_pid_tgid, macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
-use tracer_common::{reservation, stat};
+use tracer_common::stat;
 
 use crate::{
     kmem::{config, task_pid},
-    maps::{LIVE, POLICIES, TASKS, bump},
+    maps::{CONFINED_CHILDREN, LIVE, POLICIES, TASKS, bump, confined_child, set_tasks_overflowed},
     runtime,
 };
 
@@ -44,21 +44,24 @@ pub fn task_newtask(ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     // SAFETY: value copied out immediately.
-    let Some(workload) = (unsafe { TASKS.get(parent) }).copied() else {
+    let Some(workload) = (unsafe { TASKS.get(parent) })
+        .copied()
+        .or_else(confined_child)
+    else {
         return 0;
     };
-    // The slot `lsm/task_alloc` reserved for this child (enforcement only) is given up once the
-    // child has its own, or to make room for it when the map is full.
-    let reserved = reservation::key(parent);
-    let mut tracked = TASKS.insert(child, workload, 0).is_ok();
-    let _ = TASKS.remove(reserved);
-    if !tracked {
-        tracked = TASKS.insert(child, workload, 0).is_ok();
-    }
-    if tracked {
+    if TASKS.insert(child, workload, 0).is_ok() {
         live_add(workload, 1);
-    } else {
-        bump(stat::MAP_FULL);
+        return 0;
+    }
+    bump(stat::MAP_FULL);
+    // A confined thread's child has its `CONFINED_CHILDREN` entry since `lsm/task_alloc`:
+    // the enforcer looks there from now on, before the child first runs.
+    let task: u64 = ctx.arg(0);
+    // SAFETY: only tested for presence.
+    if unsafe { CONFINED_CHILDREN.get(task) }.is_some() {
+        set_tasks_overflowed();
+        live_add(workload, 1);
     }
     0
 }
@@ -76,14 +79,14 @@ pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     // SAFETY: value copied out immediately.
-    let Some(workload) = (unsafe { TASKS.get(pid) }).copied() else {
-        return 0;
-    };
-    if TASKS.remove(pid).is_ok() {
+    if let Some(workload) = (unsafe { TASKS.get(pid) }).copied() {
+        if TASKS.remove(pid).is_ok() {
+            live_add(workload, -1);
+        }
+    } else if let Some(workload) = confined_child() {
+        // Counted live by `task_newtask` without a `TASKS` entry.
         live_add(workload, -1);
     }
-    // A reservation left by a fork that failed after `lsm/task_alloc`.
-    let _ = TASKS.remove(reservation::key(pid));
     0
 }
 
@@ -109,9 +112,21 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
     let Some(workload) = (unsafe { TASKS.get(old) }).copied() else {
         return 0;
     };
+    if TASKS.insert(pid, workload, 0).is_ok() {
+        let _ = TASKS.remove(old);
+        return 0;
+    }
     let _ = TASKS.remove(old);
-    if TASKS.insert(pid, workload, 0).is_err() {
-        bump(stat::MAP_FULL);
+    if TASKS.insert(pid, workload, 0).is_ok() {
+        return 0;
+    }
+    bump(stat::MAP_FULL);
+    let task: u64 = ctx.arg(0);
+    // SAFETY: only tested for presence.
+    if unsafe { CONFINED_CHILDREN.get(task) }.is_some() {
+        // Still confined, and still counted live (see `sched_process_exit`).
+        set_tasks_overflowed();
+    } else {
         live_add(workload, -1);
     }
     0

@@ -1,6 +1,9 @@
 //! In-kernel enforcement with BPF LSM: the policy of a workload, whether this kernel can run the
 //! enforcer, and what a denial looks like to the user.
-use std::{collections::BTreeMap, fs};
+use std::{
+    collections::{BTreeMap, HashSet},
+    fs,
+};
 
 use serde::Serialize;
 use tracer_common::{Denial, Policy, UsageKey, mode, opts, refused, verdict};
@@ -180,18 +183,51 @@ pub fn summary(counts: &[(UsageKey, u64)], workload: u64) -> Vec<String> {
         .collect()
 }
 
-/// Reports denials as they come (`Decoded::into_denial` of what the events told), one line
-/// each on `to` (see [`output::denial`]).
-pub fn print_denials(records: impl IntoIterator<Item = DenialRecord>, to: To) {
-    for record in records {
-        output::denial(to, record.line());
+/// Distinct denial lines printed live, at most: past them, and for a line already printed,
+/// only the exact totals at exit count the denial.
+pub const LIVE_LINES: usize = 1000;
+
+/// The live report of denials. A workload that retries a refused operation in a loop would
+/// print a line per attempt, and a reader that does not keep up would stall captrace (its
+/// output is a pipe): so each distinct line is printed once, and at most `LIVE_LINES` of
+/// them. The exact totals come at exit (`summary`, `exit_lines`).
+#[derive(Debug, Default)]
+pub struct LiveDenials {
+    shown: HashSet<String>,
+    held_back: u64,
+}
+
+impl LiveDenials {
+    /// Reports denials as they come (`Decoded::into_denial` of what the events told), one
+    /// line each on `to` (see [`output::denial`]), but not a repeat of a line printed before.
+    pub fn print(&mut self, records: impl IntoIterator<Item = DenialRecord>, to: To) {
+        for record in records {
+            let line = record.line();
+            if self.shown.len() >= LIVE_LINES || self.shown.contains(&line) {
+                self.held_back += 1;
+                continue;
+            }
+            output::denial(to, &line);
+            self.shown.insert(line);
+        }
+    }
+
+    /// Denials not printed live.
+    pub fn held_back(&self) -> u64 {
+        self.held_back
     }
 }
 
 /// The lines `enforce` and `run --enforce` end with when the kernel side lost something or
 /// refused forks for want of room (nothing when all is well).
-pub fn exit_lines(losses: &Losses, forks_refused: u64) -> Vec<String> {
+pub fn exit_lines(losses: &Losses, forks_refused: u64, live: &LiveDenials) -> Vec<String> {
     let mut out = losses.lines();
+    if live.held_back > 0 {
+        out.push(format!(
+            "{} denials were not printed live (repeats of a line above, or past the first {}              lines); the totals count them",
+            live.held_back, LIVE_LINES
+        ));
+    }
     if forks_refused > 0 {
         out.push(format!(
             "{forks_refused} forks refused (EAGAIN): captrace's task map was full, and a child it \
@@ -280,13 +316,56 @@ mod tests {
     }
 
     #[test]
+    fn a_denial_repeated_in_a_loop_is_printed_once_and_counted_at_exit() {
+        let mut live = LiveDenials::default();
+        let d = Denial {
+            workload: 1,
+            syscall: 56,
+            mode: mode::ENFORCE,
+            what: refused::UNTRACKABLE_TASK,
+            ..Denial::default()
+        };
+        let same = || DenialRecord::new(&d, 42, "sh".into());
+        live.print([same(), same(), same()], To::Stderr);
+        live.print([DenialRecord::new(&d, 43, "sh".into())], To::Stderr);
+        assert_eq!(live.shown.len(), 2);
+        assert_eq!(live.held_back(), 2);
+        let lines = exit_lines(&Losses::default(), 0, &live);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].starts_with("2 denials were not printed live"),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn past_the_live_limit_new_lines_are_held_back_too() {
+        let mut live = LiveDenials::default();
+        let d = Denial {
+            workload: 1,
+            syscall: 56,
+            mode: mode::ENFORCE,
+            what: refused::UNTRACKABLE_TASK,
+            ..Denial::default()
+        };
+        let n = u32::try_from(LIVE_LINES).unwrap() + 5;
+        live.print(
+            (0..n).map(|pid| DenialRecord::new(&d, pid, "sh".into())),
+            To::Stderr,
+        );
+        assert_eq!(live.shown.len(), LIVE_LINES);
+        assert_eq!(live.held_back(), 5);
+    }
+
+    #[test]
     fn exit_lines_report_losses_and_refused_forks_only_when_there_are_some() {
-        assert!(exit_lines(&Losses::default(), 0).is_empty());
+        let live = LiveDenials::default();
+        assert!(exit_lines(&Losses::default(), 0, &live).is_empty());
         let full = Losses {
             map_full: 3,
             ..Losses::default()
         };
-        let lines = exit_lines(&full, 2);
+        let lines = exit_lines(&full, 2, &live);
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert!(lines[0].contains("a full kernel map refused 3 entries"));
         assert!(lines[1].starts_with("2 forks refused (EAGAIN)"));

@@ -15,7 +15,7 @@ use crate::{
     launch::{self, Spec},
     loader::{Options, Tracer},
     namespaces,
-    output::{self, To},
+    output::To,
     profile::{Check, ContainerProfile, Losses, NsCallRecord, Profile},
     recommendation,
     stop::{self, Stop, Wake},
@@ -36,6 +36,8 @@ pub struct Session {
     policy: Option<Policy>,
     /// Containers the runs start (needs `Options::follow_cgroups_outside`).
     follower: Option<Follower>,
+    /// The denials printed live.
+    live: enforce::LiveDenials,
 }
 
 /// How one run ended.
@@ -71,6 +73,7 @@ impl Session {
             next_workload: 1,
             policy: None,
             follower: None,
+            live: enforce::LiveDenials::default(),
         })
     }
 
@@ -203,7 +206,7 @@ impl Session {
         for fresh in self.collector.drain(&mut self.ring) {
             match fresh {
                 Decoded::Denial { record, .. } => {
-                    output::denial(To::Stderr, record.line());
+                    self.live.print([record], To::Stderr);
                 }
                 Decoded::Check { path, tgid, .. } => {
                     if let Some(f) = &mut self.follower {
@@ -272,6 +275,11 @@ impl Session {
 
     /// Exact totals of what the enforcer refused or reported in `workload`.
     /// Forks the enforcer refused for want of room in `TASKS`.
+    /// The denials printed live (for `enforce::exit_lines`).
+    pub fn live_denials(&self) -> &enforce::LiveDenials {
+        &self.live
+    }
+
     pub fn forks_refused(&self) -> u64 {
         self.tracer.forks_refused()
     }

@@ -55,8 +55,10 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
     header("test");
     let started = Instant::now();
     let lsm = Lsm::probe();
+    let mut details = Vec::new();
     if let Err(e) = run_tests(&args.extra, lsm, !args.no_vm) {
         eprintln!("test FAILED: {e:#}");
+        details.push(format!("test: {e:#}"));
         failed.push("test");
     }
     times.push(("test", started.elapsed()));
@@ -72,6 +74,8 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
         ("rustfmt", fmt_command()),
         ("fuzz", fuzz_command()),
     ]);
+    let vm_summary = crate::vm::suite::summary_path();
+    let _ = std::fs::remove_file(&vm_summary);
     for (name, mut command) in steps {
         header(name);
         let started = Instant::now();
@@ -93,6 +97,15 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
     }
     if args.no_vm {
         println!("vm       SKIPPED (--no-vm)");
+    }
+    // What failed, again at the end, where a log's tail shows it.
+    for line in &details {
+        println!("{line}");
+    }
+    if failed.contains(&"vm")
+        && let Ok(summary) = std::fs::read_to_string(&vm_summary)
+    {
+        println!("vm suite:\n{summary}");
     }
     if failed.is_empty() {
         println!("all steps passed");
@@ -189,7 +202,16 @@ fn run_tests(extra: &[String], lsm: Lsm, vm_runs: bool) -> anyhow::Result<()> {
         println!("NOT RUN: {problem}");
     }
     if !status.success() {
-        bail!("`{shown}` failed ({status})");
+        let failed = failed_tests(&out);
+        bail!(
+            "`{shown}` failed ({status}){}{}",
+            if failed.is_empty() {
+                ""
+            } else {
+                "; failed tests:\n    "
+            },
+            failed.join("\n    ")
+        );
     }
     if !unrun.is_empty() && std::env::var_os("CI").is_some() {
         bail!(
@@ -231,6 +253,24 @@ fn summaries(out: &str) -> Vec<Summary> {
         }
     }
     found
+}
+
+/// `binary: test` for every `test ... FAILED` line of cargo test's output.
+fn failed_tests(out: &str) -> Vec<String> {
+    let mut binary = "?";
+    let mut failed = Vec::new();
+    for line in out.lines() {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("Running ") {
+            binary = rest.split(" (").next().unwrap_or(rest);
+        } else if let Some(test) = line
+            .strip_prefix("test ")
+            .and_then(|l| l.strip_suffix(" ... FAILED"))
+        {
+            failed.push(format!("{binary}: {test}"));
+        }
+    }
+    failed
 }
 
 /// The number before `what` in a `test result:` line (`3 ignored`), 0 if it is not there.
@@ -389,6 +429,16 @@ test result: FAILED. 12 passed; 1 failed; 1 ignored; 0 measured; 0 filtered out;
    Doc-tests captrace
 test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.0s
 ";
+
+    #[test]
+    fn names_each_failed_test_with_its_binary() {
+        let out = "     Running tests/a.rs (target/release/deps/a-1)\n\
+                   test one ... ok\n\
+                   test two ... FAILED\n\
+                   \x20    Running tests/b.rs (target/release/deps/b-2)\n\
+                   test three ... FAILED\n";
+        assert_eq!(failed_tests(out), ["tests/a.rs: two", "tests/b.rs: three"]);
+    }
 
     #[test]
     fn reads_every_summary_with_its_binary() {

@@ -22,7 +22,7 @@ mod initramfs;
 mod kernel;
 pub mod packages;
 mod sources;
-mod suite;
+pub mod suite;
 mod vmlinux;
 
 use guest::{Machine, Outcome};

@@ -164,12 +164,16 @@ impl adopt::Registry for Tasks<'_> {
 
 /// Prints each denial the kernel reported since the last call, on stdout (`enforce`'s output is
 /// its denials).
-fn report_denials(collector: &mut Collector, ring: &mut RingBuf<MapData>) {
+fn report_denials(
+    collector: &mut Collector,
+    ring: &mut RingBuf<MapData>,
+    live: &mut enforce::LiveDenials,
+) {
     let denials = collector
         .drain(ring)
         .into_iter()
         .filter_map(Decoded::into_denial);
-    enforce::print_denials(denials, To::Stdout);
+    live.print(denials, To::Stdout);
 }
 
 pub fn run(args: EnforceArgs) -> anyhow::Result<u8> {
@@ -203,6 +207,7 @@ pub fn run(args: EnforceArgs) -> anyhow::Result<u8> {
     };
     let mut ring = tracer.take_events()?;
     let mut collector = Collector::default();
+    let mut live = enforce::LiveDenials::default();
     // The handlers are in place before the line that tells the user Ctrl-C releases it: a
     // Ctrl-C right after it must release, not kill captrace before its summary.
     let mut wake = stop::block_on(async { Stop::new(Duration::from_millis(100)) })??;
@@ -236,12 +241,17 @@ pub fn run(args: EnforceArgs) -> anyhow::Result<u8> {
                 Wake::Signal(_) => Some("hung up"),
                 Wake::Tick | Wake::Deadline => None,
             };
-            report_denials(&mut collector, &mut ring);
+            report_denials(&mut collector, &mut ring, &mut live);
             if let Some(why) = stop {
                 return anyhow::Ok(why);
             }
             let gone = match &target {
-                Target::Tree(_) => !tracer.tasks_of(WORKLOAD).into_iter().any(alive),
+                // A task with no room in `TASKS` is only in `CONFINED_CHILDREN`, until the
+                // kernel frees it.
+                Target::Tree(_) => {
+                    !tracer.tasks_of(WORKLOAD).into_iter().any(alive)
+                        && tracer.confined_children(WORKLOAD) == 0
+                }
                 Target::Cgroup { id, dir, .. } => {
                     let now = fs::metadata(dir).ok().map(|m| m.ino());
                     match watch.look(*id, now, Instant::now()) {
@@ -265,7 +275,7 @@ pub fn run(args: EnforceArgs) -> anyhow::Result<u8> {
                                 "{} was replaced by a new cgroup at the same path (a container \
                                  restart?): the new one is NOT confined; run captrace enforce \
                                  again",
-                                dir.display()
+                                crate::escape::printable(&dir.display().to_string())
                             ));
                         }
                     }
@@ -276,11 +286,11 @@ pub fn run(args: EnforceArgs) -> anyhow::Result<u8> {
             }
         }
     })??;
-    report_denials(&mut collector, &mut ring);
+    report_denials(&mut collector, &mut ring, &mut live);
     for line in enforce::summary(&tracer.denials()?, WORKLOAD) {
         output::note(format_args!("enforce: total: {line}"));
     }
-    for line in enforce::exit_lines(&tracer.losses(), tracer.forks_refused()) {
+    for line in enforce::exit_lines(&tracer.losses(), tracer.forks_refused(), &live) {
         output::note(format_args!("enforce: {line}"));
     }
     drop(tracer);

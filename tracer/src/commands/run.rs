@@ -263,7 +263,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             }
         }
         // What the kernel side lost or refused for want of room, with `--audit` too.
-        for line in enforce::exit_lines(&session.losses(), session.forks_refused()) {
+        for line in enforce::exit_lines(
+            &session.losses(),
+            session.forks_refused(),
+            session.live_denials(),
+        ) {
             output::note(line);
         }
         run.exit_status

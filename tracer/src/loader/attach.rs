@@ -221,8 +221,13 @@ impl Tracer {
         p.load("capable", btf)?;
         let id = p.attach()?;
         self.links.push(Box::new(p.take_link(id)?));
-        // Forks of confined tasks refused when `TASKS` has no room for the child
-        // (tracer-ebpf/src/fork.rs).
+        // Children of confined tasks entered in `CONFINED_CHILDREN` before they exist, forks
+        // refused when it has no room (tracer-ebpf/src/fork.rs). `task_free` first, so that
+        // every entry made is removed with its task.
+        let p: &mut Lsm = program(&mut self.ebpf, names::PROG_ENFORCE_TASK_FREE)?;
+        p.load("task_free", btf)?;
+        let id = p.attach()?;
+        self.links.push(Box::new(p.take_link(id)?));
         let p: &mut Lsm = program(&mut self.ebpf, names::PROG_ENFORCE_TASK_ALLOC)?;
         p.load("task_alloc", btf)?;
         let id = p.attach()?;

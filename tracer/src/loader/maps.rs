@@ -106,6 +106,22 @@ impl Tracer {
             .collect()
     }
 
+    /// Tasks that confined threads of `workload` created and the kernel has not freed yet
+    /// (`CONFINED_CHILDREN`: only while enforcing). Some may have no `TASKS` entry.
+    pub fn confined_children(&self, workload: u64) -> usize {
+        let Ok(map) = BpfHashMap::<_, u64, u64>::try_from(
+            self.ebpf
+                .map(names::MAP_CONFINED_CHILDREN)
+                .expect("CONFINED_CHILDREN map"),
+        ) else {
+            return 0;
+        };
+        map.iter()
+            .filter_map(Result::ok)
+            .filter(|(_, w)| *w == workload)
+            .count()
+    }
+
     /// The ring buffer of detail events. Call once.
     pub fn take_events(&mut self) -> Result<RingBuf<MapData>, LoadError> {
         let map = self.ebpf.take_map(names::MAP_EVENTS).expect("EVENTS map");

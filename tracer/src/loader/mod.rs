@@ -41,6 +41,7 @@ const ATTACH_TARGETS: &[Target] = &[
     Target::Function("bpf_lsm_capable"),
     Target::Function(URING_LSM),
     Target::Function("bpf_lsm_task_alloc"),
+    Target::Function("bpf_lsm_task_free"),
     Target::Function(NS_FEXITS[0].1),
     Target::Function(NS_FEXITS[1].1),
     Target::Function(NS_FEXITS[2].1),
@@ -248,6 +249,7 @@ impl Tracer {
         // parse the kernel's BTF a second time.
         if let Some(n) = tasks_capacity(std::env::var(capacity::TASKS_ENV).ok().as_deref())? {
             loader.map_max_entries(names::MAP_TASKS, n);
+            loader.map_max_entries(names::MAP_CONFINED_CHILDREN, n);
         }
         let cache_mask = usage_cache_slots(std::env::var(usage_cache::SLOTS_ENV).ok().as_deref())?
             .unwrap_or(usage_cache::SLOTS)
@@ -312,7 +314,7 @@ impl Tracer {
         if opts.enforce {
             let btf = aya_btf.as_ref().map_err(|e| LoadError::Btf(e.clone()))?;
             tracer.attach_lsm(btf, has_uring_lsm).map_err(|e| {
-                LoadError::NoEnforcement(format!("the lsm/capable program: {}", describe(e)))
+                LoadError::NoEnforcement(format!("the BPF LSM programs: {}", describe(e)))
             })?;
         }
         tracing::debug!(elapsed = ?t.elapsed(), hook = ?tracer.hook, "programs attached");

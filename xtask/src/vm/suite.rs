@@ -4,6 +4,7 @@
 //! tests. Each binary's output goes to stdout as it runs; its exit status, wall time, cargo's
 //! `test result:` line and the names of its failed tests come back in the share's `results`.
 use std::{
+    fmt::Write as _,
     path::{Path, PathBuf},
     process::Stdio,
     time::Duration,
@@ -137,13 +138,14 @@ pub fn run(machine: &mut Machine, specs: &[Spec]) -> anyhow::Result<()> {
     machine.timeout = per_binary;
 
     header("vm-test --suite: summary");
+    let mut summary = String::new();
     let mut failures = 0;
     for (outcome, entries, reports) in &results {
-        println!("{}", kernel_line(outcome));
+        let _ = writeln!(summary, "{}", kernel_line(outcome));
         if let Err(e) = &outcome.result
             && reports.iter().all(|r| r.status.is_none())
         {
-            println!("        FAILED: {}", first_line(e));
+            let _ = writeln!(summary, "        FAILED: {}", first_line(e));
             failures += entries.len().max(1);
             continue;
         }
@@ -152,7 +154,8 @@ pub fn run(machine: &mut Machine, specs: &[Spec]) -> anyhow::Result<()> {
             if !passed {
                 failures += 1;
             }
-            println!(
+            let _ = writeln!(
+                summary,
                 "        {:<16} {:<11} {:>8}  {}",
                 entry.label,
                 verdict(r),
@@ -160,7 +163,7 @@ pub fn run(machine: &mut Machine, specs: &[Spec]) -> anyhow::Result<()> {
                 r.counts
             );
             for test in &r.failed_tests {
-                println!("            failed: {test}");
+                let _ = writeln!(summary, "            failed: {test}");
             }
         }
         if let Err(e) = &outcome.result
@@ -169,15 +172,23 @@ pub fn run(machine: &mut Machine, specs: &[Spec]) -> anyhow::Result<()> {
                 .all(|r| r.status == Some(0) && r.ignored == 0)
         {
             // Every binary passed but the guest did not end well (e.g. killed at the limit).
-            println!("        guest FAILED: {}", first_line(e));
+            let _ = writeln!(summary, "        guest FAILED: {}", first_line(e));
             failures += 1;
         }
     }
+    print!("{summary}");
+    // `cargo xtask test` shows it again at the end of its own summary.
+    let _ = std::fs::write(summary_path(), &summary);
     if failures > 0 {
         bail!("{failures} suite run(s) failed (see the summary above)");
     }
     println!("all suite runs passed");
     Ok(())
+}
+
+/// Where the last suite run's summary is kept, for `cargo xtask test` to show again.
+pub fn summary_path() -> PathBuf {
+    cmd::workspace_root().join("target/vm/suite-summary.txt")
 }
 
 fn verdict(r: &Report) -> String {
@@ -315,7 +326,16 @@ run() {{
     printf 'entry\t%s\t%s\t%s\t%s\n' "$label" "$status" "$secs" "$summary" >>"$results"
     sed -n 's/^test \(.*\) \.\.\. FAILED$/\1/p' "$log" | while read -r t; do
         printf 'failed\t%s\t%s\n' "$label" "$t"
+        # The first lines of its panic, for the summary.
+        awk -v h="---- $t stdout ----" '$0 == h {{ on = 1; next }}
+            on && /^(----|failures:|$)/ {{ exit }} /^note: / {{ next }} on && n < 3 {{ print; n++ }}' "$log" |
+            while IFS= read -r why; do printf 'why\t%s\t%s\n' "$label" "$why"; done
     done >>"$results"
+    # Killed at the limit: the test that was running is the last one without a verdict.
+    if [ "$status" = 124 ]; then
+        t=$(sed -n 's/^test \(.*\) \.\.\. *$/\1/p' "$log" | tail -n 1)
+        printf 'failed\t%s\t%s (running when the binary was killed)\n' "$label" "$t" >>"$results"
+    fi
     echo "=== vm-test --suite: $label: status $status, $secs s"
     [ "$status" = 0 ] || failed=1
 }}
@@ -360,6 +380,11 @@ fn report(results: &str, label: &str) -> Report {
                 report.ignored = crate::test::summary_count(&summary.join("\t"), "ignored");
             }
             ["failed", l, test] if *l == label => report.failed_tests.push((*test).to_owned()),
+            ["why", l, why @ ..] if *l == label => {
+                if let Some(last) = report.failed_tests.last_mut() {
+                    last.push_str(&format!("\n                {}", why.join("\t")));
+                }
+            }
             _ => {}
         }
     }
