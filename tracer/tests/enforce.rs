@@ -204,7 +204,7 @@ fn interrupt(child: Child, rx: mpsc::Receiver<String>) -> (i32, String, String) 
 /// Waits for an enforce that ends by itself (its workload gone or replaced): its exit code,
 /// stdout and every line of its stderr.
 fn ended_by_itself(child: Child, rx: mpsc::Receiver<String>) -> (Option<i32>, String, String) {
-    let out = wait_at_most(child, Duration::from_secs(60) * support::time_scale());
+    let out = wait_at_most(child, Duration::from_secs(20) * support::time_scale());
     // The process is gone, so its stderr is closed: this ends.
     let err: Vec<String> = rx.iter().collect();
     (out.status.code(), text(&out.stdout), err.join("\n"))

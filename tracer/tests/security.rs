@@ -102,7 +102,7 @@ fn wait_on_terminal(
             shown.extend(drain(master));
             return (s.code(), text(&shown));
         }
-        if t.elapsed() > Duration::from_secs(30) * support::time_scale() {
+        if t.elapsed() > Duration::from_secs(20) * support::time_scale() {
             let _ = child.kill();
             panic!("hung: {}", text(&shown));
         }

@@ -47,7 +47,7 @@ fn ended(pid: u32) -> bool {
 
 /// The pid a script wrote to `file` (written to a temporary name and renamed: whole or absent).
 fn pid_in(file: &Path) -> u32 {
-    let limit = Duration::from_secs(30) * support::time_scale();
+    let limit = Duration::from_secs(20) * support::time_scale();
     assert!(
         support::wait_until(limit, || file.exists()),
         "{} never appeared",
@@ -94,7 +94,7 @@ fn needs_lsm_a_grandchild_that_double_forks_after_adoption_stays_confined() {
     let (enforcer, rx) = start_enforce(&["--pid", &p.id().to_string(), "--cap-drop", "ALL"]);
     fs::write(d.join("go"), "").unwrap();
     let g = pid_in(&grandchild);
-    let limit = Duration::from_secs(30) * support::time_scale();
+    let limit = Duration::from_secs(20) * support::time_scale();
     assert!(
         support::wait_until(limit, || !has_ancestor(g, p.id())),
         "the grandchild was not reparented away from {}",
@@ -150,7 +150,7 @@ fn needs_lsm_enforce_pid_says_a_process_that_left_the_tree_before_is_not_adopted
         .unwrap();
     // The daemon has left P's tree before `enforce` starts.
     let s = pid_in(&stray);
-    let limit = Duration::from_secs(30) * support::time_scale();
+    let limit = Duration::from_secs(20) * support::time_scale();
     assert!(
         support::wait_until(limit, || !has_ancestor(s, p.id())),
         "the stray was not reparented"

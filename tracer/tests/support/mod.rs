@@ -271,6 +271,8 @@ pub fn count(p: &Profile, cap: &str, syscall: &str) -> u64 {
 /// when `CAPTRACE_TEST_SLOW` is set (not empty, not `0`), as `cargo xtask vm-test --suite`
 /// does: under qemu's TCG, `captrace record -- true` took 4-6 s against 0.3 s on the host.
 /// Only limits that detect a hang scale; a bound that is the assertion itself must not.
+/// Keep a scaled limit at most 20 s × this: the guests kill a test binary after 600 s, and a
+/// test that fails by itself before then says why.
 pub fn time_scale() -> u32 {
     let slow = std::env::var("CAPTRACE_TEST_SLOW").is_ok_and(|v| !v.is_empty() && v != "0");
     if slow { 20 } else { 1 }
