@@ -66,6 +66,22 @@ pub(crate) fn header(kind: u32, pid_tgid: u64) -> EventHeader {
     }
 }
 
+/// Sends one event of `kind` carrying `data`; a full ring counts it as lost
+/// (`stat::EVENTS_LOST`).
+#[inline(always)]
+pub(crate) fn send_event<T: 'static>(kind: u32, pid_tgid: u64, data: T) {
+    match EVENTS.reserve::<Event<T>>(0) {
+        Some(mut entry) => {
+            entry.write(Event {
+                header: header(kind, pid_tgid),
+                data,
+            });
+            entry.submit(0);
+        }
+        None => bump(stat::EVENTS_LOST),
+    }
+}
+
 /// One `cap_capable` call as a hook saw it.
 pub(crate) struct CheckArgs {
     pub(crate) cred: u64,

@@ -6,14 +6,12 @@ use aya_ebpf::{
     macros::lsm,
     programs::LsmContext,
 };
-use tracer_common::{
-    Config, Denial, Event, Policy, UsageKey, kind, mode, opts, origin, refused, stat, verdict,
-};
+use tracer_common::{Config, Denial, Policy, UsageKey, kind, mode, opts, origin, refused, verdict};
 
 use crate::{
-    check::{count_check, header, known_opts},
+    check::{count_check, known_opts, send_event},
     kmem::{Typed, borrowed, config, current_syscall, userns_scope},
-    maps::{DENIALS, ENFORCE_CGROUPS, EVENTS, POLICIES, TASKS, bump, confined_child},
+    maps::{DENIALS, ENFORCE_CGROUPS, POLICIES, TASKS, confined_child},
 };
 
 /// How the current thread may belong to a confined workload.
@@ -71,19 +69,10 @@ pub(crate) fn refusal(cfg: &Config, workload: u64, policy: &Policy, what: u8) ->
     }
 }
 
-/// Reports `denial` to user space; a full ring counts it as lost (`stat::EVENTS_LOST`).
+/// Reports `denial` to user space.
 #[inline(always)]
 pub(crate) fn send_denial(pid_tgid: u64, denial: Denial) {
-    match EVENTS.reserve::<Event<Denial>>(0) {
-        Some(mut entry) => {
-            entry.write(Event {
-                header: header(kind::DENIAL, pid_tgid),
-                data: denial,
-            });
-            entry.submit(0);
-        }
-        None => bump(stat::EVENTS_LOST),
-    }
+    send_event(kind::DENIAL, pid_tgid, denial);
 }
 
 /// Deepest cgroup level looked at: a process further down than this below the root is matched

@@ -7,12 +7,11 @@ use aya_ebpf::{
     macros::{btf_tracepoint, fexit, raw_tracepoint, tracepoint},
     programs::{BtfTracePointContext, FExitContext, RawTracePointContext, TracePointContext},
 };
-use tracer_common::{Config, Event, NsCall, clone_flags, kind, ns_syscall, stat};
+use tracer_common::{Config, NsCall, clone_flags, kind, ns_syscall};
 
 use crate::{
-    check::{current_workload, header},
+    check::{current_workload, send_event},
     kmem::{Kmem, Probed, Typed, config},
-    maps::{EVENTS, bump},
 };
 
 /// A syscall's return: on x86-64 and arm64 the saved registers still hold the syscall number
@@ -73,16 +72,7 @@ fn report<M: Kmem>(cfg: &Config, regs: *const u8, id: u32, ret: i64) {
         origin: crate::check::origin_of::<M>(cfg, M::current_task(), workload),
         _pad: [0; 7],
     };
-    match EVENTS.reserve::<Event<NsCall>>(0) {
-        Some(mut entry) => {
-            entry.write(Event {
-                header: header(kind::NS_CALL, pid_tgid),
-                data: call,
-            });
-            entry.submit(0);
-        }
-        None => bump(stat::EVENTS_LOST),
-    }
+    send_event(kind::NS_CALL, pid_tgid, call);
 }
 
 #[btf_tracepoint(function = "sys_exit")]

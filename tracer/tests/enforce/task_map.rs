@@ -11,8 +11,48 @@ use tracer_common::capacity;
 
 use super::{interrupt, owner, require_lsm, start_enforce_with, support, target_file};
 
-/// Room for the adopted shell and a few of its children only.
+/// Room for the adopted process and a few of its children only.
 const SMALL_TASKS: &str = "8";
+
+/// A confined root process that starts up to 30 children, one at a time, each trying `chown`
+/// and then staying (blocked on a pipe) to hold its slot: more than the map holds. Each
+/// child reports `ok` or `fail` (its chown worked / was refused) on a pipe before the next
+/// fork; a refused fork (EAGAIN) ends the loop. `DIR/log` gets the reports, one per line,
+/// and `refused` if a fork was refused.
+const ONE_AT_A_TIME: &str = r#"
+import os, sys, time
+target, d = sys.argv[1], sys.argv[2]
+while not os.path.exists(d + "/go"):
+    time.sleep(0.05)
+hold_r, hold_w = os.pipe()
+kids = []
+with open(d + "/log", "w") as log:
+    for i in range(30):
+        r, w = os.pipe()
+        try:
+            pid = os.fork()
+        except BlockingIOError:
+            log.write("refused\n")
+            break
+        if pid == 0:
+            os.close(r)
+            os.close(hold_w)
+            try:
+                os.chown(target, 9, -1)
+                os.write(w, b"ok\n")
+            except PermissionError:
+                os.write(w, b"fail\n")
+            os.read(hold_r, 1)
+            os._exit(0)
+        os.close(w)
+        kids.append(pid)
+        log.write(os.read(r, 16).decode() or "silent\n")
+        log.flush()
+        os.close(r)
+os.close(hold_w)
+for pid in kids:
+    os.waitpid(pid, 0)
+"#;
 
 #[test]
 #[ignore = "needs root and BPF LSM (cargo xtask test runs it where the kernel has BPF LSM)"]
@@ -21,76 +61,44 @@ fn needs_lsm_a_full_task_map_refuses_forks_instead_of_leaving_children_unconfine
     let tmp = support::tempdir();
     let d = tmp.path();
     let target = target_file(d);
-    // A root shell that, once confined, starts 30 children that each try `chown` and then
-    // stay: more than the task map holds. Every child either runs tracked (its chown is
-    // refused: "fail") or is never created (its fork fails; dash gives up with "Cannot
-    // fork"). An untracked child would be root unconfined: its chown would work ("ok").
-    // The forks happen one at a time: the shell starts the next child only once the last one
-    // has had its try (it reads a line from a FIFO the child writes to, a builtin `read`
-    // that forks nothing; a child that dies first, its own fork refused, writes it from its EXIT
-    // trap). Forks racing into a full map are the next test's.
-    let sync = d.join("sync");
-    nix::unistd::mkfifo(&sync, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-    let script = format!(
-        "while [ ! -e {d}/go ]; do sleep 0.05; done; i=0; while [ $i -lt 30 ]; do \
-         ( trap 'echo done > {s}' EXIT; \
-         if chown 9 {t} 2>/dev/null; then echo ok >> {d}/log; else echo fail >> {d}/log; fi; \
-         trap - EXIT; echo done > {s}; exec sleep 60 ) & echo $! >> {d}/pids; read x < {s}; \
-         i=$((i+1)); done",
-        d = d.display(),
-        t = target.display(),
-        s = sync.display()
+    // Every child either runs tracked (its chown is refused: "fail") or is never created
+    // (its fork fails with EAGAIN). An untracked child would be root unconfined: its chown
+    // would work ("ok"). The forks happen one at a time, each once the last child has had its
+    // try, so the test shows the refusal itself; forks racing into a full map are the next
+    // test's.
+    let mut driver = python(
+        ONE_AT_A_TIME,
+        &[&target.display().to_string(), &d.display().to_string()],
     );
-    let mut shell = Command::new("sh")
-        .args(["-c", &script])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     let mut enforce = support::captrace(&[]);
     enforce.env(capacity::TASKS_ENV, SMALL_TASKS).args([
         "enforce",
         "--pid",
-        &shell.id().to_string(),
+        &driver.id().to_string(),
         "--cap-drop",
         "ALL",
     ]);
     let (enforcer, rx) = start_enforce_with(enforce);
     fs::write(d.join("go"), "").unwrap();
-    // Below the guests' limit per test binary (600 s), so that a hang fails here, with the
-    // processes' states.
-    let limit = Duration::from_secs(20) * support::time_scale();
-    let ended = support::wait_until(limit, || shell.try_wait().unwrap().is_some());
-    assert!(ended, "the forking shell did not end:\n{}", processes());
-    // Each child has had its try once it sleeps or has exited (gone, or a zombie: the
-    // guests' init does not reap orphans): only then may captrace let go.
-    let pids = fs::read_to_string(d.join("pids")).unwrap_or_default();
-    let pids: Vec<i32> = pids.lines().filter_map(|p| p.trim().parse().ok()).collect();
-    let tried = |p: &i32| match fs::read_to_string(format!("/proc/{p}/stat")) {
-        // `PID (COMM) STATE ...`; COMM is `sh` or `sleep` here.
-        Ok(stat) => stat.contains("(sleep) ") || stat.contains(") Z "),
-        Err(_) => true,
-    };
-    assert!(
-        support::wait_until(limit, || pids.iter().all(tried)),
-        "the children did not all try ({pids:?}):\n{}",
-        processes()
-    );
+    let (ended, driver_err, states) = wait_for(&mut driver);
     let (code, stdout, stderr) = interrupt(enforcer, rx);
-    for &pid in &pids {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
+    assert!(
+        ended,
+        "the forking process failed or did not end: {driver_err}\n{states}"
+    );
     assert_eq!(code, 0, "{stderr}");
 
     let log = fs::read_to_string(d.join("log")).unwrap_or_default();
     assert_eq!(owner(&target), 0, "a child escaped confinement: {log}");
     assert!(!log.contains("ok"), "{log}");
+    assert!(
+        !log.contains("silent"),
+        "a child died before its try: {log}"
+    );
     // The children that fit were tracked, and so confined.
     assert!(log.contains("fail"), "no child ran: {log}");
-    // Fewer children than asked for ran: the map did fill up.
-    assert!(pids.len() < 30, "{pids:?}");
+    // The map did fill up: a fork was refused before the 30th.
+    assert!(log.contains("refused"), "{log}");
     let live = stdout
         .lines()
         .find(|l| l.contains("fork refused"))
@@ -98,6 +106,35 @@ fn needs_lsm_a_full_task_map_refuses_forks_instead_of_leaving_children_unconfine
     assert!(live.starts_with("captrace: enforce: "), "{live}");
     assert!(live.contains("captrace's task map is full"), "{live}");
     assert!(stderr.contains("forks refused (EAGAIN)"), "{stderr}");
+}
+
+/// `python3 -c SCRIPT ARGS...`, its stderr piped.
+fn python(script: &str, args: &[&str]) -> std::process::Child {
+    Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for `child` below the guests' limit per test binary (600 s), so that a hang fails
+/// in the test, with the processes' states: whether it ended with status 0, its stderr, and
+/// `processes()` taken when the wait ended. A child that did not end is killed.
+fn wait_for(child: &mut std::process::Child) -> (bool, String, String) {
+    let limit = Duration::from_secs(20) * support::time_scale();
+    let ended = support::wait_until(limit, || child.try_wait().unwrap().is_some());
+    let states = processes();
+    if !ended {
+        let _ = child.kill();
+    }
+    let ok = child.wait().is_ok_and(|s| s.success()) && ended;
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+    }
+    (ok, err, states)
 }
 
 /// Every process's id, parent, state, wait channel and command, for a failure message.
@@ -183,17 +220,10 @@ fn needs_lsm_two_confined_processes_racing_forks_into_a_full_map_leave_no_child_
     let tmp = support::tempdir();
     let d = tmp.path();
     let target = target_file(d);
-    let mut driver = Command::new("python3")
-        .args([
-            "-c",
-            RACE,
-            &target.display().to_string(),
-            &d.display().to_string(),
-            "3",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut driver = python(
+        RACE,
+        &[&target.display().to_string(), &d.display().to_string(), "3"],
+    );
     let mut enforce = support::captrace(&[]);
     enforce.env(capacity::TASKS_ENV, "16").args([
         "enforce",
@@ -204,19 +234,11 @@ fn needs_lsm_two_confined_processes_racing_forks_into_a_full_map_leave_no_child_
     ]);
     let (enforcer, rx) = start_enforce_with(enforce);
     fs::write(d.join("go"), "").unwrap();
-    let limit = Duration::from_secs(20) * support::time_scale();
-    let ended = support::wait_until(limit, || driver.try_wait().unwrap().is_some());
-    let states = processes();
-    if !ended {
-        let _ = driver.kill();
-    }
-    let driver_out = driver.wait_with_output().unwrap();
+    let (ended, driver_err, states) = wait_for(&mut driver);
     let (code, _stdout, stderr) = interrupt(enforcer, rx);
-    assert!(ended, "the forking processes did not end:\n{states}");
     assert!(
-        driver_out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&driver_out.stderr)
+        ended,
+        "the forking processes failed or did not end: {driver_err}\n{states}"
     );
     assert_eq!(code, 0, "{stderr}");
 

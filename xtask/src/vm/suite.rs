@@ -311,14 +311,18 @@ run() {{
     log=$VM_SHARE/$(echo "$label" | tr / -).out
     echo "=== vm-test --suite: $label"
     t0=$(cut -d' ' -f1 /proc/uptime)
-    {{
-        (
-            cd "$dir" || exit 125
-            if [ -n "$hook" ]; then export CAPTRACE_HOOK="$hook"; fi
-            exec timeout -k 10 {limit} "$bin" {harness} "$@"
-        )
-        echo $? >"$log.status"
-    }} 2>&1 | tee "$log"
+    # Into a file, shown as it grows: a process the tests left behind that still holds the
+    # output (an orphan blocked on a FIFO) must not keep the suite waiting, as a pipe's reader
+    # would wait for its last writer.
+    (
+        cd "$dir" || exit 125
+        if [ -n "$hook" ]; then export CAPTRACE_HOOK="$hook"; fi
+        exec timeout -k 10 {limit} "$bin" {harness} "$@"
+    ) >"$log" 2>&1 </dev/null &
+    pid=$!
+    tail -n +1 -f --pid="$pid" "$log"
+    wait "$pid"
+    echo $? >"$log.status"
     t1=$(cut -d' ' -f1 /proc/uptime)
     status=$(cat "$log.status")
     secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN {{ printf "%.1f", b - a }}')
