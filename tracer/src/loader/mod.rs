@@ -3,15 +3,14 @@
 //! that dies leaves nothing attached either (the kernel drops links with their last fd).
 
 mod attach;
+mod aya_loader;
 mod config;
 mod detach;
 mod maps;
 mod preflight;
 mod runtime;
 
-use aya::{
-    Btf, Ebpf, EbpfLoader, maps::HashMap as BpfHashMap, programs::links::FdLink, util::nr_cpus,
-};
+use aya::{Btf, Ebpf, maps::HashMap as BpfHashMap, programs::links::FdLink, util::nr_cpus};
 use tracer_common::{capacity, names, usage_cache};
 
 use self::{
@@ -222,17 +221,15 @@ impl Tracer {
         if opts.enforce {
             enforce::available().map_err(LoadError::NoEnforcement)?;
         }
-        // aya 0.14's EbpfLoader::new() parses the kernel's whole BTF (~20 ms here; later aya
-        // versions do it lazily, but need a newer rustc) even though captrace then tells it
-        // not to use it: done on another thread while this one scans the BTF for what
-        // captrace does need.
-        let loader = spawn(EbpfLoader::new)?;
+        // The loader, without aya's parse of the kernel's BTF (`aya_loader`), is made on
+        // another thread while this one scans the BTF for what captrace does need.
+        let loader = spawn(aya_loader::without_kernel_btf)?;
         let btf = kernel_btf();
         let loader = loader
             .join()
-            .map_err(|_| LoadError::Btf("the BTF parser panicked".into()));
-        let (btf, mut loader) = (btf?, loader?);
-        tracing::debug!(elapsed = ?t.elapsed(), "kernel BTF read");
+            .map_err(|_| LoadError::Btf("the loader's thread panicked".into()));
+        let (btf, (mut loader, parse_avoided)) = (btf?, loader?);
+        tracing::debug!(elapsed = ?t.elapsed(), parse_avoided, "kernel BTF read");
         let config = config(&btf, &opts)?;
         let targets = attach_btf::ids(&btf, ATTACH_TARGETS);
         let has_tracepoint = targets
