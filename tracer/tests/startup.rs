@@ -1,6 +1,7 @@
-//! Kernel tier: what captrace finds in the kernel's BTF is cached for the rest of the boot
-//! (`/run/captrace/btf`), and the next `record` reads it instead of scanning the BTF, with the
-//! same result (root).
+//! Kernel tier: what captrace's start-up caches or skips changes nothing it reports (root).
+//! What it finds in the kernel's BTF is cached for the rest of the boot (`/run/captrace/btf`)
+//! and the next `record` reads it instead of scanning the BTF; a kernel that refuses every
+//! fexit program is asked once, not once per program.
 mod support;
 
 use std::{fs, path::Path, time::Duration};
@@ -18,6 +19,13 @@ fn plain(log: &str) -> String {
         rest = rest.find('m').map_or("", |end| &rest[end + 1..]);
     }
     out + rest
+}
+
+fn with_log(mut cmd: std::process::Command) -> (std::process::Output, String) {
+    cmd.env("CAPTRACE_LOG", "captrace=debug");
+    let out = support::output_within(cmd, Duration::from_secs(60));
+    let log = plain(&text(&out.stderr));
+    (out, log)
 }
 
 fn cap_add(profile: &Path) -> Vec<String> {
@@ -96,4 +104,53 @@ fn a_kernel_btf_cache_others_could_write_is_never_used() {
     }
     assert_eq!(first, ["CHOWN"]);
     assert_eq!(second, ["CHOWN"]);
+}
+
+#[test]
+#[ignore = "needs root (cargo xtask test runs it)"]
+fn fexit_is_left_out_only_where_the_kernel_refuses_captraces_own_fexit_program() {
+    support::require_root();
+    let dir = support::tempdir();
+    let file = dir.path().join("f");
+    fs::write(&file, "").unwrap();
+    let p = dir.path().join("p.json");
+    let (f, ps) = (file.to_str().unwrap(), p.to_str().unwrap());
+    // fentry by name is always tried: what the kernel says of captrace's own program.
+    let (named, named_log) = with_log(support::captrace(&[
+        "record", "--hook", "fentry", "--", "true",
+    ]));
+    let (auto, log) = with_log(support::captrace(&[
+        "record", "--hook", "auto", "-o", ps, "--", "chown", "1000", f,
+    ]));
+    assert_eq!(auto.status.code(), Some(0), "{log}");
+    assert_eq!(cap_add(&p), ["CHOWN"]);
+    let not_tried = "fexit on the namespace syscalls not tried";
+    if named.status.code() == Some(0) {
+        // Trampolines: auto takes fentry, as before.
+        assert!(named_log.contains("hook=Some((Fentry"), "{named_log}");
+        assert!(log.contains("hook=Some((Fentry"), "{log}");
+        assert!(!log.contains(not_tried), "{log}");
+    } else if named_log.contains("fentry: the kernel refused the program: Operation not permitted")
+    {
+        // This host (KERNEL.md): refused before verification, so auto does not try fexit and
+        // gives the same reason.
+        assert!(
+            log.contains(&format!(
+                "{not_tried} why=the kernel refused the program: Operation not permitted"
+            )),
+            "{log}"
+        );
+        assert!(
+            log.contains("hook refused hook=\"fentry\" why=the kernel refused the program: Operation not permitted"),
+            "{log}"
+        );
+        assert!(
+            !log.contains("fexit on the namespace syscalls refused"),
+            "{log}"
+        );
+        assert!(log.contains("hook=Some((Tracepoint") || log.contains("hook=Some((Kprobe"));
+    } else {
+        // Refused for another reason: auto tries the programs themselves.
+        assert!(!log.contains(not_tried), "{log}");
+    }
 }
