@@ -20,9 +20,6 @@ use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
 /// A loader with no kernel BTF, and whether aya's parse was avoided (false: it was made by
 /// `EbpfLoader::new()`, because the filter could not be installed).
 pub(super) fn without_kernel_btf() -> (EbpfLoader<'static>, bool) {
-    // aya's one-time feature probes (bpf(2) calls only, no file) run on first use; done here,
-    // before the filter and beside captrace's own BTF scan, instead of inside `load`.
-    let _ = aya::features();
     // The thread's hash keys come from getrandom(2), or /dev/urandom on kernels before 3.17:
     // drawn before files are refused.
     let _ = std::collections::hash_map::RandomState::new();

@@ -227,6 +227,16 @@ impl Tracer {
         // cache, else a scan).
         let loader = spawn(aya_loader::without_kernel_btf)?;
         let btf = kernel_btf();
+        // aya's one-time feature probes (bpf(2) calls) run beside the object's parse, once the
+        // BTF is known to be there: a kernel without it is refused before any bpf() call.
+        let features = btf
+            .is_ok()
+            .then(|| {
+                spawn(|| {
+                    aya::features();
+                })
+            })
+            .transpose()?;
         let targets = btf
             .as_ref()
             .map(|btf| attach_btf::ids(btf, ATTACH_TARGETS))
@@ -319,6 +329,9 @@ impl Tracer {
             tracer.runtime_exes = found.into_iter().map(|(path, _)| path).collect();
         }
         tracer.attach_followers()?;
+        if let Some(f) = features {
+            let _ = f.join();
+        }
         let aya_btf: AttachBtf = aya_btf
             .join()
             .unwrap_or_else(|_| Err("the attach BTF builder panicked".into()));
