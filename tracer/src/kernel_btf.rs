@@ -8,10 +8,12 @@
 //! questions in a single pass. The format is include/uapi/linux/btf.h.
 use std::{collections::HashMap, fs, io, path::Path};
 
+pub mod cache;
+
 pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 
 /// The kinds captrace looks names up by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
     Struct,
     Typedef,
@@ -76,8 +78,13 @@ impl Found {
 
 /// Reads the kernel's BTF and finds `wanted` in it.
 pub fn scan_vmlinux(wanted: &[(&str, Kind)]) -> Result<Found, String> {
-    let describe = |e: io::Error| format!("{VMLINUX}: {e}");
-    let file = fs::File::open(VMLINUX).map_err(describe)?;
+    scan_file(Path::new(VMLINUX), wanted)
+}
+
+/// Reads the BTF at `path` (the kernel's) and finds `wanted` in it.
+fn scan_file(path: &Path, wanted: &[(&str, Kind)]) -> Result<Found, String> {
+    let describe = |e: io::Error| format!("{}: {e}", path.display());
+    let file = fs::File::open(path).map_err(describe)?;
     // SAFETY: a read-only mapping of a file the kernel never changes while it runs. The kernel
     // (>= 6.15) allows private read-only mappings only, prefaulted here in one call; older
     // kernels cannot map it, and it is read instead (in 4 KiB pieces: ~10 ms more).
@@ -87,7 +94,7 @@ pub fn scan_vmlinux(wanted: &[(&str, Kind)]) -> Result<Found, String> {
             .map_copy_read_only(&file)
     } {
         Ok(map) => scan(&map, wanted),
-        Err(_) => scan(&fs::read(Path::new(VMLINUX)).map_err(describe)?, wanted),
+        Err(_) => scan(&fs::read(path).map_err(describe)?, wanted),
     }
 }
 

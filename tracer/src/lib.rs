@@ -4,6 +4,7 @@ pub mod adopt;
 pub mod alternatives;
 pub mod app;
 pub mod attach_btf;
+pub mod boot_cache;
 pub mod capability;
 pub mod capability_set;
 pub mod classifier;

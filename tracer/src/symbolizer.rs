@@ -1,12 +1,13 @@
 //! Kernel stack addresses to function names, from `/proc/kallsyms`, cached per boot.
 use std::{
     fs,
-    io::{self, BufRead, BufReader, Read as _},
-    os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _},
+    io::{self, BufRead, BufReader},
     path::Path,
     sync::{Mutex, OnceLock},
     thread::JoinHandle,
 };
+
+use crate::boot_cache;
 
 /// A sorted table of kernel text symbols.
 pub struct Symbolizer {
@@ -32,11 +33,9 @@ struct Table {
 
 const KALLSYMS: &str = "/proc/kallsyms";
 const MODULES: &str = "/proc/modules";
-const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
-/// Root-only (the addresses defeat KASLR), on tmpfs: gone at reboot.
-const CACHE_DIR: &str = "/run/captrace";
 /// Far more than any kernel's table (~5 MB here): a bigger file is not ours.
 const CACHE_MAX: u64 = 256 << 20;
+/// Root-only (the addresses defeat KASLR), under `boot_cache`'s rules.
 const CACHE_FILE: &str = "/run/captrace/kallsyms";
 const CACHE_MAGIC: &[u8] = b"captrace kallsyms cache 1\n";
 
@@ -132,7 +131,7 @@ impl Drop for Symbolizer {
 
 /// The cache's key: what must not have changed for its addresses to hold.
 fn cache_key() -> Option<Vec<u8>> {
-    let mut key = fs::read(BOOT_ID).ok()?;
+    let mut key = boot_cache::boot_id()?;
     match fs::read(MODULES) {
         Ok(modules) => key.extend(modules),
         // A kernel built without module support.
@@ -231,33 +230,7 @@ impl Table {
     }
 }
 
-/// Whether `meta` is something only captrace's user (root) can have written: owned by it and
-/// not writable by group or others. A cache anyone else could plant would name the call
-/// paths, and the classifier decides from those names what is needed.
-fn ours(meta: &fs::Metadata) -> bool {
-    meta.uid() == nix::unistd::geteuid().as_raw() && meta.mode() & 0o022 == 0
-}
-
-/// The cache directory, if it is a real directory (not a symlink) that is `ours`.
-fn trusted_dir(dir: &Path) -> bool {
-    fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir() && ours(&m))
-}
-
 fn write_cache(path: &Path, key: &[u8], t: &Table) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new(CACHE_DIR));
-    match fs::DirBuilder::new().mode(0o700).create(dir) {
-        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
-        _ => {}
-    }
-    if !trusted_dir(dir) {
-        return Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            format!(
-                "{} is not a directory only this user can write",
-                dir.display()
-            ),
-        ));
-    }
     let mut out = Vec::with_capacity(t.syms.len() * 16 + t.names.len() + key.len() + 64);
     out.extend_from_slice(CACHE_MAGIC);
     let mut put = |bytes: &[u8]| {
@@ -283,33 +256,19 @@ fn write_cache(path: &Path, key: &[u8], t: &Table) -> io::Result<()> {
         .collect::<Vec<u8>>());
     put(t.names.as_bytes());
     // Written aside and renamed: a concurrent captrace reads the old file or the new one.
-    crate::safe_file::write_replacing(path, &out, 0o600)
-}
-
-/// The cache file's bytes, if it and its directory are `ours` and it is a regular file
-/// (a symlink there is not followed).
-fn read_trusted(path: &Path) -> Option<Vec<u8>> {
-    if !trusted_dir(path.parent()?) {
-        tracing::debug!("kernel symbol cache not used: its directory is not root's alone");
-        return None;
-    }
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .ok()?;
-    let meta = file.metadata().ok()?;
-    if !meta.is_file() || !ours(&meta) || meta.len() > CACHE_MAX {
-        return None;
-    }
-    let mut data = Vec::with_capacity(meta.len() as usize);
-    file.take(CACHE_MAX).read_to_end(&mut data).ok()?;
-    Some(data)
+    boot_cache::write(path, &out)
 }
 
 /// The cached table, if the file is whole and its key is `key`.
 fn read_cache(path: &Path, key: &[u8]) -> Option<Table> {
-    let data = read_trusted(path)?;
+    let data = match boot_cache::read(path, CACHE_MAX) {
+        Ok(data) => data,
+        Err(boot_cache::Untrusted::Dir) => {
+            tracing::debug!("kernel symbol cache not used: its directory is not root's alone");
+            return None;
+        }
+        Err(boot_cache::Untrusted::File) => return None,
+    };
     let mut rest = data.strip_prefix(CACHE_MAGIC)?;
     let mut take = || {
         let len = u64::from_le_bytes(rest.get(..8)?.try_into().ok()?);

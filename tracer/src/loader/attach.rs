@@ -17,21 +17,26 @@ impl Tracer {
         self.hook.map(|(_, point)| point)
     }
 
-    /// Attaches the first hook of `choice` that this kernel accepts.
+    /// Attaches the first hook of `choice` that this kernel accepts (fentry is not tried when
+    /// `fexit_refused` says why the kernel refuses every fexit program: `fexit_probe`).
     pub(super) fn attach_hook(
         &mut self,
         choice: HookChoice,
         has_tracepoint: bool,
         btf: &AttachBtf,
+        fexit_refused: Option<&str>,
     ) -> Result<(), LoadError> {
         let mut refusals = Refusals::default();
         for &hook in choice.candidates() {
             let attached = match hook {
-                Hook::Fentry => btf
-                    .as_ref()
-                    .map_err(Clone::clone)
-                    .and_then(|b| self.attach_fexit(b).map_err(describe))
-                    .map(|()| hook.attach_point()),
+                Hook::Fentry => match fexit_refused {
+                    Some(why) => Err(why.to_string()),
+                    None => btf
+                        .as_ref()
+                        .map_err(Clone::clone)
+                        .and_then(|b| self.attach_fexit(b).map_err(describe))
+                        .map(|()| hook.attach_point()),
+                },
                 Hook::Tracepoint if !has_tracepoint => Err(
                     "this kernel has no capability:cap_capable tracepoint (added in Linux 6.14)"
                         .to_string(),
@@ -108,8 +113,14 @@ impl Tracer {
     /// The namespace-call program: on the exit tracepoints of the four namespace syscalls,
     /// which cost other syscalls no program run, or, where those cannot be attached, on every
     /// syscall's return.
-    pub(super) fn attach_ns_calls(&mut self, btf: &AttachBtf) -> Result<(), LoadError> {
-        if let Ok(b) = btf {
+    pub(super) fn attach_ns_calls(
+        &mut self,
+        btf: &AttachBtf,
+        fexit_refused: Option<&str>,
+    ) -> Result<(), LoadError> {
+        if let Some(why) = fexit_refused {
+            tracing::debug!(%why, "fexit on the namespace syscalls not tried");
+        } else if let Ok(b) = btf {
             match self.attach_ns_fexits(b) {
                 Ok(()) => {
                     self.ns_point = Some("fexit/sys_{unshare,setns,clone,clone3}");

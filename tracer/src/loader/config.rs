@@ -9,7 +9,7 @@ use crate::{
     syscall,
 };
 
-/// Everything captrace reads from the kernel's BTF, in one pass.
+/// Everything captrace reads from the kernel's BTF, in one pass (or from this boot's cache).
 pub(super) fn kernel_btf() -> Result<Found, LoadError> {
     let lookups: Vec<(String, Kind)> = STRUCTS
         .iter()
@@ -17,7 +17,9 @@ pub(super) fn kernel_btf() -> Result<Found, LoadError> {
         .chain(ATTACH_TARGETS.iter().map(|t| t.lookup()))
         .collect();
     let wanted: Vec<(&str, Kind)> = lookups.iter().map(|(n, k)| (n.as_str(), *k)).collect();
-    kernel_btf::scan_vmlinux(&wanted).map_err(LoadError::Btf)
+    let (found, source) = kernel_btf::cache::found(&wanted).map_err(LoadError::Btf)?;
+    tracing::debug!(?source, "kernel BTF facts");
+    Ok(found)
 }
 
 /// The structs whose member offsets the programs need.

@@ -3,15 +3,15 @@
 //! that dies leaves nothing attached either (the kernel drops links with their last fd).
 
 mod attach;
+mod aya_loader;
 mod config;
 mod detach;
+mod fexit_probe;
 mod maps;
 mod preflight;
 mod runtime;
 
-use aya::{
-    Btf, Ebpf, EbpfLoader, maps::HashMap as BpfHashMap, programs::links::FdLink, util::nr_cpus,
-};
+use aya::{Btf, Ebpf, maps::HashMap as BpfHashMap, programs::links::FdLink, util::nr_cpus};
 use tracer_common::{capacity, names, usage_cache};
 
 use self::{
@@ -223,28 +223,59 @@ impl Tracer {
         if opts.enforce {
             enforce::available().map_err(LoadError::NoEnforcement)?;
         }
-        // aya 0.14's EbpfLoader::new() parses the kernel's whole BTF (~20 ms here; later aya
-        // versions do it lazily, but need a newer rustc) even though captrace then tells it
-        // not to use it: done on another thread while this one scans the BTF for what
-        // captrace does need.
-        let loader = spawn(EbpfLoader::new)?;
+        // The loader, without aya's parse of the kernel's BTF (`aya_loader`), is made on
+        // another thread while this one reads what captrace needs from the BTF (this boot's
+        // cache, else a scan).
+        let loader = spawn(aya_loader::without_kernel_btf)?;
         let btf = kernel_btf();
-        let loader = loader
-            .join()
-            .map_err(|_| LoadError::Btf("the BTF parser panicked".into()));
-        let (btf, mut loader) = (btf?, loader?);
-        tracing::debug!(elapsed = ?t.elapsed(), "kernel BTF read");
-        let config = config(&btf, &opts)?;
-        let targets = attach_btf::ids(&btf, ATTACH_TARGETS);
+        // aya's one-time feature probes (bpf(2) calls) run beside the object's parse, once the
+        // BTF is known to be there: a kernel without it is refused before any bpf() call.
+        let features = btf
+            .is_ok()
+            .then(|| {
+                spawn(|| {
+                    aya::features();
+                })
+            })
+            .transpose()?;
+        let targets = btf
+            .as_ref()
+            .map(|btf| attach_btf::ids(btf, ATTACH_TARGETS))
+            .unwrap_or_default();
         let has_tracepoint = targets
             .iter()
             .any(|(t, _)| *t == Target::Tracepoint(CAP_CAPABLE));
         let has_uring_lsm = targets
             .iter()
             .any(|(t, _)| *t == Target::Function(URING_LSM));
+        // Unless fentry was asked for by name, a kernel that refuses every fexit program is not
+        // asked again for each (`fexit_probe`).
+        let fexit_refused = match opts.hook {
+            Some(choice) if choice != HookChoice::Fentry => targets
+                .iter()
+                .find(|(t, _)| *t == Target::Function(CAP_CAPABLE))
+                .and_then(|&(_, id)| fexit_probe::refused(id))
+                .map(|e| format!("the kernel refused the program: {e}")),
+            _ => None,
+        };
+        // The attach ids for aya (placeholders up to the highest id: ~3 ms for the tracepoints
+        // alone here, ~8 ms with the fexit and lsm functions) are built on a third thread, while
+        // the object loads and the process-following programs attach; only the ids of programs
+        // that will be tried.
+        let wanted = |t: &Target| match t {
+            Target::Tracepoint(_) => true,
+            Target::Function(f) if f.starts_with("bpf_lsm_") => opts.enforce,
+            Target::Function(_) => fexit_refused.is_none(),
+        };
+        let for_aya: Vec<(Target, u32)> = targets.into_iter().filter(|(t, _)| wanted(t)).collect();
+        let aya_btf = spawn(move || attach_btf::for_aya(&for_aya));
+        let loader = loader
+            .join()
+            .map_err(|_| LoadError::Btf("the loader's thread panicked".into()));
+        let (btf, (mut loader, parse_avoided), aya_btf) = (btf?, loader?, aya_btf?);
+        tracing::debug!(elapsed = ?t.elapsed(), parse_avoided, "kernel BTF read");
+        let config = config(&btf, &opts)?;
         drop(btf);
-        // Its parse (~15 ms: placeholders up to the highest id) runs while aya loads the object.
-        let aya_btf = spawn(move || attach_btf::for_aya(&targets))?;
         // The programs use no CO-RE relocations (offsets come from CONFIG), so aya need not
         // parse the kernel's BTF a second time.
         if let Some(n) = tasks_capacity(std::env::var(capacity::TASKS_ENV).ok().as_deref())? {
@@ -259,9 +290,6 @@ impl Tracer {
             .override_global(names::GLOBAL_CONFIG, &config, true)
             .override_global(names::GLOBAL_USAGE_CACHE_MASK, &cache_mask, true)
             .load(OBJECT);
-        let aya_btf: AttachBtf = aya_btf
-            .join()
-            .unwrap_or_else(|_| Err("the attach BTF builder panicked".into()));
         let ebpf = ebpf?;
         tracing::debug!(elapsed = ?t.elapsed(), "programs loaded");
         let nr_cpus = nr_cpus().map_err(|(_, e)| LoadError::Btf(e.to_string()))?;
@@ -302,14 +330,20 @@ impl Tracer {
             tracer.set_runtime_exes(&ids)?;
             tracer.runtime_exes = found.into_iter().map(|(path, _)| path).collect();
         }
+        tracer.attach_followers()?;
+        if let Some(f) = features {
+            let _ = f.join();
+        }
+        let aya_btf: AttachBtf = aya_btf
+            .join()
+            .unwrap_or_else(|_| Err("the attach BTF builder panicked".into()));
         // Namespace calls are reported by the tracing commands only; the enforcer alone does not
         // need a program on every syscall of the host.
-        tracer.attach_followers()?;
         if opts.hook.is_some() {
-            tracer.attach_ns_calls(&aya_btf)?;
+            tracer.attach_ns_calls(&aya_btf, fexit_refused.as_deref())?;
         }
         if let Some(choice) = opts.hook {
-            tracer.attach_hook(choice, has_tracepoint, &aya_btf)?;
+            tracer.attach_hook(choice, has_tracepoint, &aya_btf, fexit_refused.as_deref())?;
         }
         if opts.enforce {
             let btf = aya_btf.as_ref().map_err(|e| LoadError::Btf(e.clone()))?;
