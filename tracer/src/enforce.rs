@@ -296,15 +296,20 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_refused_fork_says_why_and_names_no_capability() {
-        let d = Denial {
+    /// A clone (syscall 56) refused because the child could not be confined.
+    fn fork_refusal() -> Denial {
+        Denial {
             workload: 1,
             syscall: 56,
             mode: mode::ENFORCE,
             what: refused::UNTRACKABLE_TASK,
             ..Denial::default()
-        };
+        }
+    }
+
+    #[test]
+    fn a_refused_fork_says_why_and_names_no_capability() {
+        let d = fork_refusal();
         let r = DenialRecord::new(&d, 42, "sh".into());
         assert_eq!(r.capability, None);
         assert!(!r.io_uring_personality);
@@ -318,13 +323,7 @@ mod tests {
     #[test]
     fn a_denial_repeated_in_a_loop_is_printed_once_and_counted_at_exit() {
         let mut live = LiveDenials::default();
-        let d = Denial {
-            workload: 1,
-            syscall: 56,
-            mode: mode::ENFORCE,
-            what: refused::UNTRACKABLE_TASK,
-            ..Denial::default()
-        };
+        let d = fork_refusal();
         let same = || DenialRecord::new(&d, 42, "sh".into());
         live.print([same(), same(), same()], To::Stderr);
         live.print([DenialRecord::new(&d, 43, "sh".into())], To::Stderr);
@@ -341,13 +340,7 @@ mod tests {
     #[test]
     fn past_the_live_limit_new_lines_are_held_back_too() {
         let mut live = LiveDenials::default();
-        let d = Denial {
-            workload: 1,
-            syscall: 56,
-            mode: mode::ENFORCE,
-            what: refused::UNTRACKABLE_TASK,
-            ..Denial::default()
-        };
+        let d = fork_refusal();
         let n = u32::try_from(LIVE_LINES).unwrap() + 5;
         live.print(
             (0..n).map(|pid| DenialRecord::new(&d, pid, "sh".into())),

@@ -66,27 +66,11 @@ fn needs_lsm_a_full_task_map_refuses_forks_instead_of_leaving_children_unconfine
     // would work ("ok"). The forks happen one at a time, each once the last child has had its
     // try, so the test shows the refusal itself; forks racing into a full map are the next
     // test's.
-    let mut driver = python(
+    let (stdout, stderr) = confine(
         ONE_AT_A_TIME,
         &[&target.display().to_string(), &d.display().to_string()],
+        SMALL_TASKS,
     );
-    let mut enforce = support::captrace(&[]);
-    enforce.env(capacity::TASKS_ENV, SMALL_TASKS).args([
-        "enforce",
-        "--pid",
-        &driver.id().to_string(),
-        "--cap-drop",
-        "ALL",
-    ]);
-    let (enforcer, rx) = start_enforce_with(enforce);
-    fs::write(d.join("go"), "").unwrap();
-    let (ended, driver_err, states) = wait_for(&mut driver);
-    let (code, stdout, stderr) = interrupt(enforcer, rx);
-    assert!(
-        ended,
-        "the forking process failed or did not end: {driver_err}\n{states}"
-    );
-    assert_eq!(code, 0, "{stderr}");
 
     let log = fs::read_to_string(d.join("log")).unwrap_or_default();
     assert_eq!(owner(&target), 0, "a child escaped confinement: {log}");
@@ -106,6 +90,31 @@ fn needs_lsm_a_full_task_map_refuses_forks_instead_of_leaving_children_unconfine
     assert!(live.starts_with("captrace: enforce: "), "{live}");
     assert!(live.contains("captrace's task map is full"), "{live}");
     assert!(stderr.contains("forks refused (EAGAIN)"), "{stderr}");
+}
+
+/// Runs `python3 -c SCRIPT ARGS...` (ARGS[1] is its directory, where `go` lets it start)
+/// under `enforce --pid --cap-drop ALL` with a task map of `tasks` entries; asserts that it
+/// ended within the limit and that enforce exited 0; returns enforce's stdout and stderr.
+fn confine(script: &str, args: &[&str], tasks: &str) -> (String, String) {
+    let mut driver = python(script, args);
+    let mut enforce = support::captrace(&[]);
+    enforce.env(capacity::TASKS_ENV, tasks).args([
+        "enforce",
+        "--pid",
+        &driver.id().to_string(),
+        "--cap-drop",
+        "ALL",
+    ]);
+    let (enforcer, rx) = start_enforce_with(enforce);
+    fs::write(std::path::Path::new(args[1]).join("go"), "").unwrap();
+    let (ended, driver_err, states) = wait_for(&mut driver);
+    let (code, stdout, stderr) = interrupt(enforcer, rx);
+    assert!(
+        ended,
+        "the forking process failed or did not end: {driver_err}\n{states}"
+    );
+    assert_eq!(code, 0, "{stderr}");
+    (stdout, stderr)
 }
 
 /// `python3 -c SCRIPT ARGS...`, its stderr piped.
@@ -220,27 +229,11 @@ fn needs_lsm_two_confined_processes_racing_forks_into_a_full_map_leave_no_child_
     let tmp = support::tempdir();
     let d = tmp.path();
     let target = target_file(d);
-    let mut driver = python(
+    let (_stdout, stderr) = confine(
         RACE,
         &[&target.display().to_string(), &d.display().to_string(), "3"],
+        "16",
     );
-    let mut enforce = support::captrace(&[]);
-    enforce.env(capacity::TASKS_ENV, "16").args([
-        "enforce",
-        "--pid",
-        &driver.id().to_string(),
-        "--cap-drop",
-        "ALL",
-    ]);
-    let (enforcer, rx) = start_enforce_with(enforce);
-    fs::write(d.join("go"), "").unwrap();
-    let (ended, driver_err, states) = wait_for(&mut driver);
-    let (code, _stdout, stderr) = interrupt(enforcer, rx);
-    assert!(
-        ended,
-        "the forking processes failed or did not end: {driver_err}\n{states}"
-    );
-    assert_eq!(code, 0, "{stderr}");
 
     let sleepers = fs::read_to_string(d.join("sleepers")).unwrap();
     let (mut ok, mut fail, mut refused) = (0u64, 0u64, 0u64);
