@@ -28,6 +28,9 @@ Definitions (all figures are medians over interleaved rounds; the bench never as
   = sum of the profile's SYS_ADMIN/sethostname counts (target: all).
 - real workload: `tar --same-owner -xf` of {files} files owned by uid 1000 into tmpfs, as root (a chown
   per file), untraced vs `captrace record -- tar ...`, end to end, {rounds} rounds (target <= 1.05x);
+  real_workload_ratio_filter: plain tar with the thread-lookup-only program on cap_capable / untraced;
+  real_workload_ratio_floor_syscall_tp: that program plus an empty one on syscalls:sys_exit_unshare
+  (the least a tracer seeing every namespace call's result adds without trampolines) / untraced;
   real_workload_ratio_after_start: the same minus captrace's start-up (record_true_ms - true_ms).
 - profile: {rounds} interleaved loops per tracer with BPF run-time stats on: ns/run and runs/call of each program
   (medians); profile_record_vs_filter = record's cap_capable ns/run / the thread-lookup-only program's, median of
@@ -307,6 +310,11 @@ impl Bench {
         rows.push(Row::plain(
             "real_workload_ratio_filter",
             v("real_workload_ratio_filter"),
+            3,
+        ));
+        rows.push(Row::plain(
+            "real_workload_ratio_floor_syscall_tp",
+            v("real_workload_ratio_floor_syscall_tp"),
             3,
         ));
         rows.push(Row::plain(

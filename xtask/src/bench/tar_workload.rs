@@ -30,18 +30,24 @@ impl Bench {
         };
         let dest = base.join(format!("captrace-bench-extract-{}", std::process::id()));
         let (mut plain, mut recorded) = (Series::default(), Series::default());
-        let mut filtered = Series::default();
+        let (mut filtered, mut floored) = (Series::default(), Series::default());
         for _ in 0..self.plan.rounds {
-            // With the filter-only program on cap_capable while plain tar runs: the least any
-            // tracer following chosen processes could add to this workload.
-            for (traced, with_filter) in [(false, false), (false, true), (true, false)] {
+            for run in [
+                Run::Plain,
+                Run::Filter,
+                Run::FilterAndSyscallTp,
+                Run::Record,
+            ] {
+                if run == Run::FilterAndSyscallTp && !self.bpftrace {
+                    continue;
+                }
                 let mut tar = Command::new("tar");
                 tar.arg("--same-owner")
                     .arg("-xf")
                     .arg(&archive)
                     .arg("-C")
                     .arg(&dest);
-                let cmd = if traced {
+                let cmd = if run == Run::Record {
                     let mut record = Command::new(&self.captrace);
                     record
                         .args(["record", "--"])
@@ -55,32 +61,55 @@ impl Bench {
                     // SAFETY: plain syscall; flushes what the previous round left dirty.
                     unsafe { libc::sync() };
                     // Attached inside the measurement, after its check for foreign tracers.
-                    self.measure(|_| {
-                        let _filter = with_filter
+                    self.measure(|bench| {
+                        let _filter = matches!(run, Run::Filter | Run::FilterAndSyscallTp)
                             .then(|| bpf::attach_filter_raw_tp("cap_capable"))
                             .transpose()?;
-                        wall_ms(cmd)
+                        let syscall_tp = (run == Run::FilterAndSyscallTp)
+                            .then(|| {
+                                Bpftrace::start(
+                                    BPFTRACE_SYSCALL_EMPTY,
+                                    "sys_exit_unshare",
+                                    &bench.dir,
+                                )
+                            })
+                            .transpose()?;
+                        let ms = wall_ms(cmd);
+                        if let Some(tracer) = syscall_tp {
+                            tracer.stop();
+                        }
+                        ms
                     })
                 });
-                match (ms, traced, with_filter) {
-                    (Ok((ms, clean)), false, false) => plain.push(ms, clean),
-                    (Ok((ms, clean)), false, true) => filtered.push(ms, clean),
-                    (Ok((ms, clean)), true, _) => recorded.push(ms, clean),
-                    (Err(e), _, _) => self.note(format!("real workload (traced: {traced}): {e:#}")),
+                match ms {
+                    Ok((ms, clean)) => match run {
+                        Run::Plain => plain.push(ms, clean),
+                        Run::Filter => filtered.push(ms, clean),
+                        Run::FilterAndSyscallTp => floored.push(ms, clean),
+                        Run::Record => recorded.push(ms, clean),
+                    },
+                    Err(e) => self.note(format!("real workload ({run:?}): {e:#}")),
                 }
             }
         }
         let _ = fs::remove_dir_all(&dest);
         println!(
-            "untraced: {} ms\nfilter:   {} ms\nrecord:   {} ms",
+            "untraced: {} ms\nfilter:   {} ms\nfilter + syscall tracepoint: {} ms\nrecord:   {} ms",
             plain.list(),
             filtered.list(),
+            floored.list(),
             recorded.list()
         );
         let (u, r) = (median(&plain.usable()), median(&recorded.usable()));
         let f = median(&filtered.usable());
         self.set("real_workload_filter_ms", f);
         self.set("real_workload_ratio_filter", f.zip(u).map(|(f, u)| f / u));
+        let floor = median(&floored.usable());
+        self.set("real_workload_floor_syscall_tp_ms", floor);
+        self.set(
+            "real_workload_ratio_floor_syscall_tp",
+            floor.zip(u).map(|(f, u)| f / u),
+        );
         self.set("real_workload_untraced_ms", u);
         self.set("real_workload_record_ms", r);
         self.set("real_workload_ratio", r.zip(u).map(|(r, u)| r / u));
@@ -95,7 +124,23 @@ impl Bench {
             r.zip(u).zip(start).map(|((r, u), s)| (r - s) / u),
         );
     }
+}
 
+/// One tar run of a round, in this order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Run {
+    Plain,
+    /// The thread-lookup-only program on cap_capable: the least any tracer following chosen
+    /// processes could add to this workload.
+    Filter,
+    /// That program and an empty one on a syscall exit tracepoint: the least a tracer that
+    /// also sees every namespace call's result adds where the kernel has no trampolines
+    /// (every syscall then takes the slow path).
+    FilterAndSyscallTp,
+    Record,
+}
+
+impl Bench {
     /// `target/bench/workload-N.tar`: N small files owned by uid 1000, built once.
     pub(super) fn archive(&self, files: u32) -> anyhow::Result<PathBuf> {
         let archive = self.dir.join(format!("workload-{files}.tar"));
