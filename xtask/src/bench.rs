@@ -41,7 +41,9 @@ mod variant;
 
 use bpftrace::Bpftrace;
 use foreign_tracers::{Quiet, Series, spread};
-use util::{fmt_opt, fresh_dir, median, read_json, run_stdout, sanitize, value_of, wall_ms};
+use util::{
+    fmt_opt, fresh_dir, median, read_json, run_stdout, sanitize, value_of, wall_and_cpu_ms, wall_ms,
+};
 use variant::{Clock, Loop, LoopTime, Variant};
 
 /// bpftrace's probe, the anchor most users would pick.

@@ -31,7 +31,8 @@ Definitions (all figures are medians over interleaved rounds; the bench never as
   real_workload_ratio_filter: plain tar with the thread-lookup-only program on cap_capable / untraced;
   real_workload_ratio_floor_syscall_tp: that program plus an empty one on syscalls:sys_exit_unshare
   (the least a tracer seeing every namespace call's result adds without trampolines) / untraced;
-  real_workload_ratio_after_start: the same minus captrace's start-up (record_true_ms - true_ms).
+  real_workload_ratio_after_start: the same minus captrace's start-up (record_true_ms - true_ms);
+  ratios are medians of per-round ratios; *_cpu_ratio*: the same by CPU time (user + system of the tree).
 - profile: {rounds} interleaved loops per tracer with BPF run-time stats on: ns/run and runs/call of each program
   (medians); profile_record_vs_filter = record's cap_capable ns/run / the thread-lookup-only program's, median of
   the rounds' ratios (target <= 1.5; monitor <= 2). floor_count: the thread lookup hitting + one per-CPU counter;
@@ -317,6 +318,13 @@ impl Bench {
             v("real_workload_ratio_floor_syscall_tp"),
             3,
         ));
+        for key in [
+            "real_workload_cpu_ratio",
+            "real_workload_cpu_ratio_filter",
+            "real_workload_cpu_ratio_floor_syscall_tp",
+        ] {
+            rows.push(Row::plain(key, v(key), 3));
+        }
         rows.push(Row::plain(
             "real_workload_ratio_after_start",
             v("real_workload_ratio_after_start"),

@@ -29,15 +29,11 @@ impl Bench {
             self.dir.clone()
         };
         let dest = base.join(format!("captrace-bench-extract-{}", std::process::id()));
-        let (mut plain, mut recorded) = (Series::default(), Series::default());
-        let (mut filtered, mut floored) = (Series::default(), Series::default());
+        // Each round's runs, by `Run as usize`.
+        let mut rounds: Vec<[Option<Timed>; RUNS.len()]> = Vec::new();
         for _ in 0..self.plan.rounds {
-            for run in [
-                Run::Plain,
-                Run::Filter,
-                Run::FilterAndSyscallTp,
-                Run::Record,
-            ] {
+            let mut round = [None; RUNS.len()];
+            for run in RUNS {
                 if run == Run::FilterAndSyscallTp && !self.bpftrace {
                     continue;
                 }
@@ -57,7 +53,7 @@ impl Bench {
                 } else {
                     tar
                 };
-                let ms = fresh_dir(&dest).and_then(|()| {
+                let timed = fresh_dir(&dest).and_then(|()| {
                     // SAFETY: plain syscall; flushes what the previous round left dirty.
                     unsafe { libc::sync() };
                     // Attached inside the measurement, after its check for foreign tracers.
@@ -74,62 +70,135 @@ impl Bench {
                                 )
                             })
                             .transpose()?;
-                        let ms = wall_ms(cmd);
+                        let times = wall_and_cpu_ms(cmd);
                         if let Some(tracer) = syscall_tp {
                             tracer.stop();
                         }
-                        ms
+                        times
                     })
                 });
-                match ms {
-                    Ok((ms, clean)) => match run {
-                        Run::Plain => plain.push(ms, clean),
-                        Run::Filter => filtered.push(ms, clean),
-                        Run::FilterAndSyscallTp => floored.push(ms, clean),
-                        Run::Record => recorded.push(ms, clean),
-                    },
+                match timed {
+                    Ok(((wall, cpu), clean)) => {
+                        round[run as usize] = Some(Timed { wall, cpu, clean });
+                    }
                     Err(e) => self.note(format!("real workload ({run:?}): {e:#}")),
                 }
             }
+            rounds.push(round);
         }
         let _ = fs::remove_dir_all(&dest);
-        println!(
-            "untraced: {} ms\nfilter:   {} ms\nfilter + syscall tracepoint: {} ms\nrecord:   {} ms",
-            plain.list(),
-            filtered.list(),
-            floored.list(),
-            recorded.list()
-        );
-        let (u, r) = (median(&plain.usable()), median(&recorded.usable()));
-        let f = median(&filtered.usable());
-        self.set("real_workload_filter_ms", f);
-        self.set("real_workload_ratio_filter", f.zip(u).map(|(f, u)| f / u));
-        let floor = median(&floored.usable());
-        self.set("real_workload_floor_syscall_tp_ms", floor);
-        self.set(
-            "real_workload_ratio_floor_syscall_tp",
-            floor.zip(u).map(|(f, u)| f / u),
-        );
+        for run in RUNS {
+            let shown = |value: fn(&Timed) -> f64| {
+                rounds
+                    .iter()
+                    .filter_map(|round| round[run as usize])
+                    .map(|t| format!("{:.0}{}", value(&t), if t.clean { "" } else { "*" }))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            println!(
+                "{:<28} wall {} ms; CPU {} ms",
+                run.describe(),
+                shown(|t| t.wall),
+                shown(|t| t.cpu)
+            );
+        }
+        let wall = |run: Run| median(&series(&rounds, run, |t| t.wall));
+        let (u, r) = (wall(Run::Plain), wall(Run::Record));
         self.set("real_workload_untraced_ms", u);
         self.set("real_workload_record_ms", r);
-        self.set("real_workload_ratio", r.zip(u).map(|(r, u)| r / u));
+        self.set("real_workload_filter_ms", wall(Run::Filter));
+        self.set(
+            "real_workload_floor_syscall_tp_ms",
+            wall(Run::FilterAndSyscallTp),
+        );
+        // Ratios: the median of each round's ratio to that round's untraced run, so that the
+        // machine's drift between rounds cancels out; by wall time (the target) and by the CPU
+        // time of the whole tree (captrace included), which a busy neighbour disturbs less.
+        for (run, key) in [
+            (Run::Record, "real_workload_ratio"),
+            (Run::Filter, "real_workload_ratio_filter"),
+            (
+                Run::FilterAndSyscallTp,
+                "real_workload_ratio_floor_syscall_tp",
+            ),
+        ] {
+            self.set(key, paired_ratio(&rounds, run, |t| t.wall));
+            self.set(
+                key.replace("ratio", "cpu_ratio"),
+                paired_ratio(&rounds, run, |t| t.cpu),
+            );
+        }
         // Diagnostic: the same ratio with captrace's fixed start-up cost (record_true_ms -
         // true_ms) taken out, i.e. the per-file cost alone.
         let start = self
             .get("record_true_ms")
             .zip(self.get("true_ms"))
             .map(|(r, t)| r - t);
-        self.set(
-            "real_workload_ratio_after_start",
-            r.zip(u).zip(start).map(|((r, u), s)| (r - s) / u),
-        );
+        let after_start = self
+            .get("real_workload_ratio")
+            .zip(u)
+            .zip(start)
+            .map(|((r, u), s)| r - s / u);
+        self.set("real_workload_ratio_after_start", after_start);
     }
 }
 
-/// One tar run of a round, in this order.
+/// One tar run: wall and CPU time in ms, and whether no foreign tracer was loaded.
+#[derive(Clone, Copy, Debug)]
+struct Timed {
+    wall: f64,
+    cpu: f64,
+    clean: bool,
+}
+
+/// `run`'s values over the rounds, the clean ones (every one when none is clean).
+fn series(rounds: &[[Option<Timed>; RUNS.len()]], run: Run, value: fn(&Timed) -> f64) -> Vec<f64> {
+    let all: Vec<Timed> = rounds.iter().filter_map(|r| r[run as usize]).collect();
+    let clean: Vec<f64> = all.iter().filter(|t| t.clean).map(value).collect();
+    if clean.is_empty() {
+        all.iter().map(value).collect()
+    } else {
+        clean
+    }
+}
+
+/// The median over rounds of `run`'s value ÷ the same round's untraced value, from the rounds
+/// where both were clean (from every round where both ran when none was).
+fn paired_ratio(
+    rounds: &[[Option<Timed>; RUNS.len()]],
+    run: Run,
+    value: fn(&Timed) -> f64,
+) -> Option<f64> {
+    let pairs: Vec<(Timed, Timed)> = rounds
+        .iter()
+        .filter_map(|round| round[Run::Plain as usize].zip(round[run as usize]))
+        .collect();
+    let ratio = |(p, t): &(Timed, Timed)| value(t) / value(p);
+    let clean: Vec<f64> = pairs
+        .iter()
+        .filter(|(p, t)| p.clean && t.clean)
+        .map(ratio)
+        .collect();
+    if clean.is_empty() {
+        median(&pairs.iter().map(ratio).collect::<Vec<_>>())
+    } else {
+        median(&clean)
+    }
+}
+
+/// The runs of a round, in order.
+const RUNS: [Run; 4] = [
+    Run::Plain,
+    Run::Filter,
+    Run::FilterAndSyscallTp,
+    Run::Record,
+];
+
+/// One tar run of a round.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Run {
-    Plain,
+    Plain = 0,
     /// The thread-lookup-only program on cap_capable: the least any tracer following chosen
     /// processes could add to this workload.
     Filter,
@@ -138,6 +207,17 @@ enum Run {
     /// (every syscall then takes the slow path).
     FilterAndSyscallTp,
     Record,
+}
+
+impl Run {
+    fn describe(self) -> &'static str {
+        match self {
+            Run::Plain => "untraced:",
+            Run::Filter => "filter:",
+            Run::FilterAndSyscallTp => "filter + syscall tracepoint:",
+            Run::Record => "record:",
+        }
+    }
 }
 
 impl Bench {
@@ -172,5 +252,41 @@ impl Bench {
         fs::rename(&partial, &archive)?;
         fs::remove_dir_all(&src)?;
         Ok(archive)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round(plain: f64, record: f64, clean: bool) -> [Option<Timed>; RUNS.len()] {
+        let t = |wall| {
+            Some(Timed {
+                wall,
+                cpu: wall / 2.0,
+                clean,
+            })
+        };
+        [t(plain), None, None, t(record)]
+    }
+
+    #[test]
+    fn ratios_are_per_round_and_leave_out_contaminated_rounds() {
+        // Drift: the second round is twice as slow for both; the third was contaminated.
+        let rounds = [
+            round(100.0, 110.0, true),
+            round(200.0, 220.0, true),
+            round(100.0, 300.0, false),
+        ];
+        let r = paired_ratio(&rounds, Run::Record, |t| t.wall).unwrap();
+        assert!((r - 1.1).abs() < 1e-9, "{r}");
+        let cpu = paired_ratio(&rounds, Run::Record, |t| t.cpu).unwrap();
+        assert!((cpu - 1.1).abs() < 1e-9, "{cpu}");
+        // A run that never ran has no ratio.
+        assert_eq!(paired_ratio(&rounds, Run::Filter, |t| t.wall), None);
+        // With no clean round, every round counts.
+        let dirty = [round(100.0, 300.0, false), round(100.0, 100.0, false)];
+        let r = paired_ratio(&dirty, Run::Record, |t| t.wall).unwrap();
+        assert!((r - 2.0).abs() < 1e-9, "{r}");
     }
 }

@@ -33,6 +33,26 @@ pub(super) fn wall_ms(mut cmd: Command) -> anyhow::Result<f64> {
     Ok(ms)
 }
 
+/// Wall time and CPU time (user + system of `cmd` and every descendant it waited for) of
+/// `cmd` in ms, stdout and stderr discarded; fails unless it exits with 0.
+pub(super) fn wall_and_cpu_ms(cmd: Command) -> anyhow::Result<(f64, f64)> {
+    let before = children_cpu_ms();
+    let wall = wall_ms(cmd)?;
+    Ok((wall, children_cpu_ms() - before))
+}
+
+/// CPU time of this process's reaped children, in ms (getrusage(RUSAGE_CHILDREN)).
+fn children_cpu_ms() -> f64 {
+    // SAFETY: getrusage writes into the zeroed struct we own.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage
+    };
+    let ms = |t: libc::timeval| t.tv_sec as f64 * 1e3 + t.tv_usec as f64 / 1e3;
+    ms(usage.ru_utime) + ms(usage.ru_stime)
+}
+
 /// The number after `key ` on a line of the load generator's output.
 pub(super) fn value_of(stdout: &str, key: &str) -> Option<f64> {
     stdout.lines().find_map(|line| {
