@@ -27,7 +27,7 @@ Definitions (all figures are medians over interleaved rounds; the bench never as
 - fork storm: {children} short-lived children under `captrace record -o`, one sethostname each; counted
   = sum of the profile's SYS_ADMIN/sethostname counts (target: all).
 - real workload: `tar --same-owner -xf` of {files} files owned by uid 1000 into tmpfs, as root (a chown
-  per file), untraced vs `captrace record -- tar ...`, end to end, {rounds} rounds (target <= 1.05x);
+  per file), untraced vs `captrace record -- tar ...`, end to end, {tar_rounds} rounds (target <= 1.05x);
   real_workload_ratio_filter: plain tar with the thread-lookup-only program on cap_capable / untraced;
   real_workload_ratio_floor_syscall_tp: that program plus an empty one on syscalls:sys_exit_unshare
   (the least a tracer seeing every namespace call's result adds without trampolines) / untraced;
@@ -51,6 +51,7 @@ Definitions (all figures are medians over interleaved rounds; the bench never as
             startup = p.startup_rounds,
             children = p.children,
             files = p.files,
+            tar_rounds = p.tar_rounds,
             monitor_rounds = p.monitor.rounds,
             procs = monitor_throughput::PROCS,
             ladder = p.monitor.describe_ladder(),

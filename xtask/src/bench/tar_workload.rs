@@ -31,7 +31,7 @@ impl Bench {
         let dest = base.join(format!("captrace-bench-extract-{}", std::process::id()));
         // Each round's runs, by `Run as usize`.
         let mut rounds: Vec<[Option<Timed>; RUNS.len()]> = Vec::new();
-        for _ in 0..self.plan.rounds {
+        for _ in 0..self.plan.tar_rounds {
             let mut round = [None; RUNS.len()];
             for run in RUNS {
                 if run == Run::FilterAndSyscallTp && !self.bpftrace {
