@@ -154,6 +154,12 @@ const PT_REGS_ORIG_AX: i16 = 15 * 8;
 /// the task's saved registers as captrace reads it (`bpf_get_current_task_btf`,
 /// `bpf_task_pt_regs`, a load of `orig_ax`): named `bench_count_sys`.
 pub fn attach_count_raw_tp(tracepoint: &str, by_syscall: bool) -> anyhow::Result<CountRawTp> {
+    if by_syscall && !cfg!(target_arch = "x86_64") {
+        anyhow::bail!(
+            "floor_count_syscall reads x86_64's pt_regs.orig_ax (offset {PT_REGS_ORIG_AX}); \
+             not measured on this architecture"
+        );
+    }
     let threads = thread_map()?;
     let mut create = MapCreateAttr {
         map_type: BPF_MAP_TYPE_PERCPU_ARRAY,
