@@ -371,9 +371,11 @@ fn neither_tracefs_nor_securityfs_is_needed_and_doctor_says_so() {
         .unwrap();
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(
-        text.contains(
-            "tracefs: not mounted (captrace does not need it: raw tracepoints attach by name)"
-        ),
+        text.contains(&format!(
+            "tracefs: not mounted ({})",
+            captrace::commands::doctor::TRACEFS_MISSING
+        )),
         "{text}"
     );
+    assert!(text.contains("mount -t tracefs"), "{text}");
 }

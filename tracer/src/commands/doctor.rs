@@ -15,6 +15,11 @@ use crate::{
     loader::{Options, Tracer},
 };
 
+/// What doctor says when tracefs is not mounted.
+pub const TRACEFS_MISSING: &str = "captrace works without it, but where fexit is refused it \
+     then watches namespace calls at every syscall's exit, which costs every syscall of the host \
+     more: mount -t tracefs nodev /sys/kernel/tracing";
+
 /// Everything `doctor` found.
 #[derive(Debug, Serialize)]
 pub struct Findings {
@@ -32,7 +37,8 @@ pub struct Findings {
     pub lsm: Option<String>,
     pub lockdown: Option<String>,
     pub cgroup2: Option<String>,
-    /// Where tracefs is mounted. captrace does not need it: raw tracepoints attach by name.
+    /// Where tracefs is mounted. captrace works without it (raw tracepoints attach by name),
+    /// but the per-syscall tracepoints for namespace calls are found through it.
     pub tracefs: Option<String>,
     pub kallsyms_addresses: bool,
     /// The hook captrace uses for capability checks, or why none.
@@ -161,12 +167,13 @@ pub fn render(f: &Findings) -> String {
             .as_deref()
             .unwrap_or("not mounted (record and run work; monitor needs it)")
     );
-    out += &format!(
-        "tracefs: {} (captrace does not need it: raw tracepoints attach by name)\n",
-        f.tracefs
-            .as_deref()
-            .map_or("not mounted".to_string(), |p| format!("mounted at {p}"))
-    );
+    out += &match f.tracefs.as_deref() {
+        Some(p) => format!(
+            "tracefs: mounted at {p} (where fexit is refused, namespace calls are watched on \
+             the per-syscall exit tracepoints it names)\n"
+        ),
+        None => format!("tracefs: not mounted ({TRACEFS_MISSING})\n"),
+    };
     out += &format!(
         "kernel addresses in /proc/kallsyms: {}\n",
         yes(f.kallsyms_addresses)
