@@ -243,6 +243,14 @@ fn checks_where(
         // In the order their events arrived (paths without an event last): the first one names
         // the process that made the check first.
         key_paths.sort_by_key(|p| collector.first.get(p).map_or(usize::MAX, |f| f.0));
+        // A path is entered in PATHS only once its event is reserved, and sent right after: a
+        // path whose event never arrived was taken after the last drain, once the recording had
+        // ended (a daemon left running by --no-follow-daemons). It would read as a path of
+        // unknown audit and make a memory-accounting probe look needed; it only stands in when
+        // no path of the key arrived.
+        if key_paths.iter().any(|p| collector.first.contains_key(p)) {
+            key_paths.retain(|p| collector.first.contains_key(p));
+        }
         // A lost walk says nothing about the path: it only stands in when no path is known.
         if key_paths.iter().any(|p| p.stack_hash != STACK_LOST) {
             key_paths.retain(|p| p.stack_hash != STACK_LOST);
