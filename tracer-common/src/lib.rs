@@ -52,6 +52,24 @@ pub mod names {
     pub const GLOBAL_USAGE_CACHE_MASK: &str = "USAGE_CACHE_MASK";
 }
 
+/// Calls to kernel functions (kfuncs) that aya 0.14 and bpf-linker cannot emit: the programs
+/// carry each as a call instruction with a placeholder id, which the loader replaces with the
+/// function's id in the running kernel's BTF, or with a harmless `r0 = 0` where the kernel has
+/// no such function (the programs then take the path `Config` tells them to).
+pub mod kfunc {
+    /// `void *bpf_rdonly_cast(const void *obj, u32 btf_id)` (kernels >= 6.2): the verifier
+    /// replaces the call with a register move and treats the result as a read-only pointer to
+    /// the BTF type `btf_id`, whose loads cannot fault.
+    pub const RDONLY_CAST: &str = "bpf_rdonly_cast";
+    /// The placeholder's immediate ("CAST" in ASCII).
+    pub const RDONLY_CAST_PLACEHOLDER: u32 = 0x5453_4143;
+    /// The instruction as the programs carry it: `call` (0x85) with src_reg 2
+    /// (BPF_PSEUDO_KFUNC_CALL), off 0, imm the placeholder; little-endian.
+    pub const fn call_insn(imm: u32) -> u64 {
+        ((imm as u64) << 32) | 0x2085
+    }
+}
+
 /// Load-time configuration of the kernel programs (one global, written by the loader from BTF
 /// and the architecture, so one object runs on kernels whose layouts differ).
 #[repr(C)]
@@ -115,6 +133,13 @@ pub struct Config {
     /// Offset of `tgid` in `struct task_struct` (hooks with a BTF-typed task read the thread
     /// and process ids without the `bpf_get_current_pid_tgid` helper).
     pub task_tgid_off: u32,
+    /// Offset of `stack` (the kernel stack's base) in `struct task_struct`.
+    pub task_stack_off: u32,
+    /// The kernel's BTF id of `struct pt_regs` when the loader made the `bpf_rdonly_cast`
+    /// kfunc call of the programs real (`kfunc::RDONLY_CAST_PLACEHOLDER`); 0 when the kernel
+    /// lacks the kfunc (before 6.2) and the saved registers are found with the helper.
+    pub regs_btf_id: u32,
+    pub _pad_end: u32,
 }
 
 /// Workload ids with this bit set are cgroup ids (`Config::follow_cgroups`); the others are

@@ -8,6 +8,7 @@
 // Built for the host too (workspace clippy and tests unify features), where it is an empty
 // program.
 #![cfg_attr(target_arch = "bpf", no_std, no_main)]
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 #![cfg_attr(not(target_arch = "bpf"), allow(dead_code, unused_imports))]
 
 #[cfg(not(target_arch = "bpf"))]

@@ -27,6 +27,16 @@ fn doctor_agrees_with_what_really_works_here() {
         let point = hook.split(' ').next().unwrap();
         let err = String::from_utf8_lossy(&record.stderr);
         assert!(err.contains(&format!("hook {point})")), "{hook} vs {err}");
+        // The syscall number of each check is read without a helper exactly where the
+        // program holds a BTF-typed task and the kernel has bpf_rdonly_cast (6.2 and later).
+        let typed = point == "tp_btf/cap_capable" || point == "fexit/cap_capable";
+        let read = f["syscall_read"].as_str().unwrap_or_default();
+        assert_eq!(
+            read.contains("bpf_rdonly_cast"),
+            typed && kernel_at_least(6, 2),
+            "{read} ({point}, kernel {:?})",
+            kernel_release()
+        );
         if point.ends_with("tracepoint/cap_capable") || point == "tp_btf/cap_capable" {
             assert_eq!(f["cap_capable_tracepoint"], true);
             assert_eq!(f["program_types"]["raw_tracepoint"], true);
@@ -66,4 +76,20 @@ fn doctor_agrees_with_what_really_works_here() {
         text.contains("capability:cap_capable tracepoint: "),
         "{text}"
     );
+}
+
+fn kernel_release() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Whether the running kernel's version is at least `major.minor`.
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = kernel_release();
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (a, b) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (a, b) >= (major, minor)
 }

@@ -43,6 +43,8 @@ pub struct Findings {
     pub kallsyms_addresses: bool,
     /// The hook captrace uses for capability checks, or why none.
     pub hook: Result<String, String>,
+    /// How that hook's program reads each check's syscall number (`Tracer::syscall_read`).
+    pub syscall_read: Option<String>,
     /// Whether in-kernel enforcement could run here, and why not.
     pub enforcement: Result<String, String>,
 }
@@ -88,9 +90,12 @@ pub fn findings() -> Findings {
     let bpf_privileges = has(caps::Capability::CAP_SYS_ADMIN)
         || (has(caps::Capability::CAP_BPF) && has(caps::Capability::CAP_PERFMON));
     // The final word is the kernel's: load and attach what `record` and `run --enforce` would.
-    let hook = match Tracer::load(Options::default()) {
-        Ok(t) => Ok(t.hook_point().unwrap_or_default().to_string()),
-        Err(e) => Err(e.to_string()),
+    let (hook, syscall_read) = match Tracer::load(Options::default()) {
+        Ok(t) => (
+            Ok(t.hook_point().unwrap_or_default().to_string()),
+            t.syscall_read().map(str::to_string),
+        ),
+        Err(e) => (Err(e.to_string()), None),
     };
     let enforcement = match (&lsm, supported("lsm")) {
         (Some(_), false) => {
@@ -129,6 +134,7 @@ pub fn findings() -> Findings {
         tracefs: mounted(&mountinfo, "tracefs", TRACEFS_MAGIC),
         kallsyms_addresses,
         hook,
+        syscall_read,
         enforcement,
     }
 }
@@ -179,7 +185,12 @@ pub fn render(f: &Findings) -> String {
         yes(f.kallsyms_addresses)
     );
     match &f.hook {
-        Ok(h) => out += &format!("captrace will trace with: {h}\n"),
+        Ok(h) => {
+            out += &format!("captrace will trace with: {h}\n");
+            if let Some(how) = &f.syscall_read {
+                out += &format!("syscall number of each check read by: {how}\n");
+            }
+        }
         Err(e) => out += &format!("captrace cannot trace here: {e}\n"),
     }
     match &f.enforcement {

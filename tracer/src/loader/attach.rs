@@ -17,6 +17,19 @@ impl Tracer {
         self.hook.map(|(_, point)| point)
     }
 
+    /// How the attached hook's program reads the syscall number of each check (part of its
+    /// key), for `doctor`: without a helper call where it holds a BTF-typed task (tp_btf,
+    /// fexit) and the kernel has `bpf_rdonly_cast` (>= 6.2), else through `bpf_task_pt_regs`.
+    pub fn syscall_read(&self) -> Option<&'static str> {
+        let (hook, point) = self.hook?;
+        let typed = hook == Hook::Fentry || point == Hook::Tracepoint.attach_point();
+        Some(if typed && self.regs_by_cast {
+            "task->stack cast with bpf_rdonly_cast (no helper call)"
+        } else {
+            "the bpf_task_pt_regs helper (one call more per check)"
+        })
+    }
+
     /// Attaches the first hook of `choice` that this kernel accepts (fentry is not tried when
     /// `fexit_refused` says why the kernel refuses every fexit program: `fexit_probe`).
     pub(super) fn attach_hook(
@@ -288,6 +301,7 @@ pub(super) fn describe(e: ProgramError) -> String {
     } = &e
     {
         let log = verifier_log.to_string();
+        tracing::debug!("the verifier's log:\n{log}");
         return match log.lines().rev().find(|l| !l.trim().is_empty()) {
             Some(last) => format!("the kernel refused the program: {io_error} (verifier: {last})"),
             None => format!("the kernel refused the program: {io_error}"),

@@ -1,7 +1,7 @@
 //! The load-time configuration handed to the programs: struct offsets from the kernel's BTF,
 //! the architecture's registers and syscall numbers, and what to trace.
 use syscalls::Sysno;
-use tracer_common::Config;
+use tracer_common::{Config, kfunc};
 
 use super::{ATTACH_TARGETS, LoadError, Options};
 use crate::{
@@ -15,6 +15,7 @@ pub(super) fn kernel_btf() -> Result<Found, LoadError> {
         .iter()
         .map(|s| (s.to_string(), Kind::Struct))
         .chain(ATTACH_TARGETS.iter().map(|t| t.lookup()))
+        .chain([(kfunc::RDONLY_CAST.to_string(), Kind::Func)])
         .collect();
     let wanted: Vec<(&str, Kind)> = lookups.iter().map(|(n, k)| (n.as_str(), *k)).collect();
     let (found, source) = kernel_btf::cache::found(&wanted).map_err(LoadError::Btf)?;
@@ -32,6 +33,7 @@ const STRUCTS: &[&str] = &[
     "inode",
     "super_block",
     "linux_binprm",
+    "pt_regs",
 ];
 
 pub(super) fn config(btf: &Found, opts: &Options) -> Result<Config, LoadError> {
@@ -79,6 +81,13 @@ pub(super) fn config(btf: &Found, opts: &Options) -> Result<Config, LoadError> {
         inode_nlink_off: nlink_off(btf.member_offset("inode", "i_nlink").ok(), inode_ino_off),
         bprm_file_off: off("linux_binprm", "file")?,
         task_tgid_off,
+        task_stack_off: off("task_struct", "stack")?,
+        // The loader clears it when the object carries no cast to patch (`loader::kfunc`).
+        regs_btf_id: btf
+            .id(kfunc::RDONLY_CAST, Kind::Func)
+            .and(btf.id("pt_regs", Kind::Struct))
+            .unwrap_or(0),
+        _pad_end: 0,
     })
 }
 

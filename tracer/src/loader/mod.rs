@@ -7,12 +7,15 @@ mod aya_loader;
 mod config;
 mod detach;
 mod fexit_probe;
+mod kfunc;
 mod maps;
 mod preflight;
 mod runtime;
 
 use aya::{Btf, Ebpf, maps::HashMap as BpfHashMap, programs::links::FdLink, util::nr_cpus};
 use tracer_common::{capacity, names, usage_cache};
+
+use crate::kernel_btf::Kind;
 
 use self::{
     attach::describe,
@@ -198,6 +201,9 @@ pub struct Tracer {
     /// The hook watching capability checks and the program attached to it
     /// (`tp_btf/cap_capable`).
     hook: Option<(Hook, &'static str)>,
+    /// Whether the programs reach a task's saved registers with `bpf_rdonly_cast` (the
+    /// patched kfunc call, `kfunc`) rather than the `bpf_task_pt_regs` helper.
+    regs_by_cast: bool,
 }
 
 /// The attach targets' BTF ids as aya looks them up (see `attach_btf`), or why there are none.
@@ -274,7 +280,14 @@ impl Tracer {
             .map_err(|_| LoadError::Btf("the loader's thread panicked".into()));
         let (btf, (mut loader, parse_avoided), aya_btf) = (btf?, loader?, aya_btf?);
         tracing::debug!(elapsed = ?t.elapsed(), parse_avoided, "kernel BTF read");
-        let config = config(&btf, &opts)?;
+        let mut config = config(&btf, &opts)?;
+        let (object, casts) = kfunc::patched(
+            OBJECT,
+            btf.id(tracer_common::kfunc::RDONLY_CAST, Kind::Func),
+        );
+        if casts == 0 {
+            config.regs_btf_id = 0;
+        }
         drop(btf);
         // The programs use no CO-RE relocations (offsets come from CONFIG), so aya need not
         // parse the kernel's BTF a second time.
@@ -289,7 +302,7 @@ impl Tracer {
             .btf(None)
             .override_global(names::GLOBAL_CONFIG, &config, true)
             .override_global(names::GLOBAL_USAGE_CACHE_MASK, &cache_mask, true)
-            .load(OBJECT);
+            .load(&object);
         let ebpf = ebpf?;
         tracing::debug!(elapsed = ?t.elapsed(), "programs loaded");
         let nr_cpus = nr_cpus().map_err(|(_, e)| LoadError::Btf(e.to_string()))?;
@@ -301,6 +314,7 @@ impl Tracer {
             ns_point: None,
             hook: None,
             runtime_exes: Vec::new(),
+            regs_by_cast: config.regs_btf_id != 0,
         };
         let mut cgroups: BpfHashMap<_, u64, u8> = BpfHashMap::try_from(
             tracer

@@ -56,6 +56,9 @@ const fn target(name: &'static str, per_hook: bool, kernels: &'static [&'static 
 const TARGETS: &[Target] = &[
     target("record", true, &[]),
     target("enforce", false, &[]),
+    // What doctor says of each kernel (the hook, how the syscall number is read: with the
+    // bpf_rdonly_cast kfunc from 6.2, with a helper on 6.1) against what really runs there.
+    target("doctor", false, &[]),
     target("security", false, &["6.1"]),
     target("security_files", false, &["6.1"]),
     Target {
