@@ -58,15 +58,20 @@ static mut REGS_FROM_STACK: u64 = 0;
 fn regs_from_stack(task: *const u8, stack: u64) -> u64 {
     // SAFETY: `task` is the trusted pointer `bpf_get_current_task_btf` returned.
     let regs = unsafe { bpf_task_pt_regs(task as *mut _) as *const u8 };
-    // The pointer's value as a number: copied from this program's own stack, since the
-    // verifier refuses arithmetic between a kernel pointer and an unbounded number (6.12), and
-    // a shared scratch slot could hold another task's pointer.
-    // SAFETY: a probe read of a local; the helper cannot fault.
-    let Ok(addr) = (unsafe { bpf_probe_read_kernel(core::ptr::addr_of!(regs) as *const u64) })
-    else {
+    // Both values as plain numbers, copied from this program's own stack: the verifier types
+    // them as pointers (`task->stack` too, from 7.x: untrusted memory) and refuses arithmetic
+    // between two pointers, or between a pointer and an unbounded number (6.12). A shared
+    // scratch slot instead could hold another task's pointer.
+    // SAFETY: probe reads of locals; the helper cannot fault.
+    let (Ok(regs_addr), Ok(stack_addr)) = (unsafe {
+        (
+            bpf_probe_read_kernel(core::ptr::addr_of!(regs) as *const u64),
+            bpf_probe_read_kernel(core::ptr::addr_of!(stack)),
+        )
+    }) else {
         return 0;
     };
-    let from_stack = addr.wrapping_sub(stack);
+    let from_stack = regs_addr.wrapping_sub(stack_addr);
     // SAFETY: a .bss global; the distance is the same for every task of this boot
     // (`task_pt_regs`, arch/x86/include/asm/processor.h), so racing writers agree.
     unsafe { core::ptr::write_volatile(&raw mut REGS_FROM_STACK, from_stack) };
