@@ -41,11 +41,11 @@ fn doctor_agrees_with_what_really_works_here() {
         // program holds a BTF-typed task and the kernel has bpf_rdonly_cast (6.2 and later).
         let typed = point == "tp_btf/cap_capable" || point == "fexit/cap_capable";
         let read = f["syscall_read"].as_str().unwrap_or_default();
+        let kernel = f["kernel"].as_str().unwrap_or_default();
         assert_eq!(
             read.contains("bpf_rdonly_cast"),
-            typed && kernel_at_least(6, 2),
-            "{read} ({point}, kernel {:?})",
-            kernel_release()
+            typed && captrace::launch::seccomp::version(kernel) >= (6, 2),
+            "{read} ({point}, kernel {kernel})"
         );
         if point.ends_with("tracepoint/cap_capable") || point == "tp_btf/cap_capable" {
             assert_eq!(f["cap_capable_tracepoint"], true);
@@ -86,20 +86,4 @@ fn doctor_agrees_with_what_really_works_here() {
         text.contains("capability:cap_capable tracepoint: "),
         "{text}"
     );
-}
-
-fn kernel_release() -> String {
-    nix::sys::utsname::uname()
-        .map(|u| u.release().to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
-/// Whether the running kernel's version is at least `major.minor`.
-fn kernel_at_least(major: u32, minor: u32) -> bool {
-    let release = kernel_release();
-    let mut parts = release
-        .split(|c: char| !c.is_ascii_digit())
-        .map(|p| p.parse::<u32>().unwrap_or(0));
-    let (a, b) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    (a, b) >= (major, minor)
 }

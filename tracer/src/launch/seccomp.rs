@@ -151,8 +151,8 @@ fn this_arch() -> (&'static str, TargetArch) {
     ("amd64", TargetArch::x86_64)
 }
 
-/// `6.18.44-foo` as (6, 18).
-fn version(release: &str) -> (u32, u32) {
+/// `6.18.44-foo` (a kernel release, `uname -r`) as (6, 18).
+pub fn version(release: &str) -> (u32, u32) {
     let mut it = release
         .split(|c: char| !c.is_ascii_digit())
         .map(|p| p.parse().unwrap_or(0));

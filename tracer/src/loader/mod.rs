@@ -281,10 +281,11 @@ impl Tracer {
         let (btf, (mut loader, parse_avoided), aya_btf) = (btf?, loader?, aya_btf?);
         tracing::debug!(elapsed = ?t.elapsed(), parse_avoided, "kernel BTF read");
         let mut config = config(&btf, &opts)?;
-        let (object, casts) = kfunc::patched(
-            OBJECT,
-            btf.id(tracer_common::kfunc::RDONLY_CAST, Kind::Func),
-        );
+        // The call is made real exactly where the programs will take the cast (`config`).
+        let cast = (config.regs_btf_id != 0)
+            .then(|| btf.id(tracer_common::kfunc::RDONLY_CAST, Kind::Func))
+            .flatten();
+        let (object, casts) = kfunc::patched(OBJECT, cast);
         if casts == 0 {
             config.regs_btf_id = 0;
         }
